@@ -1,0 +1,3 @@
+module github.com/spinebridge/spinebridge
+
+go 1.26
