@@ -5,8 +5,8 @@ package hl7v2
 // subcomponent means the whole field repetition or component. A Path with Field 0
 // addresses a whole segment.
 type Path struct {
-	id         uint32
-	Location          // the path as written; zero Occurrence/Repetition when omitted
+	id       uint32
+	Location // the path as written; zero Occurrence/Repetition when omitted
 }
 
 // ParsePath parses s in path syntax, e.g. "PID-5.1", "PID-3[2].1", "OBX[3]-5",

@@ -28,4 +28,3 @@ func indexFrom(b []byte, i, j int, sep byte) int {
 	}
 	return j
 }
-
