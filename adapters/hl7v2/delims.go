@@ -54,7 +54,9 @@ func readDelimiters(seg []byte) (Delimiters, int, bool) {
 	for n < len(enc) && enc[n] != d.Field {
 		n++
 	}
-	if n == 0 || n > 5 {
+	// MSH-2 must be followed by a field separator: a message that ends inside it is
+	// truncated, whatever characters it got to.
+	if n == 0 || n > 5 || n == len(enc) {
 		return d, n, false
 	}
 	chars := [5]byte{d.Field, d.Field, d.Field, d.Field, 0}

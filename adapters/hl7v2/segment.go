@@ -57,8 +57,8 @@ func (s Segment) FieldCount() int {
 	}
 	s.m.split(s.i, 1<<30)
 	n := int(s.m.segs[s.i].nf)
-	if s.isHeader() {
-		n++
+	if n > 0 && s.isHeader() {
+		n++ // field 1 is the separator after the id, not split out
 	}
 	return n
 }
