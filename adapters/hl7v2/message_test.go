@@ -45,16 +45,16 @@ func TestParseFraming(t *testing.T) {
 				t.Fatalf("segments = %s, want %s", got, want)
 			}
 			for path, want := range map[string]string{
-				"MSH-9.1":   "ADT",
-				"MSH-9.2":   "A01",
-				"PID-3.1":   "9990000018",
+				"MSH-9.1":    "ADT",
+				"MSH-9.2":    "A01",
+				"PID-3.1":    "9990000018",
 				"PID-3[1].4": "NHS",
 				"PID-3[2].1": "RX1A123456",
-				"PID-5.1":   "THOMPSON",
-				"PID-32":    "NSTS01",
-				"PD1-3.3":   "B86001",
-				"PV1-3.3":   "BED 4",
-				"PV1-7.2":   "JONES",
+				"PID-5.1":    "THOMPSON",
+				"PID-32":     "NSTS01",
+				"PD1-3.3":    "B86001",
+				"PV1-3.3":    "BED 4",
+				"PV1-7.2":    "JONES",
 			} {
 				if got := lookup(t, m, path); got != want {
 					t.Errorf("%s = %q, want %q", path, got, want)
