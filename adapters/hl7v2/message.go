@@ -100,24 +100,21 @@ func (m *Message) index(p, end int) error {
 	b, sep := m.buf, m.delims.Field
 	segs := m.segs
 	defer func() { m.segs = segs }()
-	// A CR-only message, the common case, costs one search per segment; LF is looked
-	// for again only after each LF found.
-	nextLF := end
-	if i := bytes.IndexByte(b[p:end], '\n'); i >= 0 {
-		nextLF = p + i
-	}
-	for p < end {
-		q := end
-		if i := bytes.IndexByte(b[p:end], '\r'); i >= 0 {
-			q = p + i
-		}
-		if nextLF < q {
-			q = nextLF
-			nextLF = end
-			if i := bytes.IndexByte(b[q+1:end], '\n'); i >= 0 {
-				nextLF = q + 1 + i
+	// This is terminators.next by hand: the parser's loop is the hottest in the
+	// engine and a call per segment costs it a tenth of its time.
+	cr, lf := -1, -1
+	for ; p < end; p++ {
+		if cr < p {
+			if cr = bytes.IndexByte(b[p:end], '\r') + p; cr < p {
+				cr = end
 			}
 		}
+		if lf < p {
+			if lf = bytes.IndexByte(b[p:end], '\n') + p; lf < p {
+				lf = end
+			}
+		}
+		q := min(cr, lf)
 		switch n := q - p; {
 		case n > 3 && b[p+3] == sep && isSegmentID(b[p], b[p+1], b[p+2]):
 			segs = append(segs, segment{start: int32(p), end: int32(q), id: packID3(b[p:]), next: int32(p + 4)})
@@ -126,7 +123,7 @@ func (m *Message) index(p, end int) error {
 		case n > 0 && !isBlank(b[p:q]):
 			return &ParseError{Index: len(segs) + 1, Offset: p, Err: ErrSegmentID}
 		}
-		p = q + 1
+		p = q
 	}
 	return nil
 }
