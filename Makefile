@@ -1,0 +1,38 @@
+# The commands a newcomer and CI run. `make test` is the test command the README
+# gives and .ci/run calls; each target does its own set-up.
+
+GO      ?= go
+PKGS    ?= ./...
+BENCHES ?= BenchmarkParse$$|BenchmarkScanFloor
+COUNT   ?= 10
+
+.PHONY: all build run test setup bench fuzz lint
+
+all: build
+
+build:
+	$(GO) build -o spinebridge ./cmd/spinebridge
+
+# The engine's main job on embedded defaults. Until the listener exists, that is
+# reading a message.
+run:
+	$(GO) run ./cmd/spinebridge inspect fixtures/hl7v2/bench/adt_a01.hl7
+
+setup:
+	@bash .ci/setup
+
+test: setup
+	$(GO) test -race -count=1 $(PKGS)
+
+# Parser benchmarks beside the scan floor, medians over COUNT runs, with the ratio.
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCHES)' -benchmem -count $(COUNT) ./adapters/hl7v2 | tee bench.out | bash .ci/benchtable
+
+# Fuzz each decoder for FUZZTIME (default 30s each).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./adapters/hl7v2
+
+lint:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet $(PKGS)
