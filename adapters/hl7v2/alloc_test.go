@@ -40,3 +40,30 @@ func TestParseAllocatesNothing(t *testing.T) {
 		})
 	}
 }
+
+// Reads that alternate field by field between segments must not make the field
+// index grow faster than the fields split: each move to the end of the index at
+// least doubles what the segment has split.
+func TestAlternatingReadsStayLinear(t *testing.T) {
+	const fields = 4000
+	seg := make([]byte, 0, 3*fields)
+	for range fields {
+		seg = append(seg, "|x"...)
+	}
+	data := []byte("MSH|^~\\&|A|B|C|D|2026||ORU^R01|1|P|2.5\rOBX" + string(seg) + "\rNTE" + string(seg) + "\r")
+	var m Message
+	if err := m.Parse(data); err != nil {
+		t.Fatal(err)
+	}
+	obx, nte := m.Segment(1), m.Segment(2)
+	for n := 1; n <= fields; n++ {
+		if obx.Field(n).String() != "x" || nte.Field(n).String() != "x" {
+			t.Fatalf("field %d wrong", n)
+		}
+	}
+	// Each segment's live entries plus what its moves left behind: at most
+	// 2+4+...+fields per segment, so under 4x the fields of both.
+	if n := len(m.fields); n > 4*2*fields {
+		t.Errorf("field index holds %d entries for %d fields read", n, 2*fields)
+	}
+}

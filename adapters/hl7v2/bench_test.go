@@ -94,19 +94,3 @@ func scanFloor(data []byte) int {
 	}
 	return fields
 }
-
-func BenchmarkParseOnly(b *testing.B) {
-	for _, in := range benchInputs {
-		data := readBench(b, in.file)
-		b.Run(in.name, func(b *testing.B) {
-			var m Message
-			b.ReportAllocs()
-			b.SetBytes(int64(len(data)))
-			for b.Loop() {
-				if err := m.Parse(data); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}

@@ -212,13 +212,16 @@ func (m *Message) split(si int32, j int32) {
 		return
 	}
 	// A segment's split fields are contiguous in m.fields. If another segment was
-	// split after this one, move this one's to the end before extending them.
+	// split after this one, move this one's to the end before extending them, and
+	// split at least twice as far, so that however reads alternate between
+	// segments, moves copy no more entries than were split.
 	if s.nf == 0 {
 		s.fields = int32(len(m.fields))
 	} else if int(s.fields+s.nf) != len(m.fields) {
 		at := int32(len(m.fields))
 		m.fields = append(m.fields, m.fields[s.fields:s.fields+s.nf]...)
 		s.fields = at
+		j = max(j, 2*s.nf)
 	}
 	b, sep, fields := m.buf, m.delims.Field, m.fields
 	p, end, nf := int(s.next), int(s.end), s.nf
