@@ -1,0 +1,85 @@
+package routes
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkAppendParallel appends 1 KiB messages durably from 64 goroutines, as
+// 64 MLLP connections would, and reports records/s and the latency of one
+// Append (p50, p99).
+func BenchmarkAppendParallel(b *testing.B) {
+	j, _ := openTest(b)
+	const writers = 64
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism((writers + procs - 1) / procs)
+	b.SetBytes(1024)
+	b.ReportAllocs()
+	var (
+		mu  sync.Mutex
+		lat []time.Duration
+		n   int
+	)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		mu.Lock()
+		n++
+		w := n
+		mu.Unlock()
+		tmpl := testRecord(w)
+		tmpl.Raw = hl7Message(tmpl.ControlID, tmpl.NHSNumber, 1024)
+		local := make([]time.Duration, 0, 1024)
+		for i := 0; pb.Next(); i++ {
+			rec := *tmpl
+			rec.Received = time.Time{}
+			rec.ControlID = strconv.Itoa(w) + "-" + strconv.Itoa(i)
+			start := time.Now()
+			if err := j.Append(context.Background(), &rec); err != nil {
+				b.Error(err)
+				return
+			}
+			local = append(local, time.Since(start))
+		}
+		mu.Lock()
+		lat = append(lat, local...)
+		mu.Unlock()
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	}
+}
+
+// BenchmarkFindControlID is the duplicate check the intake makes before each
+// append, against a journal of 10,000 records.
+func BenchmarkFindControlID(b *testing.B) {
+	j, _ := openTest(b)
+	var wg sync.WaitGroup
+	for w := range 64 {
+		wg.Go(func() {
+			for i := w; i < 10000; i += 64 {
+				if err := j.Append(context.Background(), testRecord(i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	since := testRecord(0).Received
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := j.FindControlID(context.Background(), "PAS|RX1", "MSG"+strconv.Itoa(i%10000), since); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
