@@ -13,10 +13,9 @@ all: build
 build:
 	$(GO) build -o spinebridge ./cmd/spinebridge
 
-# The engine's main job on embedded defaults. Until the listener exists, that is
-# reading a message.
+# The engine on its embedded defaults: MLLP :2575, HTTP :8080, admin :8081, ./data.
 run:
-	$(GO) run ./cmd/spinebridge inspect fixtures/hl7v2/bench/adt_a01.hl7
+	$(GO) run ./cmd/spinebridge serve
 
 setup:
 	@bash .ci/setup

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -15,7 +16,13 @@ import (
 // file, SPINEBRIDGE_<KEY> environment variables and command-line flags; components
 // receive the plain typed parts they need, never viper.
 type config struct {
-	HL7 hl7Config `mapstructure:"hl7"`
+	DataDir string      `mapstructure:"data_dir"`
+	HL7     hl7Config   `mapstructure:"hl7"`
+	MLLP    mllpConfig  `mapstructure:"mllp"`
+	Ack     ackConfig   `mapstructure:"ack"`
+	HTTP    httpConfig  `mapstructure:"http"`
+	Admin   adminConfig `mapstructure:"admin"`
+	Log     logConfig   `mapstructure:"log"`
 }
 
 // hl7Config is how HL7 v2 bytes are read.
@@ -24,6 +31,92 @@ type hl7Config struct {
 	// declare one. Empty means HL7's default (ASCII), read leniently: valid UTF-8 is
 	// kept and other bytes are taken as Windows-1252.
 	DefaultCharset string `mapstructure:"default_charset"`
+	// Timezone is the zone of times written without an offset, ACKs' MSH-7 included.
+	Timezone string `mapstructure:"timezone"`
+}
+
+// mllpConfig is the MLLP listener.
+type mllpConfig struct {
+	Addr           string        `mapstructure:"addr"`
+	Strict         bool          `mapstructure:"strict"`
+	MaxFrameSize   int           `mapstructure:"max_frame_size"`
+	MaxConnections int           `mapstructure:"max_connections"`
+	ReadTimeout    time.Duration `mapstructure:"read_timeout"`
+	IdleTimeout    time.Duration `mapstructure:"idle_timeout"`
+	IdleAction     string        `mapstructure:"idle_action"`
+	KeepAlive      time.Duration `mapstructure:"keep_alive"`
+	WriteTimeout   time.Duration `mapstructure:"write_timeout"`
+	CommitAck      bool          `mapstructure:"commit_ack"`
+	TLS            tlsConfig     `mapstructure:"tls"`
+}
+
+// tlsConfig is TLS as files on disk.
+type tlsConfig struct {
+	CertFile     string `mapstructure:"cert_file"`
+	KeyFile      string `mapstructure:"key_file"`
+	ClientCAFile string `mapstructure:"client_ca_file"`
+	ClientAuth   string `mapstructure:"client_auth"`
+}
+
+// ackConfig is the acknowledgement policy.
+type ackConfig struct {
+	Point           string        `mapstructure:"point"`
+	DuplicateWindow time.Duration `mapstructure:"duplicate_window"`
+	Versions        []string      `mapstructure:"versions"`
+	ProcessingIDs   []string      `mapstructure:"processing_ids"`
+	MessageTypes    []string      `mapstructure:"message_types"`
+	ParseErrorCode  string        `mapstructure:"parse_error_code"`
+	RejectText      string        `mapstructure:"reject_text"`
+}
+
+// httpConfig is the inbound HTTP listener: HL7 v2 over HTTP at /hl7v2.
+type httpConfig struct {
+	Addr        string `mapstructure:"addr"`
+	ErrorStatus bool   `mapstructure:"error_status"`
+	MaxBodySize int64  `mapstructure:"max_body_size"`
+}
+
+// adminConfig is the admin HTTP endpoint.
+type adminConfig struct {
+	Addr string `mapstructure:"addr"`
+}
+
+// logConfig is the structured log.
+type logConfig struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// defaults are the embedded defaults `spinebridge serve` starts on. Every key is
+// listed, so that each can also be set from the environment.
+var defaults = map[string]any{
+	"data_dir":                "./data",
+	"hl7.default_charset":     "",
+	"hl7.timezone":            "Europe/London",
+	"mllp.addr":               ":2575",
+	"mllp.strict":             false,
+	"mllp.max_frame_size":     16 << 20,
+	"mllp.max_connections":    1024,
+	"mllp.read_timeout":       30 * time.Second,
+	"mllp.idle_timeout":       10 * time.Minute,
+	"mllp.idle_action":        "close",
+	"mllp.keep_alive":         time.Duration(0),
+	"mllp.write_timeout":      30 * time.Second,
+	"mllp.commit_ack":         false,
+	"mllp.tls.cert_file":      "",
+	"mllp.tls.key_file":       "",
+	"mllp.tls.client_ca_file": "",
+	"mllp.tls.client_auth":    "off",
+	"ack.point":               "durable",
+	"ack.duplicate_window":    24 * time.Hour,
+	"ack.versions":            []string{},
+	"ack.processing_ids":      []string{"P", "T", "D"},
+	"ack.message_types":       []string{},
+	"ack.parse_error_code":    "AE",
+	"ack.reject_text":         "Message rejected",
+	"admin.addr":              ":8081",
+	"log.level":               "info",
+	"log.format":              "text",
 }
 
 // loadConfig builds the configuration for cmd. flags maps configuration keys to the
@@ -33,13 +126,16 @@ func loadConfig(cmd *cobra.Command, flags map[string]string) (config, error) {
 	v.SetEnvPrefix("SPINEBRIDGE")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
-	v.SetDefault("hl7.default_charset", "")
+	for key, value := range defaults {
+		v.SetDefault(key, value)
+	}
 	for key, name := range flags {
 		if err := v.BindPFlag(key, cmd.Flags().Lookup(name)); err != nil {
 			return config{}, fmt.Errorf("config: bind --%s: %w", name, err)
 		}
 	}
-	if file, _ := cmd.Flags().GetString("config"); file != "" {
+	file, _ := cmd.Flags().GetString("config")
+	if file != "" {
 		v.SetConfigFile(file)
 		if err := v.ReadInConfig(); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -50,6 +146,9 @@ func loadConfig(cmd *cobra.Command, flags map[string]string) (config, error) {
 	}
 	var c config
 	if err := v.UnmarshalExact(&c); err != nil {
+		if file != "" {
+			return config{}, fmt.Errorf("config: %s: %w", file, err)
+		}
 		return config{}, fmt.Errorf("config: %w", err)
 	}
 	return c, nil

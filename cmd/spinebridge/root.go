@@ -36,9 +36,14 @@ func reportError(stderr io.Writer, err error) int {
 }
 
 // exactArgs is cobra.ExactArgs with a usage error, so a wrong count exits 2.
-func exactArgs(n int) cobra.PositionalArgs {
+func exactArgs(n int) cobra.PositionalArgs { return usageArgs(cobra.ExactArgs(n)) }
+
+// minArgs is cobra.MinimumNArgs with a usage error.
+func minArgs(n int) cobra.PositionalArgs { return usageArgs(cobra.MinimumNArgs(n)) }
+
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
-		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+		if err := check(cmd, args); err != nil {
 			return usageError{fmt.Errorf("%s: %w", cmd.Name(), err)}
 		}
 		return nil
@@ -61,6 +66,6 @@ systems, routes them through a declarative table, transforms them to FHIR R4
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().String("config", "", "configuration file (YAML); every key may also be set as SPINEBRIDGE_<KEY>")
-	root.AddCommand(newInspectCommand())
+	root.AddCommand(newInspectCommand(), newServeCommand(), newSendCommand(), newMessagesCommand(), newBenchCommand())
 	return root
 }

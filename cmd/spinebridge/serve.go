@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spinebridge/spinebridge/adapters/hl7http"
+	"github.com/spinebridge/spinebridge/adapters/hl7v2"
+	"github.com/spinebridge/spinebridge/adapters/mllp"
+	"github.com/spinebridge/spinebridge/routes"
+)
+
+// shutdownGrace bounds a graceful shutdown: in-flight messages finish and get their
+// ACKs, then the journal closes.
+const shutdownGrace = 15 * time.Second
+
+func newServeCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the engine: accept HL7 v2 over MLLP, journal every message, acknowledge",
+		Long: `Serve runs the engine. With no flags it starts on its embedded defaults: MLLP on
+:2575, HL7 v2 over HTTP on :8080 (POST /hl7v2), the admin endpoint on :8081
+(/healthz, /readyz, /messages), and the journal in ./data.
+
+A message is acknowledged only once it is durable in the journal. Configuration
+comes from --config FILE (YAML), SPINEBRIDGE_<KEY> environment variables (e.g.
+SPINEBRIDGE_MLLP_ADDR, SPINEBRIDGE_ACK_DUPLICATE_WINDOW) and the flags below.
+SIGINT or SIGTERM stops accepting, lets in-flight messages finish and closes the
+journal.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd, map[string]string{
+				"mllp.addr":  "mllp-addr",
+				"http.addr":  "http-addr",
+				"admin.addr": "admin-addr",
+				"data_dir":   "data-dir",
+			})
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(cmd.ErrOrStderr(), cfg.Log)
+			if err != nil {
+				return usageError{err}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, cfg, log)
+		},
+	}
+	cmd.Flags().String("mllp-addr", ":2575", "MLLP listen address (config mllp.addr)")
+	cmd.Flags().String("http-addr", ":8080", "inbound HTTP address, HL7 v2 over HTTP at /hl7v2 (config http.addr)")
+	cmd.Flags().String("admin-addr", ":8081", "admin HTTP address (config admin.addr)")
+	cmd.Flags().String("data-dir", "./data", "directory of the journal (config data_dir)")
+	return cmd
+}
+
+func newLogger(w io.Writer, c logConfig) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		return nil, fmt.Errorf("config: log.level %q: want debug, info, warn or error", c.Level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.Format {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("config: log.format %q: want text or json", c.Format)
+}
+
+// engine is what serve runs, built from a configuration before anything binds.
+type engine struct {
+	journal  *routes.Local
+	listener *mllp.Listener
+	inbound  *http.Server // HL7 v2 over HTTP
+	admin    *http.Server
+	log      *slog.Logger
+}
+
+// buildEngine checks the configuration, reporting every problem at once, and
+// builds the engine's parts. It opens the journal but binds no socket.
+func buildEngine(cfg config, log *slog.Logger) (*engine, error) {
+	icfg, lcfg, errs := engineConfig(cfg)
+	if errs != nil {
+		return nil, usageError{errs}
+	}
+	dir := filepath.Join(cfg.DataDir, "journal")
+	j, err := routes.OpenLocal(dir, routes.LocalOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("open journal in %s: %w", dir, err)
+	}
+	intake, err := routes.NewIntake(icfg, j, log)
+	if err != nil {
+		j.Close(context.Background())
+		return nil, usageError{err}
+	}
+	icfg.Listener = "http"
+	httpIntake, err := routes.NewIntake(icfg, j, log)
+	if err != nil {
+		j.Close(context.Background())
+		return nil, usageError{err}
+	}
+	e := &engine{journal: j, log: log}
+	l, err := mllp.NewListener(lcfg, mllpIntake{intake}, log)
+	if err != nil {
+		j.Close(context.Background())
+		return nil, usageError{err}
+	}
+	e.listener = l
+	inbound := http.NewServeMux()
+	inbound.Handle("/hl7v2", hl7http.NewHandler(hl7http.Config{ErrorStatus: cfg.HTTP.ErrorStatus, MaxBodySize: cfg.HTTP.MaxBodySize}, httpReceiver{httpIntake}, log))
+	e.inbound = &http.Server{Addr: cfg.HTTP.Addr, Handler: inbound, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: cfg.MLLP.ReadTimeout}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", e.ready)
+	mux.HandleFunc("GET /messages", e.listMessages)
+	mux.HandleFunc("GET /messages/{id}", e.showMessage)
+	e.admin = &http.Server{Addr: cfg.Admin.Addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return e, nil
+}
+
+// engineConfig turns the configuration into the components' typed configs,
+// collecting every error.
+func engineConfig(cfg config) (routes.IntakeConfig, mllp.ListenerConfig, error) {
+	var errs []error
+	zone, err := time.LoadLocation(cfg.HL7.Timezone)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("config: hl7.timezone %q: unknown zone", cfg.HL7.Timezone))
+	}
+	icfg := routes.IntakeConfig{
+		Listener:        "mllp",
+		AckPoint:        routes.AckPoint(cfg.Ack.Point),
+		DuplicateWindow: cfg.Ack.DuplicateWindow,
+		Versions:        cfg.Ack.Versions,
+		ProcessingIDs:   cfg.Ack.ProcessingIDs,
+		MessageTypes:    cfg.Ack.MessageTypes,
+		ParseErrorCode:  hl7v2.AckCode(cfg.Ack.ParseErrorCode),
+		RejectText:      cfg.Ack.RejectText,
+		Zone:            zone,
+	}
+	if err := icfg.Validate(); err != nil {
+		errs = append(errs, prefixErrors("config: ack: ", err))
+	}
+	lcfg := mllp.ListenerConfig{
+		Name: "mllp",
+		Addr: cfg.MLLP.Addr,
+		TLS: mllp.TLSConfig{
+			CertFile:     cfg.MLLP.TLS.CertFile,
+			KeyFile:      cfg.MLLP.TLS.KeyFile,
+			ClientCAFile: cfg.MLLP.TLS.ClientCAFile,
+		},
+		Frame:          mllp.FrameOptions{MaxFrameSize: cfg.MLLP.MaxFrameSize, Strict: cfg.MLLP.Strict},
+		MaxConnections: cfg.MLLP.MaxConnections,
+		ReadTimeout:    cfg.MLLP.ReadTimeout,
+		IdleTimeout:    cfg.MLLP.IdleTimeout,
+		KeepAlive:      cfg.MLLP.KeepAlive,
+		CommitACK:      cfg.MLLP.CommitAck,
+		WriteTimeout:   cfg.MLLP.WriteTimeout,
+	}
+	switch cfg.MLLP.TLS.ClientAuth {
+	case "off", "":
+		lcfg.TLS.ClientAuth = mllp.ClientAuthOff
+	case "optional":
+		lcfg.TLS.ClientAuth = mllp.ClientAuthOptional
+	case "required":
+		lcfg.TLS.ClientAuth = mllp.ClientAuthRequired
+	default:
+		errs = append(errs, fmt.Errorf("config: mllp.tls.client_auth %q: want off, optional or required", cfg.MLLP.TLS.ClientAuth))
+	}
+	switch cfg.MLLP.IdleAction {
+	case "close", "":
+		lcfg.IdleAction = mllp.IdleClose
+	case "reset":
+		lcfg.IdleAction = mllp.IdleReset
+	default:
+		errs = append(errs, fmt.Errorf("config: mllp.idle_action %q: want close or reset", cfg.MLLP.IdleAction))
+	}
+	return icfg, lcfg, errors.Join(errs...)
+}
+
+// prefixErrors puts prefix before each error joined in err.
+func prefixErrors(prefix string, err error) error {
+	var errs []error
+	for _, line := range strings.Split(err.Error(), "\n") {
+		errs = append(errs, errors.New(prefix+line))
+	}
+	return errors.Join(errs...)
+}
+
+// serve runs the engine until ctx is done, then shuts it down gracefully.
+func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	e, err := buildEngine(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := e.listener.Listen(); err != nil {
+		e.journal.Close(context.Background())
+		return fmt.Errorf("mllp: listen on %s: %w", cfg.MLLP.Addr, err)
+	}
+	inboundLn, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		e.listener.Shutdown(context.Background())
+		e.journal.Close(context.Background())
+		return fmt.Errorf("http: listen on %s: %w", cfg.HTTP.Addr, err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.Admin.Addr)
+	if err != nil {
+		inboundLn.Close()
+		e.listener.Shutdown(context.Background())
+		e.journal.Close(context.Background())
+		return fmt.Errorf("admin: listen on %s: %w", cfg.Admin.Addr, err)
+	}
+	log.Info("spinebridge serving", "mllp", e.listener.Addr().String(), "admin", adminLn.Addr().String(),
+		"http", inboundLn.Addr().String(), "journal", filepath.Join(cfg.DataDir, "journal"), "version", version)
+
+	errc := make(chan error, 3)
+	go func() { errc <- e.listener.Serve(ctx) }()
+	serveHTTP := func(name string, s *http.Server, ln net.Listener) {
+		if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	go serveHTTP("http", e.inbound, inboundLn)
+	go serveHTTP("admin", e.admin, adminLn)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("spinebridge stopping: finishing in-flight messages")
+	case runErr = <-errc:
+		log.Error("spinebridge stopping after an error", "err", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := e.listener.Shutdown(sctx); err != nil {
+		log.Error("mllp: shutdown", "err", err)
+	}
+	if err := e.inbound.Shutdown(sctx); err != nil {
+		log.Error("http: shutdown", "err", err)
+	}
+	if err := e.admin.Shutdown(sctx); err != nil {
+		log.Error("admin: shutdown", "err", err)
+	}
+	if err := e.journal.Close(sctx); err != nil {
+		return fmt.Errorf("close journal: %w", err)
+	}
+	log.Info("spinebridge stopped")
+	return runErr
+}
+
+// ready answers /readyz: ready while the journal answers.
+func (e *engine) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	err := e.journal.List(ctx, routes.Query{Limit: 1, Descending: true}, func(*routes.Record) bool { return false })
+	if err != nil {
+		http.Error(w, "journal not ready", http.StatusServiceUnavailable)
+		return
+	}
+	io.WriteString(w, "ready\n")
+}
+
+// listMessages answers GET /messages with the journal's records, one JSON object
+// per line, filtered as `messages list` filters: control_id, nhs_number, status,
+// since and until (RFC 3339), limit (default 100; 0 for all).
+func (e *engine) listMessages(w http.ResponseWriter, r *http.Request) {
+	q, err := queryFromURL(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	if err := listMessages(r.Context(), e.journal, q, "json", w); err != nil {
+		e.log.Error("admin: list messages", "err", err)
+	}
+}
+
+// showMessage answers GET /messages/{id} with the record as `messages show` prints it.
+func (e *engine) showMessage(w http.ResponseWriter, r *http.Request) {
+	id, err := routes.ParseID(r.PathValue("id"))
+	if err != nil {
+		http.Error(w, "not a journal id", http.StatusBadRequest)
+		return
+	}
+	rec, err := e.journal.Get(r.Context(), id)
+	if errors.Is(err, routes.ErrNotFound) {
+		http.Error(w, "no such message", http.StatusNotFound)
+		return
+	} else if err != nil {
+		http.Error(w, "journal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	showMessage(w, rec)
+}
+
+// httpReceiver adapts the intake to HL7 v2 over HTTP.
+type httpReceiver struct{ intake *routes.Intake }
+
+var _ hl7http.Receiver = httpReceiver{}
+
+func (h httpReceiver) ReceiveHTTP(ctx context.Context, payload []byte, peer string) ([]byte, string, func()) {
+	r, release := h.intake.Receive(ctx, routes.Arrival{Payload: payload, Peer: peer})
+	return r.Ack, string(r.Code), release
+}
+
+// mllpIntake adapts the intake to the MLLP listener.
+type mllpIntake struct{ intake *routes.Intake }
+
+var _ mllp.Handler = mllpIntake{}
+
+func (h mllpIntake) HandleMLLP(ctx context.Context, in *mllp.Inbound) mllp.Response {
+	r, release := h.intake.Receive(ctx, routes.Arrival{Payload: in.Payload, Peer: in.Conn.Remote, FrameErr: in.Err})
+	return mllp.Response{
+		Reply:     r.Ack,
+		Committed: r.Committed,
+		Close:     errors.Is(in.Err, mllp.ErrFrameTooLarge),
+		Release:   release, // the ACK lives in the intake's scratch until written
+	}
+}
