@@ -79,6 +79,8 @@ type httpConfig struct {
 // adminConfig is the admin HTTP endpoint.
 type adminConfig struct {
 	Addr string `mapstructure:"addr"`
+	// Pprof serves Go's profiler at /debug/pprof/ on the admin address.
+	Pprof bool `mapstructure:"pprof"`
 }
 
 // logConfig is the structured log.
@@ -114,7 +116,11 @@ var defaults = map[string]any{
 	"ack.message_types":       []string{},
 	"ack.parse_error_code":    "AE",
 	"ack.reject_text":         "Message rejected",
+	"http.addr":               ":8080",
+	"http.error_status":       false,
+	"http.max_body_size":      int64(16 << 20),
 	"admin.addr":              ":8081",
+	"admin.pprof":             false,
 	"log.level":               "info",
 	"log.format":              "text",
 }
@@ -129,9 +135,16 @@ func loadConfig(cmd *cobra.Command, flags map[string]string) (config, error) {
 	for key, value := range defaults {
 		v.SetDefault(key, value)
 	}
+	// Flags the user set override everything. They are applied as overrides rather
+	// than bound with BindPFlag: a bound nested key (admin.addr) hides the
+	// environment variables of its siblings (SPINEBRIDGE_ADMIN_PPROF).
 	for key, name := range flags {
-		if err := v.BindPFlag(key, cmd.Flags().Lookup(name)); err != nil {
-			return config{}, fmt.Errorf("config: bind --%s: %w", name, err)
+		f := cmd.Flags().Lookup(name)
+		if f == nil {
+			return config{}, fmt.Errorf("config: no flag --%s for %s", name, key)
+		}
+		if f.Changed {
+			v.Set(key, f.Value.String())
 		}
 	}
 	file, _ := cmd.Flags().GetString("config")

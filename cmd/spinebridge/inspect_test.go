@@ -4,8 +4,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestInspectGolden(t *testing.T) {
@@ -174,5 +176,90 @@ func TestExampleConfig(t *testing.T) {
 	code, out, errOut := runCLI(t, "", "inspect", "--config", conf, "--get", "PID-5.2", file)
 	if code != 0 || out != "ZOË\n" || errOut != "" {
 		t.Errorf("exit %d, out %q, err %q", code, out, errOut)
+	}
+}
+
+// Every configuration key can be set from the environment, whichever flags the
+// command binds.
+func TestEveryKeyFromEnvironment(t *testing.T) {
+	cmd := newServeCommand()
+	cmd.Flags().String("config", "", "")
+	for key, def := range defaults {
+		env := "SPINEBRIDGE_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+		var val string
+		switch def.(type) {
+		case bool:
+			val = "true"
+		case int:
+			val = "4242"
+		case int64:
+			val = "4242"
+		case []string:
+			val = "X1,X2"
+		default:
+			if strings.HasSuffix(key, "timeout") || strings.HasSuffix(key, "window") || strings.HasSuffix(key, "keep_alive") {
+				val = "42s"
+			} else {
+				val = "set-" + key
+			}
+		}
+		t.Setenv(env, val)
+	}
+	c, err := loadConfig(cmd, map[string]string{"mllp.addr": "mllp-addr", "http.addr": "http-addr", "admin.addr": "admin-addr", "data_dir": "data-dir"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := map[string]bool{
+		"admin.pprof":          c.Admin.Pprof,
+		"admin.addr":           c.Admin.Addr == "set-admin.addr",
+		"mllp.strict":          c.MLLP.Strict,
+		"mllp.commit_ack":      c.MLLP.CommitAck,
+		"mllp.max_connections": c.MLLP.MaxConnections == 4242,
+		"mllp.read_timeout":    c.MLLP.ReadTimeout == 42*time.Second,
+		"mllp.tls.client_auth": c.MLLP.TLS.ClientAuth == "set-mllp.tls.client_auth",
+		"ack.duplicate_window": c.Ack.DuplicateWindow == 42*time.Second,
+		"ack.message_types":    len(c.Ack.MessageTypes) == 2 && c.Ack.MessageTypes[1] == "X2",
+		"http.error_status":    c.HTTP.ErrorStatus,
+		"http.max_body_size":   c.HTTP.MaxBodySize == 4242,
+		"hl7.timezone":         c.HL7.Timezone == "set-hl7.timezone",
+		"data_dir":             c.DataDir == "set-data_dir",
+		"log.format":           c.Log.Format == "set-log.format",
+	}
+	for key, ok := range checks {
+		if !ok {
+			t.Errorf("%s not taken from the environment: %+v", key, c)
+		}
+	}
+	// A flag the user sets still wins over the environment.
+	cmd.Flags().Set("mllp-addr", "127.0.0.1:9")
+	if c, _ := loadConfig(cmd, map[string]string{"mllp.addr": "mllp-addr"}); c.MLLP.Addr != "127.0.0.1:9" {
+		t.Errorf("flag lost to the environment: %q", c.MLLP.Addr)
+	}
+}
+
+// Every configuration field has a default, and so an environment variable: viper
+// reads the environment only for keys it knows.
+func TestEveryConfigFieldHasDefault(t *testing.T) {
+	var walk func(prefix string, typ reflect.Type)
+	seen := map[string]bool{}
+	walk = func(prefix string, typ reflect.Type) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			key := prefix + f.Tag.Get("mapstructure")
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+				walk(key+".", f.Type)
+				continue
+			}
+			seen[key] = true
+			if _, ok := defaults[key]; !ok {
+				t.Errorf("config key %s has no default", key)
+			}
+		}
+	}
+	walk("", reflect.TypeOf(config{}))
+	for key := range defaults {
+		if !seen[key] {
+			t.Errorf("default %s is no config field", key)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -129,6 +130,13 @@ func buildEngine(cfg config, log *slog.Logger) (*engine, error) {
 	mux.HandleFunc("GET /readyz", e.ready)
 	mux.HandleFunc("GET /messages", e.listMessages)
 	mux.HandleFunc("GET /messages/{id}", e.showMessage)
+	if cfg.Admin.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	}
 	e.admin = &http.Server{Addr: cfg.Admin.Addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return e, nil
 }
