@@ -258,29 +258,18 @@ func (in *Intake) refuseBatch(a Arrival, sc *intakeScratch, err error) Reply {
 		first = first[i:]
 	}
 	sc.msg.Parse(first)
-	v := verdict{code: hl7v2.AR, status: StatusRejected, nerr: 1, text: "batch refused: " + errorText(err)}
+	// AckErrorFor gives the sentinel's text and the place; a batch that does not
+	// add up is a segment sequence error, whatever it means for a lone message.
+	e := hl7v2.AckErrorFor(err)
+	e.Code = hl7v2.CodeSegmentSequence
+	v := verdict{code: hl7v2.AR, status: StatusRejected, nerr: 1, text: "batch refused: " + e.Diagnostic}
 	if isEnhanced(&sc.msg) {
 		v.code = hl7v2.CR
 	}
-	v.errs[0] = hl7v2.AckError{Code: hl7v2.CodeSegmentSequence, Diagnostic: errorText(err)}
-	var pe *hl7v2.ParseError
-	if errors.As(err, &pe) {
-		v.errs[0].Location = pe.Location
-	}
+	v.errs[0] = e
 	in.log.Warn("intake: batch refused", "listener", in.cfg.Listener, "peer", a.Peer, "err", err)
 	sc.ack = in.buildACK(sc, &sc.msg, v)
 	return Reply{Ack: sc.ack, Code: v.code}
-}
-
-// errorText is the sentinel's text of a parse error: where and what kind, never a
-// value.
-func errorText(err error) string {
-	for _, s := range []error{hl7v2.ErrBatchCount, hl7v2.ErrBatch, hl7v2.ErrNoHeader, hl7v2.ErrEmpty} {
-		if errors.Is(err, s) {
-			return s.Error()
-		}
-	}
-	return "malformed batch"
 }
 
 // verdict is what the checks decided before journaling.
