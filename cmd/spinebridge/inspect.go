@@ -100,20 +100,19 @@ type inspector struct {
 	unesc    []byte // unescaped values on their way to decoding
 	scratch  []byte // the path of the line being written
 	warnings int
-	failed   bool // a value could not be decoded
+	failed   bool // some input could not be split, parsed or decoded: exit 1
 }
 
 func (in *inspector) run(data []byte) error {
 	msgs, splitErr := hl7v2.SplitMessages(data)
-	failed := false
 	if splitErr != nil {
 		fmt.Fprintf(in.errOut, "spinebridge: inspect: %s: %v\n", in.name, splitErr)
-		failed = true
+		in.failed = true
 	}
 	for i, raw := range msgs {
 		if err := in.msg.Parse(raw); err != nil {
 			fmt.Fprintf(in.errOut, "spinebridge: inspect: %s: message %d: %v\n", in.name, i+1, err)
-			failed = true
+			in.failed = true
 			continue
 		}
 		if len(msgs) > 1 && len(in.paths) == 0 {
@@ -138,7 +137,7 @@ func (in *inspector) run(data []byte) error {
 	if err := in.out.Flush(); err != nil {
 		return err
 	}
-	if failed || in.failed {
+	if in.failed {
 		return exitError{1}
 	}
 	return nil
