@@ -51,6 +51,7 @@ type engine struct {
 	dataDir string
 	log     *syncBuffer
 	exited  chan struct{}
+	status  int // exit status, once exited is closed
 }
 
 type syncBuffer struct {
@@ -105,7 +106,7 @@ func startEngineIn(t *testing.T, dataDir, yaml string) *engine {
 			}
 		}
 	}()
-	go func() { cmd.Wait(); close(e.exited) }()
+	go func() { cmd.Wait(); e.status = cmd.ProcessState.ExitCode(); close(e.exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-e.exited
@@ -125,10 +126,43 @@ func startEngineIn(t *testing.T, dataDir, yaml string) *engine {
 }
 
 // kill stops the engine with SIGKILL.
-func (e *engine) kill() {
-	e.cmd.Process.Kill()
-	<-e.exited
+func (e *engine) kill() { e.stop(os.Kill) }
+
+// stop sends sig and returns the exit status once the engine has ended.
+func (e *engine) stop(sig os.Signal) int {
+	e.t.Helper()
+	e.cmd.Process.Signal(sig)
+	select {
+	case <-e.exited:
+	case <-time.After(30 * time.Second):
+		e.t.Fatalf("engine did not stop on %v:\n%s", sig, e.log)
+	}
+	return e.status
 }
+
+// journalAfterStop lists the journal in dataDir with the binary's own `messages
+// list`, as an operator would once the engine has stopped.
+func journalAfterStop(t *testing.T, dataDir string) []record {
+	t.Helper()
+	out, err := exec.Command(binary, "messages", "list", "--data-dir", dataDir, "--limit", "0", "--format", "json").Output()
+	if err != nil {
+		t.Fatalf("messages list: %v", err)
+	}
+	var recs []record
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var r record
+		if err := dec.Decode(&r); err == io.EOF {
+			return recs
+		} else if err != nil {
+			t.Fatalf("messages list output: %v", err)
+		}
+		recs = append(recs, r)
+	}
+}
+
+// fixturePath is the path of a shared fixture, for commands that read files.
+func fixturePath(name string) string { return filepath.Join("..", "fixtures", "hl7v2", name) }
 
 // record is one journal entry as the admin API lists it.
 type record struct {
@@ -307,7 +341,7 @@ func adt(controlID string, msh map[int]string) string {
 // fixture returns a shared fixture's text.
 func fixture(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "fixtures", "hl7v2", name))
+	b, err := os.ReadFile(fixturePath(name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,160 @@
+package conformance_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spinebridge/spinebridge/adapters/mllp"
+)
+
+// Beyond the numbered cases: the engine as a whole process, killed, stopped and
+// spoken to by a client we did not write.
+
+// Every message that got a positive ACK survives kill -9, exactly once, even with
+// other messages still in flight when the process dies.
+func TestServeCrashKeepsEveryAckedMessage(t *testing.T) {
+	dataDir := t.TempDir()
+	e := startEngineIn(t, dataDir, "")
+
+	const conns, target = 8, 400
+	var (
+		mu    sync.Mutex
+		acked []string
+		count atomic.Int64
+		wg    sync.WaitGroup
+	)
+	killed := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := mllp.Dial(ctx, mllp.SenderConfig{Addr: e.mllp, AckTimeout: 10 * time.Second})
+			if err != nil {
+				t.Errorf("dial: %v", err)
+				return
+			}
+			defer s.Close()
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("C%dN%d", c, i)
+				if _, err := s.Send(ctx, []byte(adt(id, nil))); err != nil {
+					return // the engine was killed
+				}
+				mu.Lock()
+				acked = append(acked, id)
+				mu.Unlock()
+				if count.Add(1) == target {
+					e.cmd.Process.Signal(syscall.SIGKILL)
+					close(killed)
+				}
+			}
+		}()
+	}
+	select {
+	case <-killed:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("only %d messages acknowledged:\n%s", count.Load(), e.log)
+	}
+	<-e.exited
+	wg.Wait()
+
+	counts := map[string]int{}
+	for _, r := range journalAfterStop(t, dataDir) {
+		if r.Status == "accepted" {
+			counts[r.ControlID]++
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(acked) < target {
+		t.Fatalf("%d acknowledged, want at least %d", len(acked), target)
+	}
+	for _, id := range acked {
+		if n := counts[id]; n != 1 {
+			t.Errorf("acknowledged message %s is in the journal %d times", id, n)
+		}
+	}
+	t.Logf("%d messages acknowledged before kill -9; all %d in the journal after restart", len(acked), len(acked))
+
+	// The engine starts again on the recovered journal and goes on accepting.
+	e = startEngineIn(t, dataDir, "")
+	s, err := mllp.Dial(ctx, mllp.SenderConfig{Addr: e.mllp, AckTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Send(ctx, []byte(adt("AFTER-RESTART", nil))); err != nil {
+		t.Fatalf("send after restart: %v", err)
+	}
+	// A message acknowledged before the crash, sent again, is a duplicate.
+	ack, err := s.Send(ctx, []byte(adt(acked[0], nil)))
+	if err != nil {
+		t.Fatalf("resend: %v", err)
+	}
+	if !bytes.Contains(ack, []byte("MSA|AA|"+acked[0])) {
+		t.Errorf("resend answered %q", ack)
+	}
+}
+
+// SIGTERM lets in-flight messages finish and closes the journal cleanly.
+func TestServeGracefulShutdown(t *testing.T) {
+	dataDir := t.TempDir()
+	e := startEngineIn(t, dataDir, "")
+	resp, err := http.Get("http://" + e.admin + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/readyz = %d", resp.StatusCode)
+	}
+	out, err := exec.Command(binary, "send", "--addr", e.mllp, fixturePath("batch_file.hl7")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	// The fixture asks for enhanced mode (MSH-15 AL): accept ACKs are CA.
+	if got := strings.Count(string(out), " CA\n"); got != 3 {
+		t.Errorf("send printed %q, want three CA lines", out)
+	}
+	if code := e.stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("exit status %d after SIGTERM:\n%s", code, e.log)
+	}
+	if !strings.Contains(e.log.String(), "spinebridge stopped") {
+		t.Errorf("no clean stop in the log:\n%s", e.log)
+	}
+	if n := len(journalAfterStop(t, dataDir)); n != 3 {
+		t.Errorf("%d messages journaled, want 3", n)
+	}
+}
+
+// A client we did not write, mllp_send from Debian's python3-hl7, gets its ACK.
+func TestServeInteropMLLPSend(t *testing.T) {
+	mllpSend, err := exec.LookPath("mllp_send")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("mllp_send is missing in CI: .ci/setup installs python3-hl7")
+		}
+		t.Skip("mllp_send not installed (apt-get install python3-hl7, or run make test)")
+	}
+	e := startEngine(t, "")
+	host, port, _ := strings.Cut(e.mllp, ":")
+	out, err := exec.Command(mllpSend, "--loose", "-p", port, "-f", fixturePath("batch_no_headers.hl7"), host).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mllp_send: %v\n%s", err, out)
+	}
+	// The fixture asks for enhanced mode (MSH-15 AL): accept ACKs are CA.
+	if acks := strings.Count(string(out), "MSA|CA|"); acks != 3 {
+		t.Errorf("mllp_send got %d CA acknowledgements, want 3:\n%s", acks, out)
+	}
+}
