@@ -30,6 +30,14 @@ type LocalOptions struct {
 	// Logger receives the store's warnings and background errors; slog.Default()
 	// when nil.
 	Logger *slog.Logger
+	// DuplicateWindow is the longest span FindControlID is asked to look back
+	// (the intake's duplicate window). Control ids received within it are kept in
+	// memory so that a new one is proved new without reading the store; 0 keeps
+	// the most recent RecentControlIDs whatever their age.
+	DuplicateWindow time.Duration
+	// RecentControlIDs caps the control ids kept in memory (about 48 bytes
+	// each); 0 means 1,048,576. Older lookups read the store.
+	RecentControlIDs int
 
 	// fs replaces the disk, for tests that drop what was never synced.
 	fs vfs.FS
@@ -53,6 +61,8 @@ type Local struct {
 	next      ID   // the next ID to assign
 	zone      zone // the block of the last ID assigned
 	zoneValid bool // false until the first record
+
+	recent *recentControlIDs // nil when read-only
 
 	statusLocks [64]sync.Mutex // serialise SetStatus's read-modify-write per ID
 
@@ -82,9 +92,12 @@ type appendReq struct {
 	controlID  string
 	nhsNumber  string
 	status     Status
+	dedupeHash uint64 // recent.hash of the 'd' prefix, when controlID is set
 	id         ID         // set by the committer before it answers
 	done       chan error // buffered: the committer never waits for the caller
 	scratch    [2][]byte  // meta and body buffers, kept for reuse
+	// dedupeScratch holds the 'd' prefix while it is hashed.
+	dedupeScratch []byte
 }
 
 const (
@@ -244,6 +257,12 @@ func openLocal(fsys vfs.FS, dir string, opts LocalOptions, log *slog.Logger) (*L
 		db.Close()
 		return nil, err
 	}
+	if !l.readOnly {
+		if l.recent, err = loadRecentControlIDs(db, opts.RecentControlIDs, opts.DuplicateWindow, time.Now()); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	opened = true
 	if l.readOnly {
 		close(l.committed)
@@ -368,6 +387,10 @@ func (l *Local) Append(ctx context.Context, rec *Record) error {
 	r.scratch[0], r.scratch[1] = r.meta, r.body
 	r.received = rec.Received.UnixNano()
 	r.sender, r.controlID, r.nhsNumber, r.status = rec.Sender, rec.ControlID, rec.NHSNumber, rec.Status
+	if rec.ControlID != "" {
+		r.dedupeScratch = indexPrefix(r.dedupeScratch[:0], kindDedupe, rec.Sender, rec.ControlID)
+		r.dedupeHash = l.recent.hash(r.dedupeScratch)
+	}
 
 	select {
 	case l.queue <- r:
@@ -492,6 +515,8 @@ func (l *Local) commit(group []*appendReq) {
 	err := b.Commit(pebble.Sync)
 	if err != nil {
 		err = fmt.Errorf("journal: append: commit: %w", err)
+	} else {
+		l.recent.add(time.Now(), group)
 	}
 	for _, r := range group {
 		r.done <- err

@@ -85,6 +85,9 @@ func (l *Local) FindControlID(ctx context.Context, sender, controlID string, sin
 	defer l.leave()
 
 	prefix := indexPrefix(nil, kindDedupe, sender, controlID)
+	if l.recent != nil && !l.recent.mayHave(l.recent.hash(prefix), from) {
+		return nil, fmt.Errorf("journal: find control id: %w", ErrNotFound)
+	}
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return nil, fmt.Errorf("journal: find control id: %w", err)

@@ -403,55 +403,149 @@ func matches(r *Record, q Query) bool {
 		(q.Until.IsZero() || r.Received.Before(q.Until))
 }
 
+// TestFindControlID runs one table against every way the in-memory filter of
+// recent control ids can stand: holding everything, rebuilt from the store at
+// open, too small to hold the records, and rebuilt with a window that leaves
+// them all behind its horizon. The answers must not change.
 func TestFindControlID(t *testing.T) {
-	j, _ := openTest(t)
-	base := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
-	add := func(sender, cid string, offset time.Duration) ID {
-		return mustAppend(t, j, &Record{Received: base.Add(offset), Sender: sender, ControlID: cid, Status: StatusAccepted, AckCode: "AA", Raw: []byte("MSH|")})
+	base := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
+	type fixture struct{ resend, other, late ID }
+	fill := func(t *testing.T, j *Local) fixture {
+		add := func(sender, cid string, offset time.Duration) ID {
+			return mustAppend(t, j, &Record{Received: base.Add(offset), Sender: sender, ControlID: cid, Status: StatusAccepted, AckCode: "AA", Raw: []byte("MSH|")})
+		}
+		var f fixture
+		add("PAS|RX1", "M1", 0)
+		f.resend = add("PAS|RX1", "M1", 10*time.Minute)
+		f.other = add("LAB|RX1", "M1", 20*time.Minute)
+		add("PAS|RX1", "M2", 30*time.Minute)
+		// A late record with an earlier time: the newest ID wins, not the newest time.
+		f.late = add("PAS|RX1", "M3", 5*time.Minute)
+		add("PAS|RX1", "M3", 0)
+		return f
 	}
-	first := add("PAS|RX1", "M1", 0)
-	resend := add("PAS|RX1", "M1", 10*time.Minute)
-	other := add("LAB|RX1", "M1", 20*time.Minute)
-	add("PAS|RX1", "M2", 30*time.Minute)
-	// A late record with an earlier time: the newest ID wins, not the newest time.
-	late := add("PAS|RX1", "M3", 5*time.Minute)
-	add("PAS|RX1", "M3", 0)
-
-	for _, tc := range []struct {
-		name           string
-		sender, cid    string
-		since          time.Time
-		want           ID
-		wantNotFoundOK bool
-	}{
-		{"latest of two", "PAS|RX1", "M1", time.Time{}, resend, false},
-		{"window holds both", "PAS|RX1", "M1", base.Add(-time.Hour), resend, false},
-		{"window at the resend", "PAS|RX1", "M1", base.Add(10 * time.Minute), resend, false},
-		{"window after both", "PAS|RX1", "M1", base.Add(10*time.Minute + 1), 0, true},
-		{"other sender", "LAB|RX1", "M1", base, other, false},
-		{"sender is part of the key", "PAS|RX2", "M1", time.Time{}, 0, true},
-		{"unknown control id", "PAS|RX1", "M9", time.Time{}, 0, true},
-		{"empty control id", "PAS|RX1", "", time.Time{}, 0, true},
-		{"latest id whatever its time", "PAS|RX1", "M3", time.Time{}, late + 1, false},
-		{"older time skipped, earlier id found", "PAS|RX1", "M3", base.Add(time.Minute), late, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := j.FindControlID(context.Background(), tc.sender, tc.cid, tc.since)
-			if tc.wantNotFoundOK {
-				if !errors.Is(err, ErrNotFound) {
-					t.Fatalf("FindControlID = %v, %v; want ErrNotFound", got, err)
-				}
-				return
-			}
-			if err != nil {
+	open := func(t *testing.T, dir string, opts LocalOptions) *Local {
+		j, err := OpenLocal(dir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { closeQuietly(t, j) })
+		return j
+	}
+	setups := map[string]func(t *testing.T) (*Local, fixture){
+		"filter holds all": func(t *testing.T) (*Local, fixture) {
+			j, _ := openTest(t)
+			return j, fill(t, j)
+		},
+		"filter rebuilt at open": func(t *testing.T) (*Local, fixture) {
+			j, dir := openTest(t)
+			f := fill(t, j)
+			return reopen(t, j, dir), f
+		},
+		"filter smaller than the records": func(t *testing.T) (*Local, fixture) {
+			j := open(t, filepath.Join(t.TempDir(), "j"), LocalOptions{RecentControlIDs: 2})
+			return j, fill(t, j)
+		},
+		"filter rebuilt small": func(t *testing.T) (*Local, fixture) {
+			dir := filepath.Join(t.TempDir(), "j")
+			j := open(t, dir, LocalOptions{})
+			f := fill(t, j)
+			if err := j.Close(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if got.ID != tc.want || got.ControlID != tc.cid || got.Sender != tc.sender {
-				t.Errorf("FindControlID = %d (%q %q), want %d", got.ID, got.Sender, got.ControlID, tc.want)
+			return open(t, dir, LocalOptions{RecentControlIDs: 3}), f
+		},
+		"window ends before the records": func(t *testing.T) (*Local, fixture) {
+			dir := filepath.Join(t.TempDir(), "j")
+			j := open(t, dir, LocalOptions{DuplicateWindow: time.Minute})
+			f := fill(t, j)
+			if err := j.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			return open(t, dir, LocalOptions{DuplicateWindow: time.Minute}), f
+		},
+	}
+	for name, setup := range setups {
+		t.Run(name, func(t *testing.T) {
+			j, f := setup(t)
+			for _, tc := range []struct {
+				name        string
+				sender, cid string
+				since       time.Time
+				want        ID // 0: ErrNotFound
+			}{
+				{"latest of two", "PAS|RX1", "M1", time.Time{}, f.resend},
+				{"window holds both", "PAS|RX1", "M1", base.Add(-time.Hour), f.resend},
+				{"window at the resend", "PAS|RX1", "M1", base.Add(10 * time.Minute), f.resend},
+				{"window after both", "PAS|RX1", "M1", base.Add(10*time.Minute + 1), 0},
+				{"other sender", "LAB|RX1", "M1", base, f.other},
+				{"sender is part of the key", "PAS|RX2", "M1", time.Time{}, 0},
+				{"unknown control id", "PAS|RX1", "M9", time.Time{}, 0},
+				{"unknown control id, recent window", "PAS|RX1", "M9", time.Now().Add(-time.Second), 0},
+				{"empty control id", "PAS|RX1", "", time.Time{}, 0},
+				{"latest id whatever its time", "PAS|RX1", "M3", time.Time{}, f.late + 1},
+				{"older time skipped, earlier id found", "PAS|RX1", "M3", base.Add(time.Minute), f.late},
+			} {
+				got, err := j.FindControlID(context.Background(), tc.sender, tc.cid, tc.since)
+				if tc.want == 0 {
+					if !errors.Is(err, ErrNotFound) {
+						t.Errorf("%s: FindControlID = %v, %v; want ErrNotFound", tc.name, got, err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Errorf("%s: %v", tc.name, err)
+					continue
+				}
+				if got.ID != tc.want || got.ControlID != tc.cid || got.Sender != tc.sender {
+					t.Errorf("%s: FindControlID = %d (%q %q), want %d", tc.name, got.ID, got.Sender, got.ControlID, tc.want)
+				}
 			}
 		})
 	}
-	_ = first
+}
+
+// TestRecentControlIDsBounded checks the filter's own promises: it never holds
+// more than its limit, what it evicts moves the horizon past it, and a hash it
+// holds answers by time.
+func TestRecentControlIDsBounded(t *testing.T) {
+	r := newRecentControlIDs(3, 0)
+	req := func(h uint64, recv int64) *appendReq {
+		return &appendReq{controlID: "x", dedupeHash: h, received: recv}
+	}
+	r.add(time.Now(), []*appendReq{req(1, 10), req(2, 20), req(1, 30), {received: 35}, req(3, 40)})
+	if r.n != 3 || len(r.latest) != 3 {
+		t.Fatalf("holds %d entries, %d hashes; want 3 and 3", r.n, len(r.latest))
+	}
+	if r.horizon != 11 {
+		t.Errorf("horizon = %d, want 11 (past the evicted entry)", r.horizon)
+	}
+	for _, tc := range []struct {
+		h    uint64
+		from int64
+		want bool
+	}{
+		{1, 30, true},  // the resend is held
+		{1, 31, false}, // held, but older than asked
+		{2, 11, true},
+		{4, 11, false}, // never seen, inside the horizon: certain
+		{4, 5, true},   // before the horizon: only the store knows
+	} {
+		if got := r.mayHave(tc.h, tc.from); got != tc.want {
+			t.Errorf("mayHave(%d, %d) = %v, want %v", tc.h, tc.from, got, tc.want)
+		}
+	}
+
+	aged := newRecentControlIDs(10, time.Minute)
+	now := time.Now()
+	aged.add(now, []*appendReq{req(1, now.Add(-time.Minute-retentionSlack-1).UnixNano()), req(2, now.UnixNano())})
+	if aged.n != 1 || aged.mayHave(1, now.Add(-time.Minute).UnixNano()) {
+		t.Errorf("an entry older than the retention is still held")
+	}
+	// A bound computed a moment before the commit is still answered from memory.
+	if aged.mayHave(3, now.Add(-time.Minute-time.Second).UnixNano()) {
+		t.Errorf("a bound just before the commit fell through to the store")
+	}
 }
 
 func TestSetStatus(t *testing.T) {

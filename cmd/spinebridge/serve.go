@@ -100,7 +100,7 @@ func buildEngine(cfg config, log *slog.Logger) (*engine, error) {
 		return nil, usageError{errs}
 	}
 	dir := filepath.Join(cfg.DataDir, "journal")
-	j, err := routes.OpenLocal(dir, routes.LocalOptions{})
+	j, err := routes.OpenLocal(dir, routes.LocalOptions{DuplicateWindow: cfg.Ack.DuplicateWindow})
 	if err != nil {
 		return nil, fmt.Errorf("open journal in %s: %w", dir, err)
 	}
