@@ -92,7 +92,7 @@ type appendReq struct {
 	controlID  string
 	nhsNumber  string
 	status     Status
-	dedupeHash uint64 // recent.hash of the 'd' prefix, when controlID is set
+	dedupeHash uint64     // recent.hash of the 'd' prefix, when controlID is set
 	id         ID         // set by the committer before it answers
 	done       chan error // buffered: the committer never waits for the caller
 	scratch    [2][]byte  // meta and body buffers, kept for reuse
