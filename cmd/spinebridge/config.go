@@ -23,6 +23,16 @@ type config struct {
 	HTTP    httpConfig  `mapstructure:"http"`
 	Admin   adminConfig `mapstructure:"admin"`
 	Log     logConfig   `mapstructure:"log"`
+	FHIR    fhirConfig  `mapstructure:"fhir"`
+}
+
+// fhirConfig is how messages become FHIR.
+type fhirConfig struct {
+	// Mappings is a directory whose mapping files replace or add to the embedded
+	// set, path by path (segments/PID-Patient.yaml replaces the default one).
+	Mappings string `mapstructure:"mappings"`
+	// Bundle is the Bundle.type written: transaction, batch, message or collection.
+	Bundle string `mapstructure:"bundle"`
 }
 
 // hl7Config is how HL7 v2 bytes are read.
@@ -123,6 +133,8 @@ var defaults = map[string]any{
 	"admin.pprof":             false,
 	"log.level":               "info",
 	"log.format":              "text",
+	"fhir.mappings":           "",
+	"fhir.bundle":             "transaction",
 }
 
 // loadConfig builds the configuration for cmd. flags maps configuration keys to the

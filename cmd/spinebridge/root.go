@@ -66,6 +66,6 @@ systems, routes them through a declarative table, transforms them to FHIR R4
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().String("config", "", "configuration file (YAML); every key may also be set as SPINEBRIDGE_<KEY>")
-	root.AddCommand(newInspectCommand(), newServeCommand(), newSendCommand(), newMessagesCommand(), newBenchCommand())
+	root.AddCommand(newInspectCommand(), newServeCommand(), newSendCommand(), newMessagesCommand(), newBenchCommand(), newConvertCommand(), newConformanceCommand())
 	return root
 }

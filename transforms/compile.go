@@ -1,0 +1,717 @@
+package transforms
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/spinebridge/spinebridge/adapters/hl7v2"
+	"github.com/spinebridge/spinebridge/mappings"
+	"github.com/spinebridge/spinebridge/transforms/fhirmodel"
+)
+
+// Set is a compiled mapping set: every file checked against the FHIR R4 model
+// and every expression compiled, once, at load. It is read-only after Load and
+// safe to share; each goroutine converts with its own Converter.
+type Set struct {
+	structures map[string]*structure // by message type "ADT^A01" and by structure "ADT_A01"
+	names      []string              // structure names, sorted, for errors
+}
+
+// conv says how a source value becomes a FHIR primitive.
+type conv uint8
+
+const (
+	convText conv = iota
+	convDate
+	convDateTime
+	convInstant
+	convDecimal
+	convInteger
+	convPositiveInt
+	convUnsignedInt
+	convBoolean
+)
+
+// step is one element of a compiled target path.
+type step struct {
+	name     string
+	repeated bool
+}
+
+// rule is a compiled ruleSpec.
+type rule struct {
+	pos      string
+	src      source
+	hasSrc   bool
+	target   []step
+	kind     nodeKind // of the final element when it is a scalar; kindObject for maps
+	conv     conv
+	codes    []string // the only codes the element allows, when bound
+	table    *table
+	dt       *datatypeMap // applied to each value
+	resource string       // dt builds a separate resource of this type; target gets a Reference
+	constant []byte
+	when     *vm.Program
+	compute  *vm.Program
+	extURL   string
+	each     bool
+	weak     bool
+	checkNHS bool
+}
+
+// source is where a rule's values come from.
+type source struct {
+	abs      bool       // an absolute message path
+	path     hl7v2.Path // when abs
+	field    int        // segment maps: field number
+	rep      int        // a fixed repetition, 0 for every one
+	parts    []int      // component (and subcomponent) below the field, or below a data-type map's value
+	relative bool       // a data-type map's component path
+}
+
+type datatypeMap struct {
+	name     string
+	fhirType string
+	profile  string
+	rules    []rule
+	compiled bool
+}
+
+type segmentMap struct {
+	name        string
+	segment     string
+	resource    string
+	profile     string
+	identity    []source
+	conditional bool
+	rules       []rule
+}
+
+type table struct {
+	name    string
+	m       map[string]string
+	def     string
+	keep    bool
+	targets []string
+}
+
+type structure struct {
+	name    string
+	entries []entry
+}
+
+type entry struct {
+	pos     string
+	segment string
+	smap    *segmentMap
+	name    string
+	into    string
+	when    *vm.Program
+	refs    []ref
+	links   []link
+}
+
+type ref struct {
+	element []step
+	name    string
+}
+
+type link struct {
+	name    string // the resource that gains the reference
+	element []step // its element
+}
+
+// compiler holds the state of one Load: the specs by name and every error found.
+type compiler struct {
+	errs      []error
+	dtSpecs   map[string]*datatypeMapSpec
+	datatypes map[string]*datatypeMap
+	tables    map[string]*table
+	segments  map[string]*segmentMap
+}
+
+func (c *compiler) errorf(pos, format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("%s: %s", pos, fmt.Sprintf(format, args...)))
+}
+
+// Load reads and compiles every mapping file of the layers (each with
+// segments/, datatypes/, tables/, messages/; a later layer's file replaces an
+// earlier one's at the same path). Every problem is reported, each with its
+// file:line, joined into one error.
+func Load(layers ...Layer) (*Set, error) {
+	sp, errs := readSpecs(layers)
+	if sp == nil {
+		return nil, errors.Join(errs...)
+	}
+	c := &compiler{
+		errs:      errs,
+		dtSpecs:   map[string]*datatypeMapSpec{},
+		datatypes: map[string]*datatypeMap{},
+		tables:    map[string]*table{},
+		segments:  map[string]*segmentMap{},
+	}
+	for _, t := range sp.tables {
+		c.compileTable(t)
+	}
+	for _, d := range sp.datatypes {
+		name := d.Name
+		if name == "" {
+			name = d.Datatype + "-" + d.FHIR
+		}
+		if prev, dup := c.dtSpecs[name]; dup {
+			c.errorf(d.pos, "data-type map %q is also defined at %s", name, prev.pos)
+			continue
+		}
+		c.dtSpecs[name] = d
+	}
+	for _, name := range sortedKeys(c.dtSpecs) {
+		c.datatypeMap(name, c.dtSpecs[name].pos)
+	}
+	for _, s := range sp.segments {
+		c.compileSegmentMap(s)
+	}
+	set := &Set{structures: map[string]*structure{}}
+	for _, s := range sp.structures {
+		st := c.compileStructure(s)
+		if st == nil {
+			continue
+		}
+		keys := append([]string{s.Structure}, s.Messages...)
+		slices.Sort(keys)
+		for _, key := range slices.Compact(keys) {
+			if _, dup := set.structures[key]; dup {
+				c.errorf(s.pos, "message %q is mapped by two structure files", key)
+				continue
+			}
+			set.structures[key] = st
+		}
+		set.names = append(set.names, s.Structure)
+	}
+	slices.Sort(set.names)
+	if len(set.structures) == 0 && len(c.errs) == 0 {
+		c.errs = append(c.errs, errors.New("no message structures (messages/*.yaml) in the mapping set"))
+	}
+	if len(c.errs) > 0 {
+		return nil, errors.Join(c.errs...)
+	}
+	return set, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (c *compiler) compileTable(t *tableSpec) {
+	if t.Table == "" {
+		c.errorf(t.pos, "a table needs a name (table:)")
+		return
+	}
+	if prev, dup := c.tables[t.Table]; dup {
+		c.errorf(t.pos, "table %q is defined twice (also %s)", t.Table, prev.name)
+		return
+	}
+	tb := &table{name: t.Table, m: t.Map, def: t.Default, keep: t.Keep}
+	for _, v := range t.Map {
+		tb.targets = append(tb.targets, v)
+	}
+	if t.Default != "" {
+		tb.targets = append(tb.targets, t.Default)
+	}
+	c.tables[t.Table] = tb
+}
+
+// datatypeMap compiles the named data-type map on first use, so that maps may
+// use each other in any file order; a map that uses itself is an error.
+func (c *compiler) datatypeMap(name, usedAt string) *datatypeMap {
+	if d, ok := c.datatypes[name]; ok {
+		if !d.compiled {
+			c.errorf(usedAt, "data-type map %q uses itself", name)
+			return nil
+		}
+		return d
+	}
+	sp, ok := c.dtSpecs[name]
+	if !ok {
+		c.errorf(usedAt, "no data-type map %q (have: %s)", name, strings.Join(sortedKeys(c.dtSpecs), ", "))
+		return nil
+	}
+	d := &datatypeMap{name: name, fhirType: sp.FHIR, profile: sp.Profile}
+	c.datatypes[name] = d
+	t, ok := fhirType(sp.FHIR)
+	if !ok {
+		c.errorf(sp.pos, "%q is not a FHIR R4 data type or resource", sp.FHIR)
+		d.compiled = true
+		return d
+	}
+	for i := range sp.Rules {
+		if r, ok := c.compileRule(&sp.Rules[i], sp.FHIR, t, true); ok {
+			d.rules = append(d.rules, r)
+		}
+	}
+	d.compiled = true
+	return d
+}
+
+// fhirType finds a resource or complex data type by name, or a backbone
+// element by its path ("Encounter.participant").
+func fhirType(name string) (*fhirmodel.Type, bool) {
+	if root, p, ok := strings.Cut(name, "."); ok {
+		t, ok := fhirmodel.Resource(root)
+		if !ok {
+			return nil, false
+		}
+		_, _, bt, err := walk(root, t, p)
+		return bt, err == nil && bt != nil
+	}
+	if t, ok := fhirmodel.Resource(name); ok {
+		return t, true
+	}
+	return fhirmodel.Datatype(name)
+}
+
+func (c *compiler) compileSegmentMap(s *segmentMapSpec) {
+	name := s.Name
+	if name == "" {
+		name = s.Segment + "-" + s.Resource
+	}
+	if len(s.Segment) != 3 {
+		c.errorf(s.pos, "segment %q is not a segment id", s.Segment)
+		return
+	}
+	if _, dup := c.segments[name]; dup {
+		c.errorf(s.pos, "segment map %q is defined twice", name)
+		return
+	}
+	t, ok := fhirmodel.Resource(s.Resource)
+	if !ok {
+		c.errorf(s.pos, "%q is not a FHIR R4 resource", s.Resource)
+		return
+	}
+	m := &segmentMap{name: name, segment: s.Segment, resource: s.Resource, profile: s.Profile}
+	switch s.Conditional {
+	case "":
+	case "identifier":
+		if _, _, ok := t.Element("identifier"); !ok {
+			c.errorf(s.pos, "conditional: identifier, but %s has no identifier", s.Resource)
+		}
+		m.conditional = true
+	default:
+		c.errorf(s.pos, "conditional: %q; the only choice is identifier", s.Conditional)
+	}
+	for _, id := range s.Identity {
+		src, err := parseSource(id, false)
+		if err != nil {
+			c.errorf(s.pos, "identity %q: %v", id, err)
+			continue
+		}
+		m.identity = append(m.identity, src)
+	}
+	for i := range s.Rules {
+		if r, ok := c.compileRule(&s.Rules[i], s.Resource, t, false); ok {
+			m.rules = append(m.rules, r)
+		}
+	}
+	c.segments[name] = m
+}
+
+// parseSource reads a rule's from: an absolute path ("PID-32", "MSH-9.1"), or
+// a field of the segment ("3", "3[1]", "3.4.1"), or in a data-type map a
+// component path ("1", "4.2").
+func parseSource(s string, relative bool) (source, error) {
+	if strings.Contains(s, "-") {
+		p, err := hl7v2.ParsePath(s)
+		if err != nil {
+			return source{}, fmt.Errorf("%q is not a message path (SEG-F[r].C.S)", s)
+		}
+		return source{abs: true, path: p}, nil
+	}
+	var src source
+	rest := s
+	if !relative {
+		end := strings.IndexAny(rest, ".[")
+		if end < 0 {
+			end = len(rest)
+		}
+		f, err := strconv.Atoi(rest[:end])
+		if err != nil || f < 1 {
+			return src, fmt.Errorf("%q: expected a field number, a component path or SEG-F", s)
+		}
+		src.field = f
+		rest = rest[end:]
+		if strings.HasPrefix(rest, "[") {
+			close := strings.IndexByte(rest, ']')
+			r, err := strconv.Atoi(rest[1:max(close, 1)])
+			if close < 0 || err != nil || r < 1 {
+				return src, fmt.Errorf("%q: bad repetition", s)
+			}
+			src.rep = r
+			rest = rest[close+1:]
+		}
+		if rest == "" {
+			return src, nil
+		}
+		if rest[0] != '.' {
+			return src, fmt.Errorf("%q: expected .component after the field", s)
+		}
+		rest = rest[1:]
+	} else {
+		src.relative = true
+		if rest == "." {
+			return src, nil // the value itself
+		}
+	}
+	for _, p := range strings.Split(rest, ".") {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			return src, fmt.Errorf("%q: components are numbers from 1", s)
+		}
+		src.parts = append(src.parts, n)
+	}
+	if len(src.parts) > 2 {
+		return src, fmt.Errorf("%q: at most component.subcomponent", s)
+	}
+	return src, nil
+}
+
+// walk resolves a dotted element path from t. It returns the steps, the final
+// element and its type (nil for primitives).
+func walk(root string, t *fhirmodel.Type, p string) ([]step, fhirmodel.Element, *fhirmodel.Type, error) {
+	var steps []step
+	var el fhirmodel.Element
+	cur := t
+	for i, name := range strings.Split(p, ".") {
+		if cur == nil {
+			return nil, el, nil, fmt.Errorf("%s.%s: %s is a primitive (%s) and has no element %q", root, p, el.Name, el.Type, name)
+		}
+		e, next, ok := cur.Element(name)
+		if !ok {
+			// Lookup words the error, with the nearest names, when it can.
+			if _, err := fhirmodel.Lookup(root, strings.Join(strings.Split(p, ".")[:i+1], ".")); err != nil {
+				return nil, el, nil, err
+			}
+			return nil, el, nil, fmt.Errorf("%s has no element %q", cur.Name(), name)
+		}
+		el, cur = e, next
+		steps = append(steps, step{name: e.Name, repeated: e.Repeated})
+	}
+	return steps, el, cur, nil
+}
+
+var scalarConv = map[string]conv{
+	"date": convDate, "dateTime": convDateTime, "instant": convInstant,
+	"decimal": convDecimal, "integer": convInteger, "positiveInt": convPositiveInt,
+	"unsignedInt": convUnsignedInt, "boolean": convBoolean,
+}
+
+var asConv = map[string]conv{
+	"text": convText, "date": convDate, "dateTime": convDateTime, "instant": convInstant,
+	"decimal": convDecimal, "integer": convInteger, "boolean": convBoolean,
+}
+
+// compileRule checks one rule against the FHIR type it writes into.
+func (c *compiler) compileRule(rs *ruleSpec, root string, t *fhirmodel.Type, inDatatype bool) (rule, bool) {
+	r := rule{pos: rs.pos, weak: rs.Weak, extURL: rs.Extension}
+	bad := len(c.errs)
+	sources := 0
+	if rs.From != "" {
+		src, err := parseSource(rs.From, inDatatype)
+		if err != nil {
+			c.errorf(rs.pos, "from: %v", err)
+		}
+		r.src, r.hasSrc = src, true
+		sources++
+	}
+	if rs.Value != nil {
+		sources++
+	}
+	if rs.Expr != "" {
+		sources++
+	}
+	if sources != 1 {
+		c.errorf(rs.pos, "a rule needs exactly one of from, value and expr")
+		return r, false
+	}
+	if rs.To == "" {
+		c.errorf(rs.pos, "a rule needs to: (the FHIR element it writes)")
+		return r, false
+	}
+	if rs.Check != "" && rs.Check != "nhs-number" {
+		c.errorf(rs.pos, "check: %q; the only check is nhs-number", rs.Check)
+	}
+	r.checkNHS = rs.Check == "nhs-number"
+
+	// An extension rule writes its url and then its value inside a new
+	// extension element.
+	typeRoot, typeAt := root, t
+	if rs.Extension != "" {
+		ext, ok := fhirmodel.Datatype("Extension")
+		if !ok {
+			c.errorf(rs.pos, "the FHIR model has no Extension type")
+			return r, false
+		}
+		if _, _, ok := t.Element("extension"); !ok {
+			c.errorf(rs.pos, "%s has no extension element", t.Name())
+			return r, false
+		}
+		typeRoot, typeAt = "Extension", ext
+	}
+	steps, el, elType, err := walk(typeRoot, typeAt, rs.To)
+	if err != nil {
+		c.errorf(rs.pos, "to: %v", err)
+		return r, false
+	}
+	r.target = steps
+	each := el.Repeated
+	if rs.Each != nil {
+		each = *rs.Each
+	}
+	r.each = each
+
+	switch {
+	case rs.Map != "":
+		if rs.Table != "" || rs.As != "" || rs.Value != nil || rs.Expr != "" {
+			c.errorf(rs.pos, "map: takes its values from from:, and cannot be combined with table, as, value or expr")
+		}
+		d := c.datatypeMap(rs.Map, rs.pos)
+		if d == nil {
+			return r, false
+		}
+		r.dt, r.kind = d, kindObject
+		if rs.Resource != "" {
+			if el.Type != "Reference" {
+				c.errorf(rs.pos, "resource: %s needs to: to name a Reference, and %s is a %s", rs.Resource, rs.To, el.Type)
+			} else if len(el.Targets) > 0 && !slices.Contains(el.Targets, rs.Resource) && !slices.Contains(el.Targets, "Resource") {
+				c.errorf(rs.pos, "%s.%s may refer to %s, not %s", root, rs.To, strings.Join(el.Targets, ", "), rs.Resource)
+			}
+			if d.fhirType != rs.Resource {
+				c.errorf(rs.pos, "map %s builds a %s, not the %s named by resource:", d.name, d.fhirType, rs.Resource)
+			}
+			r.resource = rs.Resource
+		} else if d.fhirType != el.Type && !(el.Type == "BackboneElement" && d.fhirType == typeRoot+"."+rs.To) {
+			c.errorf(rs.pos, "map %s builds a %s but %s.%s is a %s", d.name, d.fhirType, typeRoot, rs.To, el.Type)
+		}
+	case elType != nil:
+		c.errorf(rs.pos, "%s.%s is a %s: give a map: that builds one", typeRoot, rs.To, el.Type)
+	default:
+		r.kind = kindString
+		if cv, ok := scalarConv[el.Type]; ok {
+			r.conv = cv
+			if cv >= convDecimal {
+				r.kind = kindRaw
+			}
+		}
+		if rs.As != "" {
+			cv, ok := asConv[rs.As]
+			if !ok {
+				c.errorf(rs.pos, "as: %q is not one of text, date, dateTime, instant, decimal, integer, boolean", rs.As)
+			}
+			// Only conversions that keep the element's JSON type are allowed.
+			if ok && (cv >= convDecimal) != (r.kind == kindRaw) {
+				c.errorf(rs.pos, "as: %s cannot fill %s, a %s", rs.As, rs.To, el.Type)
+			}
+			r.conv = cv
+		}
+		r.codes = el.Codes
+		if rs.Table != "" {
+			tb, ok := c.tables[rs.Table]
+			if !ok {
+				c.errorf(rs.pos, "no table %q (have: %s)", rs.Table, strings.Join(sortedKeys(c.tables), ", "))
+			} else {
+				r.table = tb
+				if len(el.Codes) > 0 {
+					for _, v := range tb.targets {
+						if !slices.Contains(el.Codes, v) {
+							c.errorf(rs.pos, "table %s gives %q, which %s.%s does not allow (%s)", tb.name, v, typeRoot, rs.To, strings.Join(el.Codes, ", "))
+						}
+					}
+				}
+			}
+		}
+		if rs.Value != nil {
+			r.constant = c.constant(rs, el, r.kind)
+		}
+	}
+	if rs.Resource != "" && rs.Map == "" {
+		c.errorf(rs.pos, "resource: needs map: to say how the resource is built")
+	}
+	if rs.When != "" {
+		r.when = c.compileExpr(rs.pos, rs.When, true)
+	}
+	if rs.Expr != "" {
+		r.compute = c.compileExpr(rs.pos, rs.Expr, false)
+	}
+	return r, len(c.errs) == bad
+}
+
+// constant checks a value: against the element's JSON kind and bound codes.
+func (c *compiler) constant(rs *ruleSpec, el fhirmodel.Element, kind nodeKind) []byte {
+	switch v := rs.Value.(type) {
+	case string:
+		if kind == kindRaw {
+			c.errorf(rs.pos, "value %q: %s is a %s, so the value must be one too", v, rs.To, el.Type)
+		}
+		if len(el.Codes) > 0 && !slices.Contains(el.Codes, v) {
+			c.errorf(rs.pos, "value %q is not a code %s allows (%s)", v, rs.To, strings.Join(el.Codes, ", "))
+		}
+		return []byte(v)
+	case bool:
+		if el.Type != "boolean" {
+			c.errorf(rs.pos, "value %v: %s is a %s", v, rs.To, el.Type)
+		}
+		return strconv.AppendBool(nil, v)
+	case int:
+		if kind != kindRaw {
+			return strconv.AppendInt(nil, int64(v), 10)
+		}
+		return strconv.AppendInt(nil, int64(v), 10)
+	case float64:
+		if el.Type != "decimal" {
+			c.errorf(rs.pos, "value %v: %s is a %s", v, rs.To, el.Type)
+		}
+		return strconv.AppendFloat(nil, v, 'f', -1, 64)
+	}
+	c.errorf(rs.pos, "value must be a string, number or boolean")
+	return nil
+}
+
+// compileExpr compiles an expr-lang program against the rule environment.
+func (c *compiler) compileExpr(pos, src string, boolean bool) *vm.Program {
+	opts := []expr.Option{expr.Env(&exprEnv{})}
+	if boolean {
+		opts = append(opts, expr.AsBool())
+	}
+	p, err := expr.Compile(src, opts...)
+	if err != nil {
+		c.errorf(pos, "expression %q: %v", src, strings.ReplaceAll(err.Error(), "\n", " "))
+		return nil
+	}
+	return p
+}
+
+func (c *compiler) compileStructure(s *structureSpec) *structure {
+	if s.Structure == "" {
+		c.errorf(s.pos, "a message structure file needs structure: (e.g. ADT_A01)")
+		return nil
+	}
+	st := &structure{name: s.Structure}
+	names := map[string]string{} // name -> resource type
+	for _, es := range s.Resources {
+		e := entry{pos: es.pos, segment: es.Segment, name: es.Name, into: es.Into}
+		sm, ok := c.segments[es.Map]
+		if !ok {
+			c.errorf(es.pos, "no segment map %q (have: %s)", es.Map, strings.Join(sortedKeys(c.segments), ", "))
+			continue
+		}
+		if es.Segment == "" {
+			e.segment = sm.segment
+		} else if es.Segment != sm.segment {
+			c.errorf(es.pos, "segment %s given to map %s, which reads %s", es.Segment, sm.name, sm.segment)
+		}
+		e.smap = sm
+		if es.Into != "" {
+			if rt, ok := names[es.Into]; !ok {
+				c.errorf(es.pos, "into: %q names no resource above it", es.Into)
+			} else if rt != sm.resource {
+				c.errorf(es.pos, "into: %s is a %s, but map %s builds a %s", es.Into, rt, sm.name, sm.resource)
+			}
+			if e.name == "" {
+				e.name = es.Into
+			}
+		}
+		if e.name != "" {
+			if rt, ok := names[e.name]; ok && rt != sm.resource {
+				c.errorf(es.pos, "name %q is already a %s", e.name, rt)
+			}
+			names[e.name] = sm.resource
+		}
+		if es.When != "" {
+			e.when = c.compileExpr(es.pos, es.When, true)
+		}
+		t, _ := fhirmodel.Resource(sm.resource)
+		for _, el := range sortedKeys(es.Refs) {
+			target := es.Refs[el]
+			stp, ok := c.referenceElement(es.pos, sm.resource, t, el, names, target)
+			if ok {
+				e.refs = append(e.refs, ref{element: stp, name: target})
+			}
+		}
+		for _, owner := range sortedKeys(es.Links) {
+			el := es.Links[owner]
+			rt, ok := names[owner]
+			if !ok {
+				c.errorf(es.pos, "links: %q names no resource above it", owner)
+				continue
+			}
+			ot, _ := fhirmodel.Resource(rt)
+			stp, ok := c.referenceElementTo(es.pos, rt, ot, el, sm.resource)
+			if ok {
+				e.links = append(e.links, link{name: owner, element: stp})
+			}
+		}
+		st.entries = append(st.entries, e)
+	}
+	// refs may name resources built further down (MessageHeader.focus and the
+	// Patient after it), so they are checked once every name is known.
+	for _, e := range st.entries {
+		for _, r := range e.refs {
+			if _, ok := names[r.name]; !ok {
+				c.errorf(e.pos, "refs: %q names no resource in %s", r.name, s.Structure)
+			}
+		}
+	}
+	return st
+}
+
+// referenceElement checks that resource type rt has a Reference element el
+// that may point at the resource named target (when its type is known yet).
+func (c *compiler) referenceElement(pos, rt string, t *fhirmodel.Type, el string, names map[string]string, target string) ([]step, bool) {
+	if tt, ok := names[target]; ok {
+		return c.referenceElementTo(pos, rt, t, el, tt)
+	}
+	return c.referenceElementTo(pos, rt, t, el, "")
+}
+
+func (c *compiler) referenceElementTo(pos, rt string, t *fhirmodel.Type, el, targetType string) ([]step, bool) {
+	if t == nil {
+		return nil, false
+	}
+	steps, e, _, err := walk(rt, t, el)
+	if err != nil {
+		c.errorf(pos, "%v", err)
+		return nil, false
+	}
+	if e.Type != "Reference" {
+		c.errorf(pos, "%s.%s is a %s, not a Reference", rt, el, e.Type)
+		return nil, false
+	}
+	if targetType != "" && len(e.Targets) > 0 && !slices.Contains(e.Targets, targetType) && !slices.Contains(e.Targets, "Resource") {
+		c.errorf(pos, "%s.%s may refer to %s, not %s", rt, el, strings.Join(e.Targets, ", "), targetType)
+		return nil, false
+	}
+	return steps, true
+}
+
+// Default loads the embedded mapping set, with the files of overrideDir (when
+// not "") replacing or adding to it path by path.
+func Default(overrideDir string) (*Set, error) {
+	layers := []Layer{{FS: mappings.Files}}
+	if overrideDir != "" {
+		if _, err := os.Stat(overrideDir); err != nil {
+			return nil, fmt.Errorf("mapping overrides: %w", err)
+		}
+		layers = append(layers, Layer{FS: os.DirFS(overrideDir), Dir: overrideDir})
+	}
+	return Load(layers...)
+}

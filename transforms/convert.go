@@ -1,0 +1,774 @@
+package transforms
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/spinebridge/spinebridge/adapters/hl7v2"
+)
+
+// BundleType is the Bundle.type the converter writes.
+type BundleType string
+
+const (
+	// Transaction (the default): every entry is a PUT, conditional on a business
+	// identifier where the segment map names one, else on the deterministic id,
+	// so a replayed message updates what it created instead of duplicating it.
+	Transaction BundleType = "transaction"
+	Batch       BundleType = "batch"
+	// Message puts the MessageHeader first and carries no requests.
+	Message    BundleType = "message"
+	Collection BundleType = "collection"
+)
+
+// ParseBundleType reads a --bundle value.
+func ParseBundleType(s string) (BundleType, error) {
+	switch b := BundleType(s); b {
+	case Transaction, Batch, Message, Collection:
+		return b, nil
+	}
+	return "", fmt.Errorf("bundle type %q: choose transaction, batch, message or collection", s)
+}
+
+// Options set how a Converter writes.
+type Options struct {
+	// Zone is where times without an offset were taken; nil means Europe/London.
+	Zone   *time.Location
+	Bundle BundleType // "" means Transaction
+}
+
+// Issue is a problem in a message that did not stop its conversion: a value
+// that could not be read (left out), an NHS number whose check digit fails.
+type Issue struct {
+	Location string // where in the message, e.g. "PID-7"
+	Rule     string // the mapping rule, file:line
+	Message  string
+}
+
+func (i Issue) String() string { return i.Location + ": " + i.Message + " (" + i.Rule + ")" }
+
+// Issue kinds a route may act on.
+const (
+	// IssueNHSNumber starts the Message of an NHS number that fails Modulus 11.
+	IssueNHSNumber = "NHS number fails its Modulus 11 check"
+)
+
+// ErrNoMapping is returned for a message type the set has no structure for.
+var ErrNoMapping = errors.New("no mapping for this message type")
+
+// Converter turns parsed messages into FHIR Bundles. It keeps its buffers
+// between messages; one goroutine uses it at a time.
+type Converter struct {
+	set  *Set
+	opts Options
+
+	t          tree
+	resources  []resource
+	byID       map[[16]byte]int
+	named      map[string][]namedAt // name -> instances in message order
+	pending    []pendingRef
+	issues     []Issue
+	text       []byte // scratch for unescaped text
+	text2      []byte // scratch for text decoded leniently
+	badCharset bool   // MSH-18 names a set this build cannot decode
+	val        []byte // scratch for converted values
+	h          hash.Hash
+	sum        []byte
+	vm         vm.VM
+	env        exprEnv
+	msg        *hl7v2.Message
+	sender     []byte
+}
+
+type resource struct {
+	typ         string
+	id          [16]byte
+	root        int32
+	profile     string
+	conditional bool
+	absorbed    []string // segment ids merged in by into:
+}
+
+type namedAt struct {
+	seg int // segment index that built it
+	res int
+}
+
+type pendingRef struct {
+	from    int // resource that holds the reference
+	element []step
+	name    string
+	seg     int
+	reverse bool // a link: the named resource gains a reference to from
+}
+
+// NewConverter returns a Converter for s with opts.
+func (s *Set) NewConverter(opts Options) *Converter {
+	if opts.Zone == nil {
+		opts.Zone = london
+	}
+	if opts.Bundle == "" {
+		opts.Bundle = Transaction
+	}
+	return &Converter{
+		set:   s,
+		opts:  opts,
+		byID:  map[[16]byte]int{},
+		named: map[string][]namedAt{},
+		h:     sha256.New(),
+	}
+}
+
+var london = func() *time.Location {
+	loc, err := time.LoadLocation("Europe/London")
+	if err != nil {
+		// time/tzdata is embedded by the command; a library user without it
+		// gets a clear failure at the first conversion rather than UTC.
+		return nil
+	}
+	return loc
+}()
+
+// Issues returns the problems found in the last message converted.
+func (c *Converter) Issues() []Issue { return c.issues }
+
+// Convert appends the FHIR Bundle for m, as JSON, to dst. An error means no
+// bundle was written: a message type with no mapping, or no MSH.
+func (c *Converter) Convert(dst []byte, m *hl7v2.Message) ([]byte, error) {
+	if c.opts.Zone == nil {
+		return dst, errors.New("transforms: time zone Europe/London is not available; import time/tzdata or set Options.Zone")
+	}
+	c.reset(m)
+	msh, ok := m.Find("MSH", 1)
+	if !ok {
+		return dst, errors.New("transforms: the message has no MSH segment")
+	}
+	st := c.structureFor(msh)
+	if st == nil {
+		return dst, fmt.Errorf("transforms: %s (MSH-9 %q): %w; mapped: %s", "MSH-9", msh.Field(9).String(), ErrNoMapping, strings.Join(c.set.names, ", "))
+	}
+	for i := 0; i < m.SegmentCount(); i++ {
+		seg := m.Segment(i)
+		for ei := range st.entries {
+			e := &st.entries[ei]
+			if !seg.Is(e.segment) {
+				continue
+			}
+			c.runEntry(e, seg)
+		}
+	}
+	c.resolve()
+	return c.write(dst, msh), nil
+}
+
+func (c *Converter) reset(m *hl7v2.Message) {
+	c.t.reset()
+	c.resources = c.resources[:0]
+	clear(c.byID)
+	for k, v := range c.named {
+		c.named[k] = v[:0]
+	}
+	c.pending = c.pending[:0]
+	c.issues = c.issues[:0]
+	c.badCharset = false
+	c.msg = m
+}
+
+func (c *Converter) structureFor(msh hl7v2.Segment) *structure {
+	typ := msh.Field(9)
+	code, trigger := typ.Comp(1).Bytes(), typ.Comp(2).Bytes()
+	c.val = append(append(append(c.val[:0], code...), '^'), trigger...)
+	if st, ok := c.set.structures[string(c.val)]; ok {
+		return st
+	}
+	if st, ok := c.set.structures[string(typ.Comp(3).Bytes())]; ok {
+		return st
+	}
+	if st, ok := c.set.structures[string(code)]; ok {
+		return st
+	}
+	return nil
+}
+
+// runEntry builds (or extends) the resource a structure entry names from seg.
+func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
+	if e.when != nil && !c.test(e.when, frame{seg: seg}, e.pos) {
+		return
+	}
+	res := -1
+	if e.into != "" {
+		if inst := c.named[e.into]; len(inst) > 0 {
+			last := inst[len(inst)-1].res
+			if !slices.Contains(c.resources[last].absorbed, e.segment) {
+				res = last
+				c.resources[res].absorbed = append(c.resources[res].absorbed, e.segment)
+			}
+		}
+	}
+	if res < 0 {
+		res = c.newSegmentResource(e.smap, seg)
+		c.resources[res].absorbed = append(c.resources[res].absorbed[:0], e.segment)
+		if e.name != "" {
+			c.named[e.name] = append(c.named[e.name], namedAt{seg: seg.Index(), res: res})
+		}
+	}
+	c.setProfile(res, e.smap.profile)
+	if e.smap.conditional {
+		c.resources[res].conditional = true
+	}
+	f := frame{seg: seg, obj: c.resources[res].root}
+	for i := range e.smap.rules {
+		c.apply(&e.smap.rules[i], f)
+	}
+	for _, r := range e.refs {
+		c.pending = append(c.pending, pendingRef{from: res, element: r.element, name: r.name, seg: seg.Index()})
+	}
+	for _, l := range e.links {
+		c.pending = append(c.pending, pendingRef{from: res, element: l.element, name: l.name, seg: seg.Index(), reverse: true})
+	}
+}
+
+// newSegmentResource starts a resource whose id is a hash of its identity
+// fields, or, without them, of the message's sender, control id and the
+// segment's place: the same message always gives the same ids.
+func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) int {
+	c.h.Reset()
+	c.h.Write([]byte(sm.resource))
+	if len(sm.identity) > 0 {
+		for _, src := range sm.identity {
+			c.h.Write([]byte{0})
+			c.eachValue(src, frame{seg: seg}, true, func(v hl7v2.Value, _ int) { c.h.Write(v.Bytes()) })
+		}
+	} else {
+		c.writeMessageKey(seg.Index())
+	}
+	id := c.sumID()
+	if _, taken := c.byID[id]; taken {
+		// Two segments with the same identity in one message: keep both,
+		// apart, and still deterministic.
+		c.h.Write([]byte{1})
+		c.writeMessageKey(seg.Index())
+		id = c.sumID()
+	}
+	return c.addResource(sm.resource, id)
+}
+
+func (c *Converter) writeMessageKey(segIndex int) {
+	msh, _ := c.msg.Find("MSH", 1)
+	c.h.Write([]byte{0})
+	c.h.Write(msh.Field(3).Bytes())
+	c.h.Write([]byte{0})
+	c.h.Write(msh.Field(4).Bytes())
+	c.h.Write([]byte{0})
+	c.h.Write(msh.Field(10).Bytes())
+	c.h.Write([]byte{0, byte(segIndex >> 8), byte(segIndex)})
+}
+
+func (c *Converter) sumID() [16]byte {
+	c.sum = c.h.Sum(c.sum[:0])
+	var id [16]byte
+	copy(id[:], c.sum)
+	// An RFC 9562 name-based UUID (version 5 layout, SHA-256 rather than SHA-1).
+	id[6] = id[6]&0x0f | 0x50
+	id[8] = id[8]&0x3f | 0x80
+	return id
+}
+
+func (c *Converter) addResource(typ string, id [16]byte) int {
+	c.resources = append(c.resources, resource{typ: typ, id: id, root: c.t.root(), absorbed: nil})
+	n := len(c.resources) - 1
+	c.byID[id] = n
+	return n
+}
+
+// frame is where a rule runs: the segment, the value a data-type map works on
+// (and how deep it is: 0 a repetition, 1 a component, 2 a subcomponent), and
+// the object being filled.
+type frame struct {
+	seg   hl7v2.Segment
+	val   hl7v2.Value
+	depth int
+	inDT  bool
+	obj   int32
+}
+
+// eachValue calls fn with every value src names in f (every repetition when
+// all, else the first non-empty one) and the depth of each.
+func (c *Converter) eachValue(src source, f frame, all bool, fn func(hl7v2.Value, int)) {
+	if src.abs {
+		if src.path.Repetition != 0 || src.path.Component != 0 {
+			v := c.msg.Get(src.path)
+			if !v.IsEmpty() {
+				depth := 0
+				if src.path.Sub > 0 {
+					depth = 2
+				} else if src.path.Component > 0 {
+					depth = 1
+				}
+				fn(v, depth)
+			}
+			return
+		}
+		seg, ok := c.msg.Find(src.path.Segment, max(src.path.Occurrence, 1))
+		if !ok {
+			return
+		}
+		c.eachRep(seg.Field(src.path.Field), 0, nil, all, fn)
+		return
+	}
+	if src.relative {
+		v, depth := f.val, f.depth
+		for _, p := range src.parts {
+			switch depth {
+			case 0:
+				v = v.Comp(p)
+			case 1:
+				v = v.Sub(p)
+			default:
+				if p != 1 {
+					v = hl7v2.Value{}
+				}
+			}
+			depth++
+		}
+		if !v.IsEmpty() {
+			fn(v, depth)
+		}
+		return
+	}
+	c.eachRep(f.seg.Field(src.field), src.rep, src.parts, all, fn)
+}
+
+func (c *Converter) eachRep(field hl7v2.Value, rep int, parts []int, all bool, fn func(hl7v2.Value, int)) {
+	one := func(v hl7v2.Value) bool {
+		depth := 0
+		if len(parts) > 0 {
+			v = v.Comp(parts[0])
+			depth = 1
+			if len(parts) > 1 {
+				v = v.Sub(parts[1])
+				depth = 2
+			}
+		}
+		if v.IsEmpty() || v.IsNull() {
+			return false
+		}
+		fn(v, depth)
+		return true
+	}
+	if rep > 0 {
+		one(field.Rep(rep))
+		return
+	}
+	n := field.Reps()
+	for r := 1; r <= n; r++ {
+		if one(field.Rep(r)) && !all {
+			return
+		}
+	}
+}
+
+// apply runs one rule in f.
+func (c *Converter) apply(r *rule, f frame) {
+	if r.when != nil && !c.testRule(r.when, f, r.pos, r) {
+		return
+	}
+	switch {
+	case r.constant != nil:
+		c.writeScalar(r, f, r.constant, r.kind)
+	case r.compute != nil:
+		c.computeValue(r, f)
+	case r.hasSrc:
+		c.eachValue(r.src, f, r.each, func(v hl7v2.Value, depth int) {
+			if r.dt != nil {
+				c.applyMap(r, f, v, depth)
+				return
+			}
+			c.convertValue(r, f, v)
+		})
+	}
+}
+
+// target walks r's path from obj, creating what is missing: intermediate
+// repeated elements reuse their last item, the final one gains a new item
+// when repeated. It returns the node to fill.
+func (c *Converter) target(r *rule, obj int32, kind nodeKind) int32 {
+	if r.extURL != "" {
+		arr := c.t.ensure(obj, "extension", kindArray)
+		obj = c.t.addItem(arr, kindObject)
+		u := c.t.ensure(obj, "url", kindString)
+		c.t.setText(u, kindString, []byte(r.extURL))
+		c.t.nodes[u].weak = true
+	}
+	last := len(r.target) - 1
+	for i, s := range r.target {
+		k := kindObject
+		if i == last {
+			k = kind
+		}
+		if !s.repeated {
+			if i == last && k != kindObject {
+				if n := c.t.child(obj, s.name); n != none {
+					if !c.t.empty(n) {
+						return none // first value wins for a single element
+					}
+					return n
+				}
+			}
+			obj = c.t.ensure(obj, s.name, k)
+			continue
+		}
+		arr := c.t.ensure(obj, s.name, kindArray)
+		if i == last {
+			return c.t.addItem(arr, k)
+		}
+		if it := c.t.lastItem(arr); it != none {
+			obj = it
+		} else {
+			obj = c.t.addItem(arr, kindObject)
+		}
+	}
+	return obj
+}
+
+func (c *Converter) applyMap(r *rule, f frame, v hl7v2.Value, depth int) {
+	if r.resource != "" {
+		res := c.subResource(r, f, v, depth)
+		n := c.target(r, f.obj, kindObject)
+		c.writeReference(n, res)
+		return
+	}
+	n := c.target(r, f.obj, kindObject)
+	sub := frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: n}
+	for i := range r.dt.rules {
+		c.apply(&r.dt.rules[i], sub)
+	}
+}
+
+// subResource builds, once per bundle, the resource a data-type map makes from
+// a value (a Practitioner from an XCN, say): the same value twice in a message
+// is the same resource.
+func (c *Converter) subResource(r *rule, f frame, v hl7v2.Value, depth int) int {
+	c.h.Reset()
+	c.h.Write([]byte(r.resource))
+	c.h.Write([]byte{0})
+	c.h.Write([]byte(r.dt.name))
+	c.h.Write([]byte{0})
+	c.h.Write(v.Bytes())
+	id := c.sumID()
+	if res, ok := c.byID[id]; ok {
+		return res
+	}
+	res := c.addResource(r.resource, id)
+	c.setProfile(res, r.dt.profile)
+	sub := frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: c.resources[res].root}
+	for i := range r.dt.rules {
+		c.apply(&r.dt.rules[i], sub)
+	}
+	return res
+}
+
+// setProfile claims a profile in meta.profile, once per resource.
+func (c *Converter) setProfile(res int, profile string) {
+	r := &c.resources[res]
+	if profile == "" || r.profile != "" {
+		return
+	}
+	r.profile = profile
+	arr := c.t.ensure(c.t.ensure(r.root, "meta", kindObject), "profile", kindArray)
+	c.t.setText(c.t.addItem(arr, kindString), kindString, []byte(profile))
+}
+
+func (c *Converter) writeReference(n int32, res int) {
+	ref := c.t.ensure(n, "reference", kindString)
+	c.val = appendURN(c.val[:0], c.resources[res].id)
+	c.t.setText(ref, kindString, c.val)
+}
+
+func appendURN(dst []byte, id [16]byte) []byte {
+	return appendUUID(append(dst, "urn:uuid:"...), id)
+}
+
+func appendUUID(dst []byte, id [16]byte) []byte {
+	for i, b := range id {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst = append(dst, '-')
+		}
+		dst = append(dst, hexDigits[b>>4], hexDigits[b&0xf])
+	}
+	return dst
+}
+
+// convertValue turns one source value into the rule's primitive and writes it.
+func (c *Converter) convertValue(r *rule, f frame, v hl7v2.Value) {
+	text := c.textOf(v)
+	if text == nil {
+		return
+	}
+	text = trimSpace(text)
+	if r.table != nil {
+		mapped, ok := r.table.lookup(text)
+		if !ok {
+			return
+		}
+		text = []byte(mapped)
+	}
+	if r.checkNHS && !validNHSNumber(text) {
+		c.issue(r, f, IssueNHSNumber)
+	}
+	c.writeConverted(r, f, text)
+}
+
+// textOf returns v unescaped and in UTF-8. A character set this build cannot
+// decode (MSH-18 holding something else) is reported once per message and the
+// text read leniently (UTF-8 kept, other bytes as Windows-1252), rather than
+// losing every value of the message.
+func (c *Converter) textOf(v hl7v2.Value) []byte {
+	if !c.badCharset {
+		text, err := c.msg.Text(c.text[:0], v)
+		if cap(text) > cap(c.text) {
+			c.text = text[:0]
+		}
+		if text != nil || !errors.Is(err, hl7v2.ErrUnknownCharset) {
+			return text
+		}
+		c.badCharset = true
+		c.issues = append(c.issues, Issue{Location: "MSH-18", Message: err.Error() + "; text read as UTF-8, else Windows-1252"})
+	}
+	u, _ := v.Unescape(c.text[:0])
+	out, _ := hl7v2.DecodeText(c.text2[:0], u, nil)
+	c.text2 = out[:0]
+	return out
+}
+
+func (tb *table) lookup(code []byte) (string, bool) {
+	if v, ok := tb.m[string(code)]; ok {
+		return v, true
+	}
+	if tb.keep {
+		return string(code), len(code) > 0
+	}
+	if tb.def != "" {
+		return tb.def, true
+	}
+	return "", false
+}
+
+// writeConverted converts text per r.conv and writes it; a value that does not
+// convert is left out and reported.
+func (c *Converter) writeConverted(r *rule, f frame, text []byte) {
+	if len(text) == 0 {
+		return
+	}
+	var err error
+	out := c.val[:0]
+	switch r.conv {
+	case convText:
+		out = append(out, text...)
+	case convDate, convDateTime, convInstant:
+		var d dtm
+		if d, err = parseDTM(text); err == nil {
+			switch r.conv {
+			case convDate:
+				out = d.appendDate(out)
+			case convDateTime:
+				out = d.appendDateTime(out, c.opts.Zone)
+			default:
+				var ok bool
+				if out, ok = d.appendInstant(out, c.opts.Zone); !ok {
+					err = errors.New("an instant needs at least minutes")
+				}
+			}
+		}
+	case convDecimal:
+		out, err = appendDecimal(out, text)
+	case convInteger:
+		out, err = appendInteger(out, text, -1<<31)
+	case convPositiveInt:
+		out, err = appendInteger(out, text, 1)
+	case convUnsignedInt:
+		out, err = appendInteger(out, text, 0)
+	case convBoolean:
+		switch string(text) {
+		case "Y", "y", "true", "1":
+			out = append(out, "true"...)
+		case "N", "n", "false", "0":
+			out = append(out, "false"...)
+		default:
+			err = errors.New("not a boolean (Y/N)")
+		}
+	}
+	c.val = out
+	if err != nil {
+		c.issue(r, f, fmt.Sprintf("%q left out: %v", text, err))
+		return
+	}
+	if len(r.codes) > 0 && !slices.Contains(r.codes, string(out)) {
+		c.issue(r, f, fmt.Sprintf("%q left out: not one of %s", out, strings.Join(r.codes, ", ")))
+		return
+	}
+	c.writeScalar(r, f, out, r.kind)
+}
+
+func (c *Converter) writeScalar(r *rule, f frame, text []byte, kind nodeKind) {
+	n := c.target(r, f.obj, kind)
+	if n == none {
+		return
+	}
+	c.t.setText(n, kind, text)
+	if r.weak {
+		c.t.nodes[n].weak = true
+	}
+}
+
+func (c *Converter) issue(r *rule, f frame, msg string) {
+	loc := "message"
+	if f.seg.Exists() {
+		loc = string(f.seg.ID())
+		if r.hasSrc && !r.src.relative && !r.src.abs {
+			loc = fmt.Sprintf("%s-%d", loc, r.src.field)
+		} else if r.src.abs {
+			loc = r.src.path.String()
+		}
+	}
+	c.issues = append(c.issues, Issue{Location: loc, Rule: r.pos, Message: msg})
+}
+
+// resolve writes the references between resources, now that all exist. A name
+// refers to its nearest instance at or before the referring segment (the
+// Patient of this PID group, the report of this OBR), else to its first.
+func (c *Converter) resolve() {
+	for _, p := range c.pending {
+		inst := c.named[p.name]
+		if len(inst) == 0 {
+			continue
+		}
+		target := inst[0].res
+		for _, in := range inst {
+			if in.seg > p.seg {
+				break
+			}
+			target = in.res
+		}
+		from, to := p.from, target
+		if p.reverse {
+			from, to = target, p.from
+		}
+		if from == to {
+			continue
+		}
+		if n := c.t.walkTo(c.resources[from].root, p.element); n != none {
+			c.writeReference(n, to)
+		}
+	}
+}
+
+// write emits the bundle.
+func (c *Converter) write(dst []byte, msh hl7v2.Segment) []byte {
+	c.h.Reset()
+	c.h.Write([]byte("Bundle"))
+	c.writeMessageKey(0)
+	bid := c.sumID()
+	dst = append(dst, `{"resourceType":"Bundle","id":"`...)
+	dst = appendUUID(dst, bid)
+	dst = append(dst, `","type":"`...)
+	dst = append(dst, c.opts.Bundle...)
+	dst = append(dst, '"')
+	if d, err := parseDTM(msh.Field(7).Comp(1).Bytes()); err == nil {
+		if ts, ok := d.appendInstant(c.val[:0], c.opts.Zone); ok {
+			dst = append(dst, `,"timestamp":`...)
+			dst = appendJSONBytes(dst, ts)
+		}
+	}
+	dst = append(dst, `,"entry":[`...)
+	first := true
+	writeEntry := func(i int) {
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = c.writeEntry(dst, i)
+	}
+	if c.opts.Bundle == Message {
+		for i := range c.resources {
+			if c.resources[i].typ == "MessageHeader" {
+				writeEntry(i)
+				break
+			}
+		}
+	}
+	for i := range c.resources {
+		if c.opts.Bundle == Message && c.resources[i].typ == "MessageHeader" {
+			continue
+		}
+		writeEntry(i)
+	}
+	return append(dst, "]}"...)
+}
+
+func (c *Converter) writeEntry(dst []byte, i int) []byte {
+	r := &c.resources[i]
+	dst = append(dst, `{"fullUrl":"`...)
+	dst = appendURN(dst, r.id)
+	dst = append(dst, `","resource":{"resourceType":"`...)
+	dst = append(dst, r.typ...)
+	dst = append(dst, `","id":"`...)
+	dst = appendUUID(dst, r.id)
+	dst = append(dst, '"')
+	dst, _ = c.t.writeMembers(dst, r.root, true)
+	dst = append(dst, '}')
+	if c.opts.Bundle == Transaction || c.opts.Bundle == Batch {
+		dst = append(dst, `,"request":{"method":"PUT","url":"`...)
+		dst = c.appendRequestURL(dst, r)
+		dst = append(dst, `"}`...)
+	}
+	return append(dst, '}')
+}
+
+// appendRequestURL writes a conditional update on the resource's first
+// identifier with a system (the NHS number first), or an update of its
+// deterministic id.
+func (c *Converter) appendRequestURL(dst []byte, r *resource) []byte {
+	if r.conditional {
+		if sys, val, ok := c.businessIdentifier(r.root); ok {
+			dst = append(dst, r.typ...)
+			dst = append(dst, "?identifier="...)
+			dst = append(dst, url.QueryEscape(string(sys))...)
+			dst = append(dst, "%7C"...)
+			return append(dst, url.QueryEscape(string(val))...)
+		}
+	}
+	dst = append(dst, r.typ...)
+	dst = append(dst, '/')
+	return appendUUID(dst, r.id)
+}
+
+const nhsNumberSystem = "https://fhir.nhs.uk/Id/nhs-number"
+
+func (c *Converter) businessIdentifier(root int32) (sys, val []byte, ok bool) {
+	arr := c.t.child(root, "identifier")
+	if arr == none {
+		return nil, nil, false
+	}
+	for it := c.t.nodes[arr].first; it != none; it = c.t.nodes[it].next {
+		s, v := c.t.child(it, "system"), c.t.child(it, "value")
+		if s == none || v == none || c.t.empty(s) || c.t.empty(v) {
+			continue
+		}
+		if !ok || string(c.t.textOf(s)) == nhsNumberSystem {
+			sys, val, ok = c.t.textOf(s), c.t.textOf(v), true
+		}
+		if string(sys) == nhsNumberSystem {
+			break
+		}
+	}
+	return sys, val, ok
+}

@@ -1,0 +1,142 @@
+package transforms
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/spinebridge/spinebridge/adapters/hl7v2"
+)
+
+// exprEnv is what a mapping expression sees. Expressions are compiled against
+// it once, at load, so a misspelt name is a load error:
+//
+//	Value        the text of the value the rule reads (its first, for a field
+//	             that repeats), unescaped; "" when the rule has no from
+//	Get(path)    the text at path: "PID-8" anywhere in the message; "8" or
+//	             "3.4" in the current segment; in a data-type map "1" or "4.2"
+//	             in the current value
+//	Has(path)    whether Get(path) is not empty
+//	Segment      the id of the current segment, e.g. "OBX"
+//
+// with expr-lang's builtins (upper, trim, hasPrefix, split, ...).
+type exprEnv struct {
+	Value   string
+	Segment string
+
+	c *Converter
+	f frame
+}
+
+// Get returns the unescaped text at path, or "" (also for a malformed path,
+// which cannot be checked at load because it may be computed).
+func (e *exprEnv) Get(path string) string {
+	v, ok := e.lookup(path)
+	if !ok {
+		return ""
+	}
+	return string(trimSpace(e.c.textOf(v)))
+}
+
+// Has reports whether path holds a value.
+func (e *exprEnv) Has(path string) bool {
+	v, ok := e.lookup(path)
+	return ok && !v.IsEmpty() && !v.IsNull()
+}
+
+func (e *exprEnv) lookup(path string) (hl7v2.Value, bool) {
+	src, err := parseSource(path, e.f.inDT && !containsDash(path))
+	if err != nil {
+		return hl7v2.Value{}, false
+	}
+	var out hl7v2.Value
+	found := false
+	e.c.eachValue(src, e.f, false, func(v hl7v2.Value, _ int) {
+		if !found {
+			out, found = v, true
+		}
+	})
+	return out, found
+}
+
+func containsDash(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '-' {
+			return true
+		}
+	}
+	return false
+}
+
+// prepare fills the environment for a rule about to run in f.
+func (c *Converter) prepare(f frame, r *rule) *exprEnv {
+	c.env = exprEnv{c: c, f: f}
+	if f.seg.Exists() {
+		c.env.Segment = string(f.seg.ID())
+	}
+	if r != nil && r.hasSrc {
+		c.eachValue(r.src, f, false, func(v hl7v2.Value, _ int) {
+			if c.env.Value == "" {
+				c.env.Value = string(trimSpace(c.textOf(v)))
+			}
+		})
+	}
+	return &c.env
+}
+
+// test runs a condition; an expression that fails at run time counts as false
+// and is reported.
+func (c *Converter) test(p *vm.Program, f frame, pos string) bool {
+	return c.testRule(p, f, pos, nil)
+}
+
+func (c *Converter) testRule(p *vm.Program, f frame, pos string, r *rule) bool {
+	out, err := c.vm.Run(p, c.prepare(f, r))
+	if err != nil {
+		c.issues = append(c.issues, Issue{Location: c.env.Segment, Rule: pos, Message: "condition failed: " + err.Error()})
+		return false
+	}
+	b, _ := out.(bool)
+	return b
+}
+
+// computeValue runs a rule's expr and writes its result like a value read from
+// the message, so that conversions, tables and code checks still apply.
+func (c *Converter) computeValue(r *rule, f frame) {
+	out, err := c.vm.Run(r.compute, c.prepare(f, r))
+	if err != nil {
+		c.issue(r, f, "expression failed: "+err.Error())
+		return
+	}
+	var text string
+	switch v := out.(type) {
+	case nil:
+		return
+	case string:
+		text = v
+	case bool:
+		text = strconv.FormatBool(v)
+	case int:
+		text = strconv.Itoa(v)
+	case float64:
+		text = strconv.FormatFloat(v, 'f', -1, 64)
+	default:
+		text = fmt.Sprint(v)
+	}
+	if text == "" {
+		return
+	}
+	if r.table != nil {
+		mapped, ok := r.table.lookup([]byte(text))
+		if !ok {
+			return
+		}
+		text = mapped
+	}
+	if r.conv == convBoolean && (text == "true" || text == "false") {
+		c.writeScalar(r, f, []byte(text), r.kind)
+		return
+	}
+	c.writeConverted(r, f, []byte(text))
+}

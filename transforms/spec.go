@@ -1,0 +1,259 @@
+package transforms
+
+import (
+	"fmt"
+	"io/fs"
+	"path"
+	"reflect"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The mapping files as written. Each is read from YAML with its line numbers,
+// so that every problem found later, when it is compiled against the FHIR
+// model, is reported at file:line. The formats are documented in
+// mappings/README.md.
+
+// ruleSpec is one rule of a segment or data-type map.
+type ruleSpec struct {
+	From      string `yaml:"from"`      // source: field ("3", "3.1", "3[1]"), component ("1", "4.2") or absolute path ("PID-32")
+	To        string `yaml:"to"`        // FHIR element path from the object being built
+	Map       string `yaml:"map"`       // data-type map applied to each source value
+	Resource  string `yaml:"resource"`  // with map: build a separate resource and write a reference to it
+	As        string `yaml:"as"`        // conversion override: text, date, dateTime, instant, decimal, integer, boolean
+	Table     string `yaml:"table"`     // code table applied to the value
+	Value     any    `yaml:"value"`     // a constant
+	Expr      string `yaml:"expr"`      // a computed value (expr-lang)
+	When      string `yaml:"when"`      // condition (expr-lang, boolean)
+	Extension string `yaml:"extension"` // the rule writes into a new extension with this url; To is inside it
+	Each      *bool  `yaml:"each"`      // every repetition (default when To is repeated) or only the first
+	Weak      bool   `yaml:"weak"`      // the value alone does not make its object worth writing
+	Check     string `yaml:"check"`     // "nhs-number": Modulus 11, reported as a warning
+	IG        string `yaml:"ig"`        // the IG row implemented, for reviewers
+
+	pos string
+}
+
+// segmentMapSpec is a mappings/segments file: one segment to one resource.
+type segmentMapSpec struct {
+	Segment     string     `yaml:"segment"`
+	Resource    string     `yaml:"resource"`
+	Name        string     `yaml:"name"`
+	IG          string     `yaml:"ig"`
+	Profile     string     `yaml:"profile"`
+	Identity    []string   `yaml:"identity"`    // sources whose values make the resource id
+	Conditional string     `yaml:"conditional"` // "identifier": transaction entries update conditionally on it
+	Rules       []ruleSpec `yaml:"-"`
+
+	pos string
+}
+
+// datatypeMapSpec is a mappings/datatypes file: one v2 data type to one FHIR
+// type (or to a resource, for XCN, XON, PL and the like).
+type datatypeMapSpec struct {
+	Datatype string     `yaml:"datatype"`
+	FHIR     string     `yaml:"fhir"`
+	Name     string     `yaml:"name"`
+	IG       string     `yaml:"ig"`
+	Profile  string     `yaml:"profile"`
+	Rules    []ruleSpec `yaml:"-"`
+
+	pos string
+}
+
+// tableSpec is a mappings/tables file: v2 codes to FHIR codes.
+type tableSpec struct {
+	Table   string            `yaml:"table"`
+	IG      string            `yaml:"ig"`
+	Map     map[string]string `yaml:"map"`
+	Default string            `yaml:"default"` // for codes not in Map; "" drops them
+	Keep    bool              `yaml:"keep"`    // codes not in Map pass through unchanged
+
+	pos string
+}
+
+// structureSpec is a mappings/messages file: which segment maps build which
+// resources for a message structure, and how they refer to each other.
+type structureSpec struct {
+	Structure string      `yaml:"structure"`
+	Messages  []string    `yaml:"messages"`
+	IG        string      `yaml:"ig"`
+	Resources []entrySpec `yaml:"-"`
+
+	pos string
+}
+
+type entrySpec struct {
+	Segment string            `yaml:"segment"`
+	Map     string            `yaml:"map"`
+	Name    string            `yaml:"name"`
+	Into    string            `yaml:"into"`
+	When    string            `yaml:"when"`
+	Refs    map[string]string `yaml:"refs"`  // element -> name of the resource it refers to
+	Links   map[string]string `yaml:"links"` // name -> element of that resource that refers back to this one
+
+	pos string
+}
+
+// Layer is one source of mapping files. Dir, when set, is where FS was read
+// from on disk, and prefixes the file names in errors.
+type Layer struct {
+	FS  fs.FS
+	Dir string
+}
+
+// specs is everything read from a mapping directory.
+type specs struct {
+	segments   []*segmentMapSpec
+	datatypes  []*datatypeMapSpec
+	tables     []*tableSpec
+	structures []*structureSpec
+}
+
+// readSpecs reads every .yaml file of the layers. A file in a later layer
+// replaces the file at the same path in an earlier one, so a directory of
+// overrides can change one embedded map and add others. The directory a file
+// is in says what it is: segments/, datatypes/, tables/, messages/.
+func readSpecs(layers []Layer) (*specs, []error) {
+	var s specs
+	var errs []error
+	contents := map[string][]byte{}
+	origin := map[string]int{}
+	for li, layer := range layers {
+		fsys := layer.FS
+		err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() || !(strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+				return nil
+			}
+			b, err := fs.ReadFile(fsys, p)
+			if err != nil {
+				return err
+			}
+			contents[p], origin[p] = b, li
+			return nil
+		})
+		if err != nil {
+			return nil, []error{err}
+		}
+	}
+	files := make([]string, 0, len(contents))
+	for f := range contents {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		b := contents[f]
+		name := f
+		if dir := layers[origin[f]].Dir; dir != "" {
+			name = path.Join(dir, f)
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		if len(doc.Content) == 0 {
+			errs = append(errs, fmt.Errorf("%s: empty file", name))
+			continue
+		}
+		root := doc.Content[0]
+		at := func(n *yaml.Node) string { return fmt.Sprintf("%s:%d", name, n.Line) }
+		switch kind := strings.SplitN(path.Clean(f), "/", 2)[0]; kind {
+		case "segments":
+			m := &segmentMapSpec{pos: at(root)}
+			errs = append(errs, decodeWithList(name, root, m, "rules", &m.Rules, func(r *ruleSpec, n *yaml.Node) { r.pos = at(n) })...)
+			s.segments = append(s.segments, m)
+		case "datatypes":
+			m := &datatypeMapSpec{pos: at(root)}
+			errs = append(errs, decodeWithList(name, root, m, "rules", &m.Rules, func(r *ruleSpec, n *yaml.Node) { r.pos = at(n) })...)
+			s.datatypes = append(s.datatypes, m)
+		case "tables":
+			t := &tableSpec{pos: at(root)}
+			errs = append(errs, decodeWithList[struct{}](name, root, t, "", nil, nil)...)
+			s.tables = append(s.tables, t)
+		case "messages":
+			m := &structureSpec{pos: at(root)}
+			errs = append(errs, decodeWithList(name, root, m, "resources", &m.Resources, func(e *entrySpec, n *yaml.Node) { e.pos = at(n) })...)
+			s.structures = append(s.structures, m)
+		default:
+			errs = append(errs, fmt.Errorf("%s: a mapping file belongs in segments/, datatypes/, tables/ or messages/", name))
+		}
+	}
+	return &s, errs
+}
+
+// decodeWithList decodes the mapping node into v, refusing keys v does not
+// have, and decodes the sequence under listKey item by item so that each keeps
+// its line.
+func decodeWithList[T any](file string, root *yaml.Node, v any, listKey string, list *[]T, setPos func(*T, *yaml.Node)) []error {
+	if root.Kind != yaml.MappingNode {
+		return []error{fmt.Errorf("%s:%d: expected a mapping", file, root.Line)}
+	}
+	var errs []error
+	errs = append(errs, unknownKeys(file, root, v, listKey)...)
+	rest := &yaml.Node{Kind: yaml.MappingNode, Line: root.Line}
+	var items *yaml.Node
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if listKey != "" && root.Content[i].Value == listKey {
+			items = root.Content[i+1]
+			continue
+		}
+		rest.Content = append(rest.Content, root.Content[i], root.Content[i+1])
+	}
+	if err := rest.Decode(v); err != nil {
+		errs = append(errs, fmt.Errorf("%s:%d: %w", file, root.Line, err))
+	}
+	if items == nil {
+		return errs
+	}
+	if items.Kind != yaml.SequenceNode {
+		return append(errs, fmt.Errorf("%s:%d: %s must be a list", file, items.Line, listKey))
+	}
+	for _, n := range items.Content {
+		var item T
+		errs = append(errs, unknownKeys(file, n, &item, "")...)
+		if err := n.Decode(&item); err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %w", file, n.Line, err))
+			continue
+		}
+		setPos(&item, n)
+		*list = append(*list, item)
+	}
+	return errs
+}
+
+// unknownKeys reports keys of mapping node n that v's yaml tags do not name:
+// a misspelt key is an error, never a silently ignored rule.
+func unknownKeys(file string, n *yaml.Node, v any, extra string) []error {
+	if n.Kind != yaml.MappingNode {
+		return []error{fmt.Errorf("%s:%d: expected a mapping", file, n.Line)}
+	}
+	known := map[string]bool{}
+	if extra != "" {
+		known[extra] = true
+	}
+	t := reflect.TypeOf(v).Elem()
+	for i := 0; i < t.NumField(); i++ {
+		if tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]; tag != "" && tag != "-" {
+			known[tag] = true
+		}
+	}
+	var errs []error
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if !known[k.Value] {
+			names := make([]string, 0, len(known))
+			for name := range known {
+				names = append(names, name)
+			}
+			sort.Strings(names)
+			errs = append(errs, fmt.Errorf("%s:%d: unknown key %q (known: %s)", file, k.Line, k.Value, strings.Join(names, ", ")))
+		}
+	}
+	return errs
+}

@@ -1,0 +1,253 @@
+package transforms
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// A tree holds the resources of one bundle while they are built: an arena of
+// nodes in one slice and their text in one buffer, both kept between messages,
+// so that building a bundle allocates almost nothing once warm. Mapping rules
+// for the same element arrive from different segments and data-type maps in
+// any order (PID-3 and PID-2 both add to Patient.identifier), so the JSON
+// cannot be written as rules run; the tree gathers it, and write emits it in one
+// pass, leaving out every element that ended up empty.
+type tree struct {
+	nodes []node
+	text  []byte
+}
+
+type nodeKind uint8
+
+const (
+	kindObject nodeKind = iota
+	kindArray
+	kindString // text is written as a JSON string
+	kindRaw    // text is a JSON literal: number or boolean
+)
+
+// node is an element. Children form a singly linked list (first, last, next)
+// so that appending is O(1) and no child slice is allocated per node.
+type node struct {
+	name        string // element name; "" for array items
+	kind        nodeKind
+	weak        bool  // does not make its parent non-empty on its own (an extension's url)
+	start, end  int32 // text, for scalars
+	first, last int32 // children, -1 when none
+	next        int32 // next sibling, -1 at the end
+}
+
+const none = -1
+
+func (t *tree) reset() {
+	t.nodes = t.nodes[:0]
+	t.text = t.text[:0]
+}
+
+// newNode appends a node and returns its index.
+func (t *tree) newNode(name string, kind nodeKind) int32 {
+	t.nodes = append(t.nodes, node{name: name, kind: kind, first: none, last: none, next: none})
+	return int32(len(t.nodes) - 1)
+}
+
+// root starts a top-level object (a resource).
+func (t *tree) root() int32 { return t.newNode("", kindObject) }
+
+func (t *tree) appendChild(parent, child int32) {
+	p := &t.nodes[parent]
+	if p.last == none {
+		p.first = child
+	} else {
+		t.nodes[p.last].next = child
+	}
+	p.last = child
+}
+
+// child returns parent's child named name, or none.
+func (t *tree) child(parent int32, name string) int32 {
+	for c := t.nodes[parent].first; c != none; c = t.nodes[c].next {
+		if t.nodes[c].name == name {
+			return c
+		}
+	}
+	return none
+}
+
+// ensure returns parent's child named name of the given kind, creating it.
+func (t *tree) ensure(parent int32, name string, kind nodeKind) int32 {
+	if c := t.child(parent, name); c != none {
+		return c
+	}
+	c := t.newNode(name, kind)
+	t.appendChild(parent, c)
+	return c
+}
+
+// addItem appends an item of the given kind to array arr.
+func (t *tree) addItem(arr int32, kind nodeKind) int32 {
+	c := t.newNode("", kind)
+	t.appendChild(arr, c)
+	return c
+}
+
+// lastItem returns the last item of arr, or none.
+func (t *tree) lastItem(arr int32) int32 { return t.nodes[arr].last }
+
+// walkTo finds or makes the object at steps from obj: intermediate repeated
+// elements reuse their last item, a final repeated one gains a new item, and a
+// final single one already filled gives none (the first value wins).
+func (t *tree) walkTo(obj int32, steps []step) int32 {
+	last := len(steps) - 1
+	for i, s := range steps {
+		if !s.repeated {
+			if i == last {
+				if n := t.child(obj, s.name); n != none && !t.empty(n) {
+					return none
+				}
+			}
+			obj = t.ensure(obj, s.name, kindObject)
+			continue
+		}
+		arr := t.ensure(obj, s.name, kindArray)
+		if i == last {
+			return t.addItem(arr, kindObject)
+		}
+		if it := t.lastItem(arr); it != none {
+			obj = it
+		} else {
+			obj = t.addItem(arr, kindObject)
+		}
+	}
+	return obj
+}
+
+// setText makes n a scalar holding text.
+func (t *tree) setText(n int32, kind nodeKind, text []byte) {
+	start := int32(len(t.text))
+	t.text = append(t.text, text...)
+	t.nodes[n].kind = kind
+	t.nodes[n].start, t.nodes[n].end = start, int32(len(t.text))
+}
+
+// textOf returns the text of scalar n.
+func (t *tree) textOf(n int32) []byte { return t.text[t.nodes[n].start:t.nodes[n].end] }
+
+// empty reports whether n would write nothing: a scalar with no text, or an
+// object or array whose children are all empty or weak.
+func (t *tree) empty(n int32) bool {
+	nd := &t.nodes[n]
+	switch nd.kind {
+	case kindString, kindRaw:
+		return nd.start == nd.end
+	}
+	for c := nd.first; c != none; c = t.nodes[c].next {
+		if !t.nodes[c].weak && !t.empty(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// writeMembers writes the members of object n (without braces), each preceded
+// by a comma when comma is true or an earlier member was written; it reports
+// whether anything was written.
+func (t *tree) writeMembers(dst []byte, n int32, comma bool) ([]byte, bool) {
+	wrote := false
+	for c := t.nodes[n].first; c != none; c = t.nodes[c].next {
+		if t.empty(c) {
+			continue
+		}
+		if comma || wrote {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, t.nodes[c].name)
+		dst = append(dst, ':')
+		dst = t.writeValue(dst, c)
+		wrote = true
+	}
+	return dst, wrote
+}
+
+func (t *tree) writeValue(dst []byte, n int32) []byte {
+	nd := &t.nodes[n]
+	switch nd.kind {
+	case kindString:
+		return appendJSONBytes(dst, t.text[nd.start:nd.end])
+	case kindRaw:
+		return append(dst, t.text[nd.start:nd.end]...)
+	case kindArray:
+		dst = append(dst, '[')
+		first := true
+		for c := nd.first; c != none; c = t.nodes[c].next {
+			if t.empty(c) {
+				continue
+			}
+			if !first {
+				dst = append(dst, ',')
+			}
+			dst = t.writeValue(dst, c)
+			first = false
+		}
+		return append(dst, ']')
+	}
+	dst = append(dst, '{')
+	dst, _ = t.writeMembers(dst, n, false)
+	return append(dst, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		dst = appendEscapedRune(dst, r, c, size)
+		i += size
+	}
+	return append(dst, '"')
+}
+
+// appendJSONBytes writes b as a JSON string. Invalid UTF-8 becomes U+FFFD, so
+// the output is always valid JSON and valid FHIR.
+func appendJSONBytes(dst, b []byte) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		dst = appendEscapedRune(dst, r, c, size)
+		i += size
+	}
+	return append(dst, '"')
+}
+
+func appendEscapedRune(dst []byte, r rune, c byte, size int) []byte {
+	switch {
+	case c == '"' || c == '\\':
+		return append(dst, '\\', c)
+	case c == '\n':
+		return append(dst, '\\', 'n')
+	case c == '\r':
+		return append(dst, '\\', 'r')
+	case c == '\t':
+		return append(dst, '\\', 't')
+	case c < 0x20:
+		return append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+	case r == utf8.RuneError && size == 1:
+		return utf8.AppendRune(dst, utf8.RuneError)
+	}
+	return utf8.AppendRune(dst, r)
+}
+
+// appendInt writes a decimal integer; used for counters in tests and totals.
+func appendInt(dst []byte, n int) []byte { return strconv.AppendInt(dst, int64(n), 10) }
