@@ -245,6 +245,7 @@ func TestFactsNormaliseTime(t *testing.T) {
 		{"2006-09-01T10:30:00+05:30", "2006-09-01T05:00:00Z@second", true},
 		{"2006-09-01T05:00:00Z", "2006-09-01T05:00:00Z@second", true},
 		{"2006-09-01T05:00:00-00:00", "2006-09-01T05:00:00Z@second", true},
+		{"2006-09-01T10:30+05:30", "2006-09-01T05:00:00Z@minute", true}, // same instant, another precision: another fact
 		{"2006-09-01T02:00+05:30", "2006-08-31T20:30:00Z@minute", true},
 		{"2006-09-01T05:00:00.5Z", "2006-09-01T05:00:00.500Z@millisecond", true},
 		{"2006-09-01T05:00:00.123456+01:00", "2006-09-01T04:00:00.123Z@millisecond", true},
