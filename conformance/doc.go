@@ -62,13 +62,18 @@
 //     subject "->Patient", DiagnosticReport result "->Observation". Attaching a
 //     result to the right order and patient is a clinical fact; the target's id is
 //     not. A reference resolves through the bundle, by fullUrl (urn:uuid:...) or by
-//     Type/id.
+//     Type/id; a relative Type/id to a resource outside the bundle still names its
+//     type, as FHIR defines it.
 //
 // Left out entirely: resource and element ids, meta, narrative text, extensions,
 // Bundle type and requests, Provenance resources, identifier systems, periods and
-// assigners, system URIs other than LOINC and SNOMED CT, and references to
-// Location resources (location hierarchies are modelled differently by every
-// converter; the Location resources themselves still carry their facts).
+// assigners, system URIs other than LOINC and SNOMED CT, a Quantity's code and
+// system (converters disagree on UCUM versus local unit tables for one unit),
+// quantities outside value[x] and reference ranges (doses, amounts), names that
+// are plain strings (Organization.name, Location.name), display texts, and
+// references to Location resources (location hierarchies are modelled
+// differently by every converter; the Location resources themselves still carry
+// their facts). Resources are otherwise all walked, MessageHeader included.
 //
 // # Normal forms
 //

@@ -183,14 +183,14 @@ func (r *Report) WriteTable(w io.Writer) {
 			failing = append(failing, c)
 		}
 		if c.ExpectedInvalid != "" {
-			notes = append(notes, fmt.Sprintf("  %s: %s (%d elements not demanded)", c.Name, c.ExpectedInvalid, c.NotDemanded))
+			notes = append(notes, fmt.Sprintf("  %s: %s (%d elements not demanded)", c.Name, oneLine(c.ExpectedInvalid), c.NotDemanded))
 		}
 	}
 	if len(failing) > 0 {
 		fmt.Fprintf(w, "\nFailing cases (%d):\n", len(failing))
 		for _, c := range failing {
 			for _, line := range failureLines(c, tableMissing) {
-				fmt.Fprintf(w, "  %s: %s\n", c.Name, line)
+				fmt.Fprintf(w, "  %s: %s\n", c.Name, oneLine(line))
 			}
 		}
 	}
@@ -210,6 +210,12 @@ func (r *Report) WriteTable(w io.Writer) {
 			fmt.Fprintln(w)
 		}
 	}
+}
+
+// oneLine keeps a validator's or converter's multi-line error on its case's line
+// of the table.
+func oneLine(s string) string {
+	return strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "; ")
 }
 
 func passFail(passed bool) string {
@@ -291,15 +297,17 @@ type junitCase struct {
 	Time      string        `xml:"time,attr"`
 	Failure   *junitProblem `xml:"failure"`
 	Error     *junitProblem `xml:"error"`
-	SystemOut string        `xml:"system-out,omitempty"`
+	SystemOut *junitText    `xml:"system-out"`
+}
+
+type junitText struct {
+	Text string `xml:",cdata"`
 }
 
 type junitProblem struct {
 	Message string `xml:"message,attr"`
 	Type    string `xml:"type,attr"`
-	// Text is CDATA so that its lines stay lines in the file; xmlText makes it
-	// safe to put there.
-	Text string `xml:",cdata"`
+	Text    string `xml:",cdata"` // CDATA, so that its lines stay lines in the file
 }
 
 // xmlText replaces the characters XML 1.0 cannot carry (control characters from a
@@ -330,7 +338,10 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 	suite := junitSuite{Name: "conversion", Tests: len(r.Cases)}
 	for _, c := range r.Cases {
 		total += c.Duration
-		jc := junitCase{Name: c.Name, Classname: classname(c.Name), Time: seconds(c.Duration), SystemOut: c.ExpectedInvalid}
+		jc := junitCase{Name: c.Name, Classname: classname(c.Name), Time: seconds(c.Duration)}
+		if c.ExpectedInvalid != "" {
+			jc.SystemOut = &junitText{Text: xmlText(c.ExpectedInvalid)}
+		}
 		switch {
 		case c.ConvertError != "":
 			suite.Errors++

@@ -312,8 +312,8 @@ func TestReportTable(t *testing.T) {
 	}
 }
 
-func TestReportTableFirstMissingOnly(t *testing.T) {
-	c := CaseResult{Name: "x", Valid: true, Expected: 8}
+func TestReportTableFailingCase(t *testing.T) {
+	c := CaseResult{Name: "x", ValidationError: "fhirmodel: Patient.gender: empty value\nfhirmodel: Patient.name[0].use: code type mismatch\n", Expected: 8}
 	for i := range 8 {
 		c.Missing = append(c.Missing, Fact{"Patient", "name.given", string(rune('A' + i))})
 	}
@@ -324,6 +324,9 @@ func TestReportTableFirstMissingOnly(t *testing.T) {
 	out := buf.String()
 	if !strings.Contains(out, `name.given = "E"`) || strings.Contains(out, `name.given = "F"`) || !strings.Contains(out, "(and 3 more)") {
 		t.Errorf("table should list the first %d missing facts and count the rest:\n%s", tableMissing, out)
+	}
+	if want := "  x: not valid R4: fhirmodel: Patient.gender: empty value; fhirmodel: Patient.name[0].use: code type mismatch\n"; !strings.Contains(out, want) {
+		t.Errorf("table should keep a multi-line validation error on one line, %q:\n%s", want, out)
 	}
 }
 
