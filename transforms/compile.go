@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,8 +59,8 @@ type rule struct {
 	dt       *datatypeMap // applied to each value
 	resource string       // dt builds a separate resource of this type; target gets a Reference
 	constant []byte
-	when     *vm.Program
-	compute  *vm.Program
+	when     *program
+	compute  *program
 	extURL   string
 	each     bool
 	weak     bool
@@ -113,7 +114,7 @@ type entry struct {
 	smap    *segmentMap
 	name    string
 	into    string
-	when    *vm.Program
+	when    *program
 	refs    []ref
 	links   []link
 }
@@ -547,10 +548,10 @@ func (c *compiler) compileRule(rs *ruleSpec, root string, t *fhirmodel.Type, inD
 		c.errorf(rs.pos, "resource: needs map: to say how the resource is built")
 	}
 	if rs.When != "" {
-		r.when = c.compileExpr(rs.pos, rs.When, true)
+		r.when = c.compileExpr(rs.pos, rs.When, true, inDatatype)
 	}
 	if rs.Expr != "" {
-		r.compute = c.compileExpr(rs.pos, rs.Expr, false)
+		r.compute = c.compileExpr(rs.pos, rs.Expr, false, inDatatype)
 	}
 	return r, len(c.errs) == bad
 }
@@ -586,18 +587,28 @@ func (c *compiler) constant(rs *ruleSpec, el fhirmodel.Element, kind nodeKind) [
 	return nil
 }
 
+// program is a compiled expression: the VM program, and the same expression
+// as Go closures when it is simple enough (see native.go).
+type program struct {
+	vm        *vm.Program
+	native    native
+	usesValue bool // reads Value, which is then filled before it runs
+}
+
 // compileExpr compiles an expr-lang program against the rule environment.
-func (c *compiler) compileExpr(pos, src string, boolean bool) *vm.Program {
+func (c *compiler) compileExpr(pos, src string, boolean, inDatatype bool) *program {
 	opts := []expr.Option{expr.Env(&exprEnv{})}
 	if boolean {
 		opts = append(opts, expr.AsBool())
+	} else {
+		opts = append(opts, expr.AsKind(reflect.String))
 	}
 	p, err := expr.Compile(src, opts...)
 	if err != nil {
 		c.errorf(pos, "expression %q: %v", src, strings.ReplaceAll(err.Error(), "\n", " "))
 		return nil
 	}
-	return p
+	return &program{vm: p, native: compileNative(src, inDatatype), usesValue: strings.Contains(src, "Value")}
 }
 
 func (c *compiler) compileStructure(s *structureSpec) *structure {
@@ -637,7 +648,7 @@ func (c *compiler) compileStructure(s *structureSpec) *structure {
 			names[e.name] = sm.resource
 		}
 		if es.When != "" {
-			e.when = c.compileExpr(es.pos, es.When, true)
+			e.when = c.compileExpr(es.pos, es.When, true, false)
 		}
 		t, _ := fhirmodel.Resource(sm.resource)
 		for _, el := range sortedKeys(es.Refs) {

@@ -300,6 +300,40 @@ type frame struct {
 	obj   int32
 }
 
+// firstValue returns the first non-empty value src names in f, as eachValue
+// would give it first, without a callback (expressions call it per rule).
+func (c *Converter) firstValue(src source, f frame) (hl7v2.Value, int, bool) {
+	if src.abs || src.relative {
+		var out hl7v2.Value
+		var depth int
+		found := false
+		c.eachValue(src, f, false, func(v hl7v2.Value, d int) {
+			if !found {
+				out, depth, found = v, d, true
+			}
+		})
+		return out, depth, found
+	}
+	field := f.seg.Field(src.field)
+	n, r := field.Reps(), 1
+	if src.rep > 0 {
+		n, r = src.rep, src.rep
+	}
+	for ; r <= n; r++ {
+		v, depth := field.Rep(r), 0
+		if len(src.parts) > 0 {
+			v, depth = v.Comp(src.parts[0]), 1
+			if len(src.parts) > 1 {
+				v, depth = v.Sub(src.parts[1]), 2
+			}
+		}
+		if !v.IsEmpty() && !v.IsNull() {
+			return v, depth, true
+		}
+	}
+	return hl7v2.Value{}, 0, false
+}
+
 // eachValue calls fn with every value src names in f (every repetition when
 // all, else the first non-empty one) and the depth of each.
 func (c *Converter) eachValue(src source, f frame, all bool, fn func(hl7v2.Value, int)) {
@@ -532,11 +566,17 @@ func (c *Converter) convertValue(r *rule, f frame, v hl7v2.Value) {
 // text read leniently (UTF-8 kept, other bytes as Windows-1252), rather than
 // losing every value of the message.
 func (c *Converter) textOf(v hl7v2.Value) []byte {
+	// Text may return a view of the message itself, so c.text is never
+	// replaced by what it returns: it is sized up front instead (four bytes out
+	// per byte in is Text's bound).
+	if need := 4 * len(v.Bytes()); cap(c.text) < need {
+		c.text = make([]byte, 0, need)
+	}
+	if cap(c.text2) < 4*len(v.Bytes()) {
+		c.text2 = make([]byte, 0, 4*len(v.Bytes()))
+	}
 	if !c.badCharset {
 		text, err := c.msg.Text(c.text[:0], v)
-		if cap(text) > cap(c.text) {
-			c.text = text[:0]
-		}
 		if text != nil || !errors.Is(err, hl7v2.ErrUnknownCharset) {
 			return text
 		}
@@ -545,7 +585,6 @@ func (c *Converter) textOf(v hl7v2.Value) []byte {
 	}
 	u, _ := v.Unescape(c.text[:0])
 	out, _ := hl7v2.DecodeText(c.text2[:0], u, nil)
-	c.text2 = out[:0]
 	return out
 }
 

@@ -2,9 +2,7 @@ package transforms
 
 import (
 	"fmt"
-	"strconv"
-
-	"github.com/expr-lang/expr/vm"
+	"sync"
 
 	"github.com/spinebridge/spinebridge/adapters/hl7v2"
 )
@@ -69,61 +67,82 @@ func containsDash(s string) bool {
 	return false
 }
 
-// prepare fills the environment for a rule about to run in f.
-func (c *Converter) prepare(f frame, r *rule) *exprEnv {
+// segmentIDs interns segment ids, so that filling Segment does not allocate.
+var segmentIDs sync.Map // [3]byte -> string
+
+func segmentName(id []byte) string {
+	var k [3]byte
+	copy(k[:], id)
+	if s, ok := segmentIDs.Load(k); ok {
+		return s.(string)
+	}
+	s, _ := segmentIDs.LoadOrStore(k, string(id))
+	return s.(string)
+}
+
+// prepare fills the environment for p about to run in f.
+func (c *Converter) prepare(f frame, r *rule, p *program) *exprEnv {
 	c.env = exprEnv{c: c, f: f}
 	if f.seg.Exists() {
-		c.env.Segment = string(f.seg.ID())
+		c.env.Segment = segmentName(f.seg.ID())
 	}
-	if r != nil && r.hasSrc {
-		c.eachValue(r.src, f, false, func(v hl7v2.Value, _ int) {
-			if c.env.Value == "" {
-				c.env.Value = string(trimSpace(c.textOf(v)))
-			}
-		})
+	if p.usesValue && r != nil && r.hasSrc {
+		if v, _, ok := c.firstValue(r.src, f); ok {
+			c.env.Value = string(trimSpace(c.textOf(v)))
+		}
 	}
 	return &c.env
 }
 
+// run evaluates p in f: natively when it compiled to closures, else on the VM.
+func (c *Converter) run(p *program, f frame, r *rule) (nval, bool, error) {
+	env := c.prepare(f, r, p)
+	if p.native != nil {
+		v := p.native(env)
+		return v, true, nil
+	}
+	out, err := c.vm.Run(p.vm, env)
+	if err != nil {
+		return nval{}, false, err
+	}
+	switch v := out.(type) {
+	case bool:
+		return nval{b: v}, true, nil
+	case string:
+		return nval{s: v}, true, nil
+	case nil:
+		return nval{}, false, nil
+	}
+	return nval{s: fmt.Sprint(out)}, true, nil
+}
+
 // test runs a condition; an expression that fails at run time counts as false
 // and is reported.
-func (c *Converter) test(p *vm.Program, f frame, pos string) bool {
+func (c *Converter) test(p *program, f frame, pos string) bool {
 	return c.testRule(p, f, pos, nil)
 }
 
-func (c *Converter) testRule(p *vm.Program, f frame, pos string, r *rule) bool {
-	out, err := c.vm.Run(p, c.prepare(f, r))
+func (c *Converter) testRule(p *program, f frame, pos string, r *rule) bool {
+	v, _, err := c.run(p, f, r)
 	if err != nil {
 		c.issues = append(c.issues, Issue{Location: c.env.Segment, Rule: pos, Message: "condition failed: " + err.Error()})
 		return false
 	}
-	b, _ := out.(bool)
-	return b
+	return v.b
 }
 
 // computeValue runs a rule's expr and writes its result like a value read from
 // the message, so that conversions, tables and code checks still apply.
 func (c *Converter) computeValue(r *rule, f frame) {
-	out, err := c.vm.Run(r.compute, c.prepare(f, r))
+	v, ok, err := c.run(r.compute, f, r)
 	if err != nil {
 		c.issue(r, f, "expression failed: "+err.Error())
 		return
 	}
-	var text string
-	switch v := out.(type) {
-	case nil:
+	if !ok {
 		return
-	case string:
-		text = v
-	case bool:
-		text = strconv.FormatBool(v)
-	case int:
-		text = strconv.Itoa(v)
-	case float64:
-		text = strconv.FormatFloat(v, 'f', -1, 64)
-	default:
-		text = fmt.Sprint(v)
 	}
+	text := v.s
 	if text == "" {
 		return
 	}

@@ -1,0 +1,340 @@
+package transforms
+
+import (
+	"encoding/json"
+	"io/fs"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spinebridge/spinebridge/adapters/hl7v2"
+	"github.com/spinebridge/spinebridge/fixtures"
+	"github.com/spinebridge/spinebridge/transforms/fhirmodel"
+)
+
+var defaultSet = sync.OnceValues(func() (*Set, error) { return Default("") })
+
+func loadDefault(tb testing.TB) *Set {
+	tb.Helper()
+	s, err := defaultSet()
+	if err != nil {
+		tb.Fatalf("the embedded mapping set does not load:\n%v", err)
+	}
+	return s
+}
+
+func fixture(tb testing.TB, name string) []byte {
+	tb.Helper()
+	b, err := fs.ReadFile(fixtures.HL7v2, "hl7v2/"+name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// bundle is the parsed output, for assertions.
+type bundle struct {
+	Type  string `json:"type"`
+	Entry []struct {
+		FullURL  string         `json:"fullUrl"`
+		Resource map[string]any `json:"resource"`
+		Request  *struct {
+			Method string `json:"method"`
+			URL    string `json:"url"`
+		} `json:"request"`
+	} `json:"entry"`
+}
+
+func (b *bundle) all(typ string) []map[string]any {
+	var out []map[string]any
+	for _, e := range b.Entry {
+		if e.Resource["resourceType"] == typ {
+			out = append(out, e.Resource)
+		}
+	}
+	return out
+}
+
+func (b *bundle) one(t *testing.T, typ string) map[string]any {
+	t.Helper()
+	rs := b.all(typ)
+	if len(rs) != 1 {
+		t.Fatalf("%d %s resources, want 1", len(rs), typ)
+	}
+	return rs[0]
+}
+
+// byRef finds the resource a reference points at, failing when it does not
+// resolve inside the bundle.
+func (b *bundle) byRef(t *testing.T, ref any) map[string]any {
+	t.Helper()
+	r, _ := ref.(map[string]any)["reference"].(string)
+	for _, e := range b.Entry {
+		if e.FullURL == r {
+			return e.Resource
+		}
+	}
+	t.Fatalf("reference %q does not resolve inside the bundle", r)
+	return nil
+}
+
+// convert runs the default set over a fixture and checks what every bundle
+// must be: valid R4, ids unique, every reference resolving inside it.
+func convert(t *testing.T, name string, opts Options) (*bundle, []Issue, []byte) {
+	t.Helper()
+	m, err := hl7v2.Parse(fixture(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := loadDefault(t).NewConverter(opts)
+	out, err := c.Convert(nil, m)
+	if err != nil {
+		t.Fatalf("Convert: %v", err)
+	}
+	if err := fhirmodel.Validate(out); err != nil {
+		t.Fatalf("bundle is not valid R4: %v\n%s", err, out)
+	}
+	var b bundle
+	if err := json.Unmarshal(out, &b); err != nil {
+		t.Fatalf("bundle is not JSON: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, e := range b.Entry {
+		if seen[e.FullURL] {
+			t.Errorf("fullUrl %s appears twice", e.FullURL)
+		}
+		seen[e.FullURL] = true
+	}
+	for _, ref := range refs(b) {
+		if !seen[ref] {
+			t.Errorf("reference %s does not resolve inside the bundle", ref)
+		}
+	}
+	return &b, slices.Clone(c.Issues()), out
+}
+
+// refs collects every "reference" value in the bundle.
+func refs(b bundle) []string {
+	var out []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if r, ok := x["reference"].(string); ok {
+				out = append(out, r)
+			}
+			for _, c := range x {
+				walk(c)
+			}
+		case []any:
+			for _, c := range x {
+				walk(c)
+			}
+		}
+	}
+	for _, e := range b.Entry {
+		walk(e.Resource)
+	}
+	return out
+}
+
+func TestConvertADTUKCore(t *testing.T) {
+	b, issues, _ := convert(t, "bench/adt_a01.hl7", Options{})
+	if len(issues) != 0 {
+		t.Errorf("issues on a clean message: %v", issues)
+	}
+	if b.Type != "transaction" {
+		t.Errorf("type %q, want transaction", b.Type)
+	}
+	p := b.one(t, "Patient")
+	ids := p["identifier"].([]any)
+	nhs := ids[0].(map[string]any)
+	if nhs["system"] != "https://fhir.nhs.uk/Id/nhs-number" || nhs["value"] != "9990000018" {
+		t.Errorf("first identifier %v, want the NHS number", nhs)
+	}
+	ext := nhs["extension"].([]any)[0].(map[string]any)
+	code := ext["valueCodeableConcept"].(map[string]any)["coding"].([]any)[0].(map[string]any)
+	if ext["url"] != "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus" || code["code"] != "01" {
+		t.Errorf("verification status %v, want UK Core extension with code 01", ext)
+	}
+	if p["birthDate"] != "1958-03-14" || p["gender"] != "female" {
+		t.Errorf("birthDate %v gender %v", p["birthDate"], p["gender"])
+	}
+	if prof := p["meta"].(map[string]any)["profile"].([]any)[0]; prof != "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient" {
+		t.Errorf("profile %v", prof)
+	}
+	gp := b.byRef(t, p["generalPractitioner"].([]any)[0])
+	gpID := gp["identifier"].([]any)[0].(map[string]any)
+	if gp["resourceType"] != "Organization" || gpID["system"] != "https://fhir.nhs.uk/Id/ods-organization-code" || gpID["value"] != "B86001" {
+		t.Errorf("GP practice %v, want an Organization with ODS code B86001", gp)
+	}
+	// Escapes decoded: \T\ is &, \S\ is ^.
+	var texts []string
+	for _, a := range b.all("AllergyIntolerance") {
+		texts = append(texts, a["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["display"].(string))
+		texts = append(texts, a["reaction"].([]any)[0].(map[string]any)["manifestation"].([]any)[0].(map[string]any)["text"].(string))
+	}
+	if !slices.Contains(texts, "Penicillin & derivatives") || !slices.Contains(texts, "Anaphylaxis ^ rash") {
+		t.Errorf("escape sequences not decoded: %q", texts)
+	}
+	enc := b.one(t, "Encounter")
+	if b.byRef(t, enc["subject"])["resourceType"] != "Patient" {
+		t.Error("Encounter.subject is not the Patient")
+	}
+	if cls := enc["class"].(map[string]any); cls["code"] != "IMP" {
+		t.Errorf("class %v, want IMP", cls)
+	}
+	for _, o := range b.all("Observation") {
+		if b.byRef(t, o["subject"])["resourceType"] != "Patient" || b.byRef(t, o["encounter"])["resourceType"] != "Encounter" {
+			t.Errorf("Observation %v not tied to the patient and encounter", o["code"])
+		}
+	}
+	if n := len(b.all("RelatedPerson")); n != 2 {
+		t.Errorf("%d RelatedPerson, want 2 (one per NK1)", n)
+	}
+	// The same practitioner in EVN and PV1 would be one resource; two
+	// different ones in PV1-7 and PV1-8 are two.
+	if n := len(b.all("Practitioner")); n < 3 {
+		t.Errorf("%d Practitioner, want at least 3 (attending, referring, GP)", n)
+	}
+}
+
+func TestConvertEmptyElementsNeverWritten(t *testing.T) {
+	_, _, out := convert(t, "bench/adt_a01.hl7", Options{})
+	for _, empty := range []string{`""`, `{}`, `[]`, `null`} {
+		if strings.Contains(string(out), ":"+empty) {
+			t.Errorf("bundle holds an empty element %s", empty)
+		}
+	}
+}
+
+func TestConvertResultsAttachToTheirOwnOrder(t *testing.T) {
+	b, issues, _ := convert(t, "oru_r01_two_orders.hl7", Options{})
+	reports := b.all("DiagnosticReport")
+	if len(reports) != 2 {
+		t.Fatalf("%d reports, want 2", len(reports))
+	}
+	want := map[string][]string{"FBC": {"718-7", "6690-2"}, "CRP": {"1988-5", "8251-1"}}
+	for _, r := range reports {
+		code := r["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string)
+		order := b.byRef(t, r["basedOn"].([]any)[0])
+		var got []string
+		for _, ref := range r["result"].([]any) {
+			obs := b.byRef(t, ref)
+			got = append(got, obs["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string))
+			if b.byRef(t, obs["basedOn"].([]any)[0])["id"] != order["id"] {
+				t.Errorf("%s result %v is based on another order", code, got)
+			}
+		}
+		if !slices.Equal(got, want[code]) {
+			t.Errorf("report %s has results %v, want %v", code, got, want[code])
+		}
+	}
+	// "<5" is not a number: left out, reported, the rest converted.
+	found := false
+	for _, is := range issues {
+		if is.Location == "OBX-5" && strings.Contains(is.Message, `"<5"`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no issue for the OBX-5 value <5: %v", issues)
+	}
+}
+
+func TestConvertTimesInTheConfiguredZone(t *testing.T) {
+	b, _, _ := convert(t, "oru_r01_two_orders.hl7", Options{})
+	effective := map[string]string{}
+	for _, r := range b.all("DiagnosticReport") {
+		code := r["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string)
+		effective[code] = r["effectiveDateTime"].(string)
+	}
+	// No offset in the message: London time, BST in July and GMT in January.
+	if effective["FBC"] != "2026-07-15T08:30:00+01:00" || effective["CRP"] != "2026-01-15T08:30:00+00:00" {
+		t.Errorf("effective times %v, want London summer and winter offsets", effective)
+	}
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	if err != nil {
+		t.Skip("no tz database:", err)
+	}
+	b, _, _ = convert(t, "oru_r01_two_orders.hl7", Options{Zone: tokyo})
+	if got := b.all("DiagnosticReport")[0]["effectiveDateTime"]; got != "2026-07-15T08:30:00+09:00" {
+		t.Errorf("with Zone Asia/Tokyo: %v", got)
+	}
+}
+
+func TestConvertNHSNumberCheckDigit(t *testing.T) {
+	b, issues, _ := convert(t, "adt_a04_bad_nhs_number.hl7", Options{})
+	var found bool
+	for _, is := range issues {
+		if is.Message == IssueNHSNumber {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no issue for NHS number 9990000019: %v", issues)
+	}
+	// Reported, not dropped: the route decides whether to reject.
+	if id := b.one(t, "Patient")["identifier"].([]any)[0].(map[string]any); id["value"] != "9990000019" {
+		t.Errorf("identifier %v", id)
+	}
+}
+
+func TestConvertBundleTypes(t *testing.T) {
+	for _, bt := range []BundleType{Transaction, Batch, Message, Collection} {
+		t.Run(string(bt), func(t *testing.T) {
+			b, _, _ := convert(t, "bench/adt_a01.hl7", Options{Bundle: bt})
+			if b.Type != string(bt) {
+				t.Errorf("type %q", b.Type)
+			}
+			if bt == Message && b.Entry[0].Resource["resourceType"] != "MessageHeader" {
+				t.Errorf("message bundle starts with %v", b.Entry[0].Resource["resourceType"])
+			}
+			for _, e := range b.Entry {
+				hasRequest := e.Request != nil
+				if hasRequest != (bt == Transaction || bt == Batch) {
+					t.Fatalf("%s entry request %v", bt, e.Request)
+				}
+				if !hasRequest {
+					continue
+				}
+				typ := e.Resource["resourceType"].(string)
+				if typ == "Patient" {
+					want := "Patient?identifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C9990000018"
+					if e.Request.Method != "PUT" || e.Request.URL != want {
+						t.Errorf("Patient request %+v, want conditional update on the NHS number", e.Request)
+					}
+				} else if e.Request.URL != typ+"/"+e.Resource["id"].(string) {
+					t.Errorf("%s request %+v, want PUT of its deterministic id", typ, e.Request)
+				}
+			}
+		})
+	}
+}
+
+func TestConvertIsDeterministic(t *testing.T) {
+	_, _, a := convert(t, "bench/adt_a01.hl7", Options{})
+	_, _, b := convert(t, "bench/adt_a01.hl7", Options{})
+	if string(a) != string(b) {
+		t.Error("the same message gave two different bundles")
+	}
+}
+
+func TestConvertRefusesWhatItCannotMap(t *testing.T) {
+	c := loadDefault(t).NewConverter(Options{})
+	for _, tc := range []struct{ name, msg, want string }{
+		{"unmapped type", "MSH|^~\\&|A|B|C|D|20260101||ZZZ^Z01|1|P|2.5\rPID|1\r", "no mapping"},
+		{"no MSH", "PID|1||123\r", "no MSH"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var m hl7v2.Message
+			_ = m.Parse([]byte(tc.msg))
+			_, err := c.Convert(nil, &m)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Convert = %v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
+}

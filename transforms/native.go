@@ -1,0 +1,211 @@
+package transforms
+
+import (
+	"bytes"
+	"strings"
+
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
+)
+
+// Most mapping expressions are small: Has("29"), Get("2") == "NM",
+// Get("2") in ["CE", "CWE"], a ternary over those. Run on expr-lang's VM, each
+// call of Get or Has on the environment goes through reflection, and that was
+// 70% of converting a 50-result ORU. So an expression whose syntax tree uses
+// only those forms is also compiled here, to Go closures over paths parsed once
+// at load; the VM keeps everything else. expr.Compile still checks every
+// expression first, so both share one language and one set of load errors.
+
+type native func(e *exprEnv) nval
+
+// nval is a string or a boolean result.
+type nval struct {
+	s string
+	b bool
+}
+
+// compileNative returns a closure for src, or nil when src uses anything the
+// closures do not cover.
+func compileNative(src string, inDatatype bool) native {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil
+	}
+	return nativeNode(tree.Node, inDatatype)
+}
+
+// pathArg returns the source a Get/Has call names, when its argument is a
+// constant path.
+func pathArg(args []ast.Node, inDatatype bool) (source, bool) {
+	if len(args) != 1 {
+		return source{}, false
+	}
+	s, ok := args[0].(*ast.StringNode)
+	if !ok {
+		return source{}, false
+	}
+	src, err := parseSource(s.Value, inDatatype && !strings.Contains(s.Value, "-"))
+	return src, err == nil
+}
+
+func callName(n ast.Node) (string, []ast.Node, bool) {
+	switch c := n.(type) {
+	case *ast.CallNode:
+		if id, ok := c.Callee.(*ast.IdentifierNode); ok {
+			return id.Value, c.Arguments, true
+		}
+	case *ast.BuiltinNode:
+		return c.Name, c.Arguments, true
+	}
+	return "", nil, false
+}
+
+func nativeNode(n ast.Node, inDT bool) native {
+	switch x := n.(type) {
+	case *ast.StringNode:
+		v := nval{s: x.Value}
+		return func(*exprEnv) nval { return v }
+	case *ast.BoolNode:
+		v := nval{b: x.Value}
+		return func(*exprEnv) nval { return v }
+	case *ast.IdentifierNode:
+		switch x.Value {
+		case "Value":
+			return func(e *exprEnv) nval { return nval{s: e.Value} }
+		case "Segment":
+			return func(e *exprEnv) nval { return nval{s: e.Segment} }
+		}
+	case *ast.UnaryNode:
+		if x.Operator == "!" || x.Operator == "not" {
+			if inner := nativeNode(x.Node, inDT); inner != nil {
+				return func(e *exprEnv) nval { return nval{b: !inner(e).b} }
+			}
+		}
+	case *ast.ConditionalNode:
+		cond, a, b := nativeNode(x.Cond, inDT), nativeNode(x.Exp1, inDT), nativeNode(x.Exp2, inDT)
+		if cond != nil && a != nil && b != nil {
+			return func(e *exprEnv) nval {
+				if cond(e).b {
+					return a(e)
+				}
+				return b(e)
+			}
+		}
+	case *ast.BinaryNode:
+		return nativeBinary(x, inDT)
+	case *ast.SliceNode:
+		inner := nativeNode(x.Node, inDT)
+		from, ok := x.From.(*ast.IntegerNode)
+		if inner != nil && ok && x.To == nil {
+			return func(e *exprEnv) nval {
+				s := inner(e).s
+				if from.Value > len(s) {
+					return nval{}
+				}
+				return nval{s: s[from.Value:]}
+			}
+		}
+	}
+	name, args, ok := callName(n)
+	if !ok {
+		return nil
+	}
+	switch name {
+	case "Get":
+		if src, ok := pathArg(args, inDT); ok {
+			return func(e *exprEnv) nval { return nval{s: string(e.text(src))} }
+		}
+	case "Has":
+		if src, ok := pathArg(args, inDT); ok {
+			return func(e *exprEnv) nval { return nval{b: e.has(src)} }
+		}
+	case "hasPrefix", "hasSuffix":
+		if len(args) == 2 {
+			a, b := nativeNode(args[0], inDT), nativeNode(args[1], inDT)
+			if a != nil && b != nil {
+				if name == "hasPrefix" {
+					return func(e *exprEnv) nval { return nval{b: strings.HasPrefix(a(e).s, b(e).s)} }
+				}
+				return func(e *exprEnv) nval { return nval{b: strings.HasSuffix(a(e).s, b(e).s)} }
+			}
+		}
+	case "trim", "upper", "lower":
+		if len(args) == 1 {
+			if a := nativeNode(args[0], inDT); a != nil {
+				fn := map[string]func(string) string{"trim": strings.TrimSpace, "upper": strings.ToUpper, "lower": strings.ToLower}[name]
+				return func(e *exprEnv) nval { return nval{s: fn(a(e).s)} }
+			}
+		}
+	}
+	return nil
+}
+
+func nativeBinary(x *ast.BinaryNode, inDT bool) native {
+	// Get("2") == "NM" compares the message's bytes without making a string.
+	if x.Operator == "==" || x.Operator == "!=" {
+		if name, args, ok := callName(x.Left); ok && name == "Get" {
+			if src, ok := pathArg(args, inDT); ok {
+				if lit, ok := x.Right.(*ast.StringNode); ok {
+					want, eq := []byte(lit.Value), x.Operator == "=="
+					return func(e *exprEnv) nval { return nval{b: bytes.Equal(e.text(src), want) == eq} }
+				}
+			}
+		}
+	}
+	if x.Operator == "in" {
+		arr, ok := x.Right.(*ast.ArrayNode)
+		left := nativeNode(x.Left, inDT)
+		if !ok || left == nil {
+			return nil
+		}
+		var set []string
+		for _, el := range arr.Nodes {
+			s, ok := el.(*ast.StringNode)
+			if !ok {
+				return nil
+			}
+			set = append(set, s.Value)
+		}
+		return func(e *exprEnv) nval {
+			v := left(e).s
+			for _, s := range set {
+				if s == v {
+					return nval{b: true}
+				}
+			}
+			return nval{}
+		}
+	}
+	l, r := nativeNode(x.Left, inDT), nativeNode(x.Right, inDT)
+	if l == nil || r == nil {
+		return nil
+	}
+	switch x.Operator {
+	case "&&", "and":
+		return func(e *exprEnv) nval { return nval{b: l(e).b && r(e).b} }
+	case "||", "or":
+		return func(e *exprEnv) nval { return nval{b: l(e).b || r(e).b} }
+	case "==":
+		return func(e *exprEnv) nval { return nval{b: l(e).s == r(e).s} }
+	case "!=":
+		return func(e *exprEnv) nval { return nval{b: l(e).s != r(e).s} }
+	case "+":
+		return func(e *exprEnv) nval { return nval{s: l(e).s + r(e).s} }
+	}
+	return nil
+}
+
+// text returns the unescaped text at src in the environment's frame, or nil.
+func (e *exprEnv) text(src source) []byte {
+	v, _, ok := e.c.firstValue(src, e.f)
+	if !ok {
+		return nil
+	}
+	return trimSpace(e.c.textOf(v))
+}
+
+// has reports whether src holds a value in the environment's frame.
+func (e *exprEnv) has(src source) bool {
+	_, _, ok := e.c.firstValue(src, e.f)
+	return ok
+}
