@@ -1,0 +1,137 @@
+package transforms
+
+import (
+	"strings"
+	"testing"
+	"testing/fstest"
+)
+
+// A minimal valid set that each case below breaks in one place.
+var goodFiles = map[string]string{
+	"tables/sex.yaml":             "table: sex\nmap: {F: female, M: male}\n",
+	"datatypes/XPN-Name.yaml":     "datatype: XPN\nfhir: HumanName\nname: XPN-Name\nrules:\n  - {from: \"1.1\", to: family}\n  - {from: \"2\", to: given}\n",
+	"segments/PID-Patient.yaml":   "segment: PID\nresource: Patient\nrules:\n  - {from: \"5\", to: name, map: XPN-Name}\n  - {from: \"8\", to: gender, table: sex}\n  - {from: \"7\", to: birthDate}\n",
+	"messages/adt.yaml":           "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient, name: patient}\n",
+	"segments/PV1-Encounter.yaml": "segment: PV1\nresource: Encounter\nrules:\n  - {value: finished, to: status}\n",
+}
+
+func files(change map[string]string) fstest.MapFS {
+	fsys := fstest.MapFS{}
+	for name, text := range goodFiles {
+		fsys[name] = &fstest.MapFile{Data: []byte(text)}
+	}
+	for name, text := range change {
+		if text == "" {
+			delete(fsys, name)
+			continue
+		}
+		fsys[name] = &fstest.MapFile{Data: []byte(text)}
+	}
+	return fsys
+}
+
+func TestLoadGoodSet(t *testing.T) {
+	if _, err := Load(Layer{FS: files(nil)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadErrorsNameFileAndLine(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change map[string]string
+		want   []string
+	}{
+		{"misspelt element", map[string]string{
+			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthdate}\n",
+		}, []string{"segments/PID-Patient.yaml:4:", `"birthdate"`, "birthDate"}},
+		{"choice without its type", map[string]string{
+			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"30\", to: deceased}\n",
+		}, []string{"segments/PID-Patient.yaml:4:", "deceasedBoolean"}},
+		{"scalar into a complex element", map[string]string{
+			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"5\", to: name}\n",
+		}, []string{"segments/PID-Patient.yaml:4:", "HumanName", "map"}},
+		{"map of the wrong type", map[string]string{
+			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"5\", to: address, map: XPN-Name}\n",
+		}, []string{"segments/PID-Patient.yaml:4:", "builds a HumanName", "Address"}},
+		{"unknown map", map[string]string{
+			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"5\", to: name, map: XPN-Nmae}\n",
+		}, []string{"segments/PID-Patient.yaml:4:", `no data-type map "XPN-Nmae"`}},
+		{"table gives a code the element refuses", map[string]string{
+			"tables/sex.yaml": "table: sex\nmap: {F: female, M: mail}\n",
+		}, []string{"segments/PID-Patient.yaml:5:", `"mail"`, "male, female"}},
+		{"constant code the element refuses", map[string]string{
+			"segments/PV1-Encounter.yaml": "segment: PV1\nresource: Encounter\nrules:\n  - {value: done, to: status}\n",
+		}, []string{"segments/PV1-Encounter.yaml:4:", `"done"`}},
+		{"misspelt key", map[string]string{
+			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {form: \"7\", to: birthDate}\n",
+		}, []string{"segments/PID-Patient.yaml:4:", `unknown key "form"`}},
+		{"bad expression", map[string]string{
+			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthDate, when: 'Hsa(\"7\")'}\n",
+		}, []string{"segments/PID-Patient.yaml:4:", "Hsa"}},
+		{"expression of the wrong type", map[string]string{
+			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthDate, when: 'Get(\"7\")'}\n",
+		}, []string{"segments/PID-Patient.yaml:4:", "bool"}},
+		{"reference to an unknown name", map[string]string{
+			"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient, name: patient}\n  - {map: PV1-Encounter, refs: {subject: patinet}}\n",
+		}, []string{"messages/adt.yaml:5:", `"patinet"`}},
+		{"reference element that is not a Reference", map[string]string{
+			"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient, name: patient}\n  - {map: PV1-Encounter, refs: {status: patient}}\n",
+		}, []string{"messages/adt.yaml:5:", "not a Reference"}},
+		{"reference to a type the element refuses", map[string]string{
+			"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PV1-Encounter, name: enc}\n  - {map: PID-Patient, refs: {managingOrganization: enc}}\n",
+		}, []string{"messages/adt.yaml:5:", "Organization", "not Encounter"}},
+		{"a file outside the four kinds", map[string]string{
+			"stuff/x.yaml": "a: 1\n",
+		}, []string{"stuff/x.yaml", "belongs in"}},
+		{"broken YAML", map[string]string{
+			"tables/sex.yaml": "table: sex\nmap: {F: female\n",
+		}, []string{"tables/sex.yaml"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(Layer{FS: files(tc.change)})
+			if err == nil {
+				t.Fatal("Load accepted it")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not say %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// TestLoadReportsEveryError: two problems in two files are both reported.
+func TestLoadReportsEveryError(t *testing.T) {
+	_, err := Load(Layer{FS: files(map[string]string{
+		"segments/PID-Patient.yaml":   "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthdate}\n  - {from: \"8\", to: gendr}\n",
+		"segments/PV1-Encounter.yaml": "segment: PV1\nresource: Encountr\nrules: []\n",
+	})})
+	if err == nil {
+		t.Fatal("Load accepted it")
+	}
+	for _, w := range []string{"PID-Patient.yaml:4:", "PID-Patient.yaml:5:", "PV1-Encounter.yaml:1:"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not report %s:\n%v", w, err)
+		}
+	}
+}
+
+// TestLoadOverrideLayer: a later layer replaces a file at the same path, and
+// its errors carry the directory it came from.
+func TestLoadOverrideLayer(t *testing.T) {
+	top := fstest.MapFS{"segments/PID-Patient.yaml": &fstest.MapFile{Data: []byte("segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthdat}\n")}}
+	_, err := Load(Layer{FS: files(nil)}, Layer{FS: top, Dir: "/etc/spinebridge/mappings"})
+	if err == nil || !strings.Contains(err.Error(), "/etc/spinebridge/mappings/segments/PID-Patient.yaml:4:") {
+		t.Fatalf("override error %v, want it located in the override directory", err)
+	}
+	top["segments/PID-Patient.yaml"].Data = []byte("segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthDate}\n")
+	set, err := Load(Layer{FS: files(nil)}, Layer{FS: top, Dir: "/etc/spinebridge/mappings"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.structures["ADT"].entries[0].smap.rules[0].target[0].name != "birthDate" {
+		t.Error("the override did not replace the embedded file")
+	}
+}
