@@ -75,6 +75,10 @@ type Converter struct {
 	byID       map[[16]byte]int
 	named      map[string][]namedAt // name -> instances in message order
 	pending    []pendingRef
+	vals       []valueAt // values of the rules under way, used as a stack
+	hbuf       []byte    // scratch for hashString
+	mapped     []byte    // scratch for a table's code
+	computed   []byte    // scratch for an expression's result
 	issues     []Issue
 	text       []byte // scratch for unescaped text
 	text2      []byte // scratch for text decoded leniently
@@ -241,11 +245,15 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 // segment's place: the same message always gives the same ids.
 func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) int {
 	c.h.Reset()
-	c.h.Write([]byte(sm.resource))
+	c.hashString(sm.resource)
 	if len(sm.identity) > 0 {
 		for _, src := range sm.identity {
 			c.h.Write([]byte{0})
-			c.eachValue(src, frame{seg: seg}, true, func(v hl7v2.Value, _ int) { c.h.Write(v.Bytes()) })
+			start := c.values(src, frame{seg: seg}, true)
+			for _, va := range c.vals[start:] {
+				c.h.Write(va.v.Bytes())
+			}
+			c.vals = c.vals[:start]
 		}
 	} else {
 		c.writeMessageKey(seg.Index())
@@ -259,6 +267,12 @@ func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) int {
 		id = c.sumID()
 	}
 	return c.addResource(sm.resource, id)
+}
+
+// hashString writes s to the id hash without converting it on the heap.
+func (c *Converter) hashString(s string) {
+	c.hbuf = append(c.hbuf[:0], s...)
+	c.h.Write(c.hbuf)
 }
 
 func (c *Converter) writeMessageKey(segIndex int) {
@@ -300,65 +314,42 @@ type frame struct {
 	obj   int32
 }
 
-// firstValue returns the first non-empty value src names in f, as eachValue
-// would give it first, without a callback (expressions call it per rule).
-func (c *Converter) firstValue(src source, f frame) (hl7v2.Value, int, bool) {
-	if src.abs || src.relative {
-		var out hl7v2.Value
-		var depth int
-		found := false
-		c.eachValue(src, f, false, func(v hl7v2.Value, d int) {
-			if !found {
-				out, depth, found = v, d, true
-			}
-		})
-		return out, depth, found
-	}
-	field := f.seg.Field(src.field)
-	n, r := field.Reps(), 1
-	if src.rep > 0 {
-		n, r = src.rep, src.rep
-	}
-	for ; r <= n; r++ {
-		v, depth := field.Rep(r), 0
-		if len(src.parts) > 0 {
-			v, depth = v.Comp(src.parts[0]), 1
-			if len(src.parts) > 1 {
-				v, depth = v.Sub(src.parts[1]), 2
-			}
-		}
-		if !v.IsEmpty() && !v.IsNull() {
-			return v, depth, true
-		}
-	}
-	return hl7v2.Value{}, 0, false
+// valueAt is one value a source names, with its depth (0 a repetition, 1 a
+// component, 2 a subcomponent).
+type valueAt struct {
+	v     hl7v2.Value
+	depth int
 }
 
-// eachValue calls fn with every value src names in f (every repetition when
-// all, else the first non-empty one) and the depth of each.
-func (c *Converter) eachValue(src source, f frame, all bool, fn func(hl7v2.Value, int)) {
-	if src.abs {
+// values appends to c.vals every value src names in f: every repetition when
+// all, else the first non-empty one. It returns where its values start; the
+// caller reads c.vals[start:] by index (rules it runs may append more) and
+// truncates c.vals back to start when done. No callback, so nothing escapes.
+func (c *Converter) values(src source, f frame, all bool) int {
+	start := len(c.vals)
+	add := func(v hl7v2.Value, depth int) {
+		if !v.IsEmpty() && !v.IsNull() {
+			c.vals = append(c.vals, valueAt{v, depth})
+		}
+	}
+	switch {
+	case src.abs:
 		if src.path.Repetition != 0 || src.path.Component != 0 {
-			v := c.msg.Get(src.path)
-			if !v.IsEmpty() {
-				depth := 0
-				if src.path.Sub > 0 {
-					depth = 2
-				} else if src.path.Component > 0 {
-					depth = 1
-				}
-				fn(v, depth)
+			depth := 0
+			if src.path.Sub > 0 {
+				depth = 2
+			} else if src.path.Component > 0 {
+				depth = 1
 			}
-			return
+			add(c.msg.Get(src.path), depth)
+			return start
 		}
 		seg, ok := c.msg.Find(src.path.Segment, max(src.path.Occurrence, 1))
 		if !ok {
-			return
+			return start
 		}
-		c.eachRep(seg.Field(src.path.Field), 0, nil, all, fn)
-		return
-	}
-	if src.relative {
+		c.reps(seg.Field(src.path.Field), 0, nil, all)
+	case src.relative:
 		v, depth := f.val, f.depth
 		for _, p := range src.parts {
 			switch depth {
@@ -373,41 +364,44 @@ func (c *Converter) eachValue(src source, f frame, all bool, fn func(hl7v2.Value
 			}
 			depth++
 		}
-		if !v.IsEmpty() {
-			fn(v, depth)
-		}
-		return
+		add(v, depth)
+	default:
+		c.reps(f.seg.Field(src.field), src.rep, src.parts, all)
 	}
-	c.eachRep(f.seg.Field(src.field), src.rep, src.parts, all, fn)
+	return start
 }
 
-func (c *Converter) eachRep(field hl7v2.Value, rep int, parts []int, all bool, fn func(hl7v2.Value, int)) {
-	one := func(v hl7v2.Value) bool {
-		depth := 0
+func (c *Converter) reps(field hl7v2.Value, rep int, parts []int, all bool) {
+	n, r := field.Reps(), 1
+	if rep > 0 {
+		n, r = rep, rep
+	}
+	for ; r <= n; r++ {
+		v, depth := field.Rep(r), 0
 		if len(parts) > 0 {
-			v = v.Comp(parts[0])
-			depth = 1
+			v, depth = v.Comp(parts[0]), 1
 			if len(parts) > 1 {
-				v = v.Sub(parts[1])
-				depth = 2
+				v, depth = v.Sub(parts[1]), 2
 			}
 		}
 		if v.IsEmpty() || v.IsNull() {
-			return false
+			continue
 		}
-		fn(v, depth)
-		return true
-	}
-	if rep > 0 {
-		one(field.Rep(rep))
-		return
-	}
-	n := field.Reps()
-	for r := 1; r <= n; r++ {
-		if one(field.Rep(r)) && !all {
+		c.vals = append(c.vals, valueAt{v, depth})
+		if !all {
 			return
 		}
 	}
+}
+
+// firstValue returns the first value src names in f.
+func (c *Converter) firstValue(src source, f frame) (hl7v2.Value, int, bool) {
+	start := c.values(src, f, false)
+	defer func() { c.vals = c.vals[:start] }()
+	if len(c.vals) == start {
+		return hl7v2.Value{}, 0, false
+	}
+	return c.vals[start].v, c.vals[start].depth, true
 }
 
 // apply runs one rule in f.
@@ -421,13 +415,16 @@ func (c *Converter) apply(r *rule, f frame) {
 	case r.compute != nil:
 		c.computeValue(r, f)
 	case r.hasSrc:
-		c.eachValue(r.src, f, r.each, func(v hl7v2.Value, depth int) {
+		start := c.values(r.src, f, r.each)
+		for i := start; i < len(c.vals); i++ {
+			va := c.vals[i]
 			if r.dt != nil {
-				c.applyMap(r, f, v, depth)
-				return
+				c.applyMap(r, f, va.v, va.depth)
+			} else {
+				c.convertValue(r, f, va.v)
 			}
-			c.convertValue(r, f, v)
-		})
+		}
+		c.vals = c.vals[:start]
 	}
 }
 
@@ -492,9 +489,9 @@ func (c *Converter) applyMap(r *rule, f frame, v hl7v2.Value, depth int) {
 // is the same resource.
 func (c *Converter) subResource(r *rule, f frame, v hl7v2.Value, depth int) int {
 	c.h.Reset()
-	c.h.Write([]byte(r.resource))
+	c.hashString(r.resource)
 	c.h.Write([]byte{0})
-	c.h.Write([]byte(r.dt.name))
+	c.hashString(r.dt.name)
 	c.h.Write([]byte{0})
 	c.h.Write(v.Bytes())
 	id := c.sumID()
@@ -553,7 +550,8 @@ func (c *Converter) convertValue(r *rule, f frame, v hl7v2.Value) {
 		if !ok {
 			return
 		}
-		text = []byte(mapped)
+		c.mapped = append(c.mapped[:0], mapped...)
+		text = c.mapped
 	}
 	if r.checkNHS && !validNHSNumber(text) {
 		c.issue(r, f, IssueNHSNumber)
@@ -713,7 +711,7 @@ func (c *Converter) resolve() {
 // write emits the bundle.
 func (c *Converter) write(dst []byte, msh hl7v2.Segment) []byte {
 	c.h.Reset()
-	c.h.Write([]byte("Bundle"))
+	c.hashString("Bundle")
 	c.writeMessageKey(0)
 	bid := c.sumID()
 	dst = append(dst, `{"resourceType":"Bundle","id":"`...)

@@ -48,14 +48,8 @@ func (e *exprEnv) lookup(path string) (hl7v2.Value, bool) {
 	if err != nil {
 		return hl7v2.Value{}, false
 	}
-	var out hl7v2.Value
-	found := false
-	e.c.eachValue(src, e.f, false, func(v hl7v2.Value, _ int) {
-		if !found {
-			out, found = v, true
-		}
-	})
-	return out, found
+	v, _, ok := e.c.firstValue(src, e.f)
+	return v, ok
 }
 
 func containsDash(s string) bool {
@@ -147,15 +141,18 @@ func (c *Converter) computeValue(r *rule, f frame) {
 		return
 	}
 	if r.table != nil {
-		mapped, ok := r.table.lookup([]byte(text))
+		c.computed = append(c.computed[:0], text...)
+		mapped, ok := r.table.lookup(c.computed)
 		if !ok {
 			return
 		}
 		text = mapped
 	}
 	if r.conv == convBoolean && (text == "true" || text == "false") {
-		c.writeScalar(r, f, []byte(text), r.kind)
+		c.computed = append(c.computed[:0], text...)
+		c.writeScalar(r, f, c.computed, r.kind)
 		return
 	}
-	c.writeConverted(r, f, []byte(text))
+	c.computed = append(c.computed[:0], text...)
+	c.writeConverted(r, f, c.computed)
 }
