@@ -6,7 +6,7 @@ PKGS    ?= ./...
 BENCHES ?= BenchmarkParse$$|BenchmarkScanFloor
 COUNT   ?= 10
 
-.PHONY: all build run test setup bench fuzz lint
+.PHONY: all build run test setup bench fuzz lint conformance
 
 all: build
 
@@ -35,3 +35,15 @@ fuzz:
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet $(PKGS)
+
+# The conversion suite over the public corpus: every bundle of ours valid R4 under
+# google/fhir/go and under a second, independent validator, and at least FLOOR
+# percent of the expected clinical facts present. The floor only ever goes up.
+CORPUS   ?= ../shared/corpora/ms-fhir-converter
+FLOOR    ?= $(shell cat conformance/floor)
+CONF_OUT ?= $(or $(TMPDIR),/tmp)/spinebridge-conformance
+conformance: build
+	rm -rf $(CONF_OUT) && mkdir -p $(CONF_OUT)
+	./spinebridge conformance run $(CORPUS) --floor $(FLOOR) --write-dir $(CONF_OUT)/bundles \
+		--junit $(CONF_OUT)/report.xml --json $(CONF_OUT)/report.json
+	../shared/tools/fhir-validate/run.sh $$(find $(CONF_OUT)/bundles -name '*.json' | sort)
