@@ -44,6 +44,7 @@ const (
 type step struct {
 	name     string
 	repeated bool
+	fresh    bool // written name[+]: start a new item rather than reuse the last
 }
 
 // rule is a compiled ruleSpec.
@@ -392,20 +393,26 @@ func walk(root string, t *fhirmodel.Type, p string) ([]step, fhirmodel.Element, 
 	var steps []step
 	var el fhirmodel.Element
 	cur := t
+	p = strings.ReplaceAll(p, "[+]", "\x00")
 	for i, name := range strings.Split(p, ".") {
+		fresh := strings.HasSuffix(name, "\x00")
+		name = strings.TrimSuffix(name, "\x00")
 		if cur == nil {
 			return nil, el, nil, fmt.Errorf("%s.%s: %s is a primitive (%s) and has no element %q", root, p, el.Name, el.Type, name)
 		}
 		e, next, ok := cur.Element(name)
 		if !ok {
 			// Lookup words the error, with the nearest names, when it can.
-			if _, err := fhirmodel.Lookup(root, strings.Join(strings.Split(p, ".")[:i+1], ".")); err != nil {
+			if _, err := fhirmodel.Lookup(root, strings.ReplaceAll(strings.Join(strings.Split(p, ".")[:i+1], "."), "\x00", "")); err != nil {
 				return nil, el, nil, err
 			}
 			return nil, el, nil, fmt.Errorf("%s has no element %q", cur.Name(), name)
 		}
+		if fresh && !e.Repeated {
+			return nil, el, nil, fmt.Errorf("%s[+]: %s.%s does not repeat, so it has no new item to start", name, cur.Name(), name)
+		}
 		el, cur = e, next
-		steps = append(steps, step{name: e.Name, repeated: e.Repeated})
+		steps = append(steps, step{name: e.Name, repeated: e.Repeated, fresh: fresh})
 	}
 	return steps, el, cur, nil
 }

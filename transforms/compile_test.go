@@ -1,9 +1,12 @@
 package transforms
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/spinebridge/spinebridge/adapters/hl7v2"
 )
 
 // A minimal valid set that each case below breaks in one place.
@@ -133,5 +136,51 @@ func TestLoadOverrideLayer(t *testing.T) {
 	}
 	if set.structures["ADT"].entries[0].smap.rules[0].target[0].name != "birthDate" {
 		t.Error("the override did not replace the embedded file")
+	}
+}
+
+// TestNewItemAndFirstReference: contact[+] starts an item per value and later
+// rules fill the last one; a single Reference keeps its first target.
+func TestNewItemAndFirstReference(t *testing.T) {
+	set, err := Load(Layer{FS: files(map[string]string{
+		"datatypes/XCN-Org.yaml": "datatype: XCN\nfhir: Organization\nname: XCN-Org\nrules:\n  - {from: \"2\", to: name}\n",
+		"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n" +
+			"  - {from: \"5\", to: \"contact[+].name\", map: XPN-Name, each: true}\n" +
+			"  - {value: next of kin, to: contact.relationship.text}\n" +
+			"  - {from: \"6\", to: managingOrganization, map: XCN-Org, resource: Organization, each: true}\n",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m hl7v2.Message
+	if err := m.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||ONE^A~TWO^B|X^FIRST~Y^SECOND\r")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := set.NewConverter(Options{Bundle: Collection}).Convert(nil, &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bundle
+	if err := json.Unmarshal(out, &b); err != nil {
+		t.Fatal(err)
+	}
+	p := b.one(t, "Patient")
+	contacts := p["contact"].([]any)
+	if len(contacts) != 2 {
+		t.Fatalf("%d contacts, want one per PID-5 repetition: %v", len(contacts), contacts)
+	}
+	if _, ok := contacts[0].(map[string]any)["relationship"]; ok {
+		t.Error("the first contact got the relationship meant for the last")
+	}
+	if rel := contacts[1].(map[string]any)["relationship"]; rel == nil {
+		t.Error("the last contact has no relationship")
+	}
+	if org := b.byRef(t, p["managingOrganization"]); org["name"] != "FIRST" {
+		t.Errorf("managingOrganization is %v, want the first value", org["name"])
+	}
+	if _, err := Load(Layer{FS: files(map[string]string{
+		"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: \"birthDate[+]\"}\n",
+	})}); err == nil || !strings.Contains(err.Error(), "does not repeat") {
+		t.Errorf("birthDate[+] loaded: %v", err)
 	}
 }

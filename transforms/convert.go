@@ -461,7 +461,7 @@ func (c *Converter) target(r *rule, obj int32, kind nodeKind) int32 {
 		if i == last {
 			return c.t.addItem(arr, k)
 		}
-		if it := c.t.lastItem(arr); it != none {
+		if it := c.t.lastItem(arr); it != none && !s.fresh {
 			obj = it
 		} else {
 			obj = c.t.addItem(arr, kindObject)
@@ -474,7 +474,11 @@ func (c *Converter) applyMap(r *rule, f frame, v hl7v2.Value, depth int) {
 	if r.resource != "" {
 		res := c.subResource(r, f, v, depth)
 		n := c.target(r, f.obj, kindObject)
-		c.writeReference(n, res)
+		// A single Reference already set keeps its first value, as any
+		// single element does.
+		if ref := c.t.child(n, "reference"); ref == none || c.t.empty(ref) {
+			c.writeReference(n, res)
+		}
 		return
 	}
 	n := c.target(r, f.obj, kindObject)

@@ -112,7 +112,7 @@ func (t *tree) walkTo(obj int32, steps []step) int32 {
 		if i == last {
 			return t.addItem(arr, kindObject)
 		}
-		if it := t.lastItem(arr); it != none {
+		if it := t.lastItem(arr); it != none && !s.fresh {
 			obj = it
 		} else {
 			obj = t.addItem(arr, kindObject)
