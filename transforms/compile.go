@@ -115,6 +115,7 @@ type entry struct {
 	smap    *segmentMap
 	name    string
 	into    string
+	repeat  bool
 	when    *program
 	refs    []ref
 	links   []link
@@ -626,7 +627,10 @@ func (c *compiler) compileStructure(s *structureSpec) *structure {
 	st := &structure{name: s.Structure}
 	names := map[string]string{} // name -> resource type
 	for _, es := range s.Resources {
-		e := entry{pos: es.pos, segment: es.Segment, name: es.Name, into: es.Into}
+		e := entry{pos: es.pos, segment: es.Segment, name: es.Name, into: es.Into, repeat: es.Repeat}
+		if es.Repeat && es.Into == "" {
+			c.errorf(es.pos, "repeat: is for into: entries")
+		}
 		sm, ok := c.segments[es.Map]
 		if !ok {
 			c.errorf(es.pos, "no segment map %q (have: %s)", es.Map, strings.Join(sortedKeys(c.segments), ", "))

@@ -211,7 +211,7 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	if e.into != "" {
 		if inst := c.named[e.into]; len(inst) > 0 {
 			last := inst[len(inst)-1].res
-			if !slices.Contains(c.resources[last].absorbed, e.segment) {
+			if e.repeat || !slices.Contains(c.resources[last].absorbed, e.segment) {
 				res = last
 				c.resources[res].absorbed = append(c.resources[res].absorbed, e.segment)
 			}

@@ -90,6 +90,7 @@ type entrySpec struct {
 	Map     string            `yaml:"map"`
 	Name    string            `yaml:"name"`
 	Into    string            `yaml:"into"`
+	Repeat  bool              `yaml:"repeat"` // with into: every such segment merges in, not only the first
 	When    string            `yaml:"when"`
 	Refs    map[string]string `yaml:"refs"`  // element -> name of the resource it refers to
 	Links   map[string]string `yaml:"links"` // name -> element of that resource that refers back to this one

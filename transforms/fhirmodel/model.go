@@ -98,7 +98,12 @@ type model struct {
 	datatypes map[string]*Type
 	byDesc    map[protoreflect.FullName]*Type
 	codes     map[protoreflect.FullName][]string // per code enum wrapper, shared by its elements
-	queue     []*Type                            // types whose elements are still to be filled in; only while building
+	// primitives and choices hold the messages that are primitive types and
+	// choice types, so that a walk over a parsed resource can tell them
+	// apart without reading annotations, which allocates.
+	primitives map[protoreflect.FullName]bool
+	choices    map[protoreflect.FullName]bool
+	queue      []*Type // types whose elements are still to be filled in; only while building
 }
 
 var (
@@ -127,6 +132,9 @@ func buildModel() *model {
 		datatypes: make(map[string]*Type),
 		byDesc:    make(map[protoreflect.FullName]*Type),
 		codes:     make(map[protoreflect.FullName][]string),
+
+		primitives: make(map[protoreflect.FullName]bool),
+		choices:    make(map[protoreflect.FullName]bool),
 	}
 	// ContainedResource has one oneof member per resource type, which makes
 	// it the list of every R4 resource.
@@ -187,6 +195,7 @@ func (m *model) fill(t *Type) {
 		}
 		required := proto.GetExtension(f.Options(), apb.E_ValidationRequirement).(apb.Requirement) == apb.Requirement_REQUIRED_BY_FHIR
 		if isChoice(f.Message()) {
+			m.choices[f.Message().FullName()] = true
 			alts := f.Message().Fields()
 			for j := 0; j < alts.Len(); j++ {
 				alt := alts.Get(j)
@@ -226,6 +235,7 @@ func (m *model) add(t *Type, base, name string, f protoreflect.FieldDescriptor, 
 	case kind(md) == apb.StructureDefinitionKindValue_KIND_PRIMITIVE_TYPE:
 		el.Type = typeName(md)
 		el.Codes = m.enumCodes(md)
+		m.primitives[md.FullName()] = true
 	case kind(md) == apb.StructureDefinitionKindValue_KIND_COMPLEX_TYPE:
 		el.Type = typeName(md)
 		child = m.byDesc[md.FullName()]

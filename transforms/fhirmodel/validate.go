@@ -340,12 +340,13 @@ func emptyValues(msg proto.Message) []*ValidationError {
 	if msg == nil {
 		return nil
 	}
-	var w emptyWalker
+	w := emptyWalker{model: loadModel()}
 	w.walk(msg.ProtoReflect())
 	return w.found
 }
 
 type emptyWalker struct {
+	model *model
 	path  []pathSeg // the path to the message being walked; joined only for a problem
 	found []*ValidationError
 }
@@ -369,36 +370,39 @@ func (w *emptyWalker) walk(m protoreflect.Message) {
 		return
 	case md.FullName() == anyName:
 		return
-	case kind(md) == apb.StructureDefinitionKindValue_KIND_PRIMITIVE_TYPE:
+	case w.model.primitives[md.FullName()]:
 		w.primitive(m)
 		return
 	}
-	m.Range(func(f protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if f.Message() == nil {
-			return true
+	// A loop over the fields rather than m.Range, whose closure would be
+	// allocated for every message.
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		if f.Message() == nil || !m.Has(f) {
+			continue
 		}
 		if f.IsList() {
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				w.path = append(w.path, pathSeg{f.JSONName(), i})
-				w.walk(l.Get(i).Message())
+			l := m.Get(f).List()
+			for j := 0; j < l.Len(); j++ {
+				w.path = append(w.path, pathSeg{f.JSONName(), j})
+				w.walk(l.Get(j).Message())
 				w.path = w.path[:len(w.path)-1]
 			}
-			return true
+			continue
 		}
-		name, child := f.JSONName(), v.Message()
-		if isChoice(f.Message()) {
+		name, child := f.JSONName(), m.Get(f).Message()
+		if w.model.choices[f.Message().FullName()] {
 			alt := child.WhichOneof(f.Message().Oneofs().Get(0))
 			if alt == nil {
-				return true
+				continue
 			}
 			name, child = name+upperFirst(alt.JSONName()), child.Get(alt).Message()
 		}
 		w.path = append(w.path, pathSeg{name, -1})
 		w.walk(child)
 		w.path = w.path[:len(w.path)-1]
-		return true
-	})
+	}
 }
 
 func (w *emptyWalker) primitive(m protoreflect.Message) {
