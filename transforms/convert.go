@@ -83,6 +83,7 @@ type Converter struct {
 	text       []byte // scratch for unescaped text
 	text2      []byte // scratch for text decoded leniently
 	badCharset bool   // MSH-18 names a set this build cannot decode
+	escape     byte   // the message's escape character
 	val        []byte // scratch for converted values
 	h          hash.Hash
 	sum        []byte
@@ -184,6 +185,7 @@ func (c *Converter) reset(m *hl7v2.Message) {
 	c.issues = c.issues[:0]
 	c.badCharset = false
 	c.msg = m
+	c.escape = m.Delimiters().Escape
 }
 
 func (c *Converter) structureFor(msh hl7v2.Segment) *structure {
@@ -568,6 +570,11 @@ func (c *Converter) convertValue(r *rule, f frame, v hl7v2.Value) {
 // text read leniently (UTF-8 kept, other bytes as Windows-1252), rather than
 // losing every value of the message.
 func (c *Converter) textOf(v hl7v2.Value) []byte {
+	// Most values are plain ASCII with no escape sequence: they are their own
+	// text in every character set, and need neither unescaping nor decoding.
+	if b := v.Bytes(); plainASCII(b, c.escape) {
+		return b
+	}
 	// Text may return a view of the message itself, so c.text is never
 	// replaced by what it returns: it is sized up front instead (four bytes out
 	// per byte in is Text's bound).
@@ -588,6 +595,16 @@ func (c *Converter) textOf(v hl7v2.Value) []byte {
 	u, _ := v.Unescape(c.text[:0])
 	out, _ := hl7v2.DecodeText(c.text2[:0], u, nil)
 	return out
+}
+
+// plainASCII reports whether b holds only ASCII bytes and no escape character.
+func plainASCII(b []byte, escape byte) bool {
+	for _, ch := range b {
+		if ch >= 0x80 || ch == escape {
+			return false
+		}
+	}
+	return true
 }
 
 func (tb *table) lookup(code []byte) (string, bool) {
