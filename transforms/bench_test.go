@@ -66,3 +66,35 @@ func BenchmarkJSONFormat(b *testing.B) {
 		})
 	}
 }
+
+// TestConvertAllocationsBounded holds the hot path to a fixed allocation
+// budget per message once the converter is warm, so that a mapping or engine
+// change that allocates per value shows up here, not in production.
+func TestConvertAllocationsBounded(t *testing.T) {
+	set := loadDefault(t)
+	for _, tc := range []struct {
+		file  string
+		limit float64
+	}{
+		{"bench/adt_a01.hl7", 400},
+		{"bench/oru_r01_50obx.hl7", 1200},
+	} {
+		raw := fixture(t, tc.file)
+		c := set.NewConverter(Options{})
+		var m hl7v2.Message
+		var out []byte
+		run := func() {
+			if err := m.Parse(raw); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if out, err = c.Convert(out[:0], &m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		run()
+		if n := testing.AllocsPerRun(20, run); n > tc.limit {
+			t.Errorf("%s: %.0f allocations per message, budget %.0f", tc.file, n, tc.limit)
+		}
+	}
+}
