@@ -76,8 +76,8 @@ func TestConvertAllocationsBounded(t *testing.T) {
 		file  string
 		limit float64
 	}{
-		{"bench/adt_a01.hl7", 400},
-		{"bench/oru_r01_50obx.hl7", 1200},
+		{"bench/adt_a01.hl7", 1000},
+		{"bench/oru_r01_50obx.hl7", 3000},
 	} {
 		raw := fixture(t, tc.file)
 		c := set.NewConverter(Options{})
