@@ -112,8 +112,9 @@ var (
 )
 
 // loadModel builds the whole model on first use. Walking every R4 resource
-// takes a few milliseconds, once, and afterwards every question is a map
-// look-up with no locking: the model is never written again.
+// and data type takes some tens of milliseconds, once, mostly decoding the
+// protos' annotations; afterwards every question is a map look-up with no
+// locking, since the model is never written again.
 func loadModel() *model {
 	modelOnce.Do(func() { theModel = buildModel() })
 	return theModel
