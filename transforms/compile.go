@@ -598,9 +598,10 @@ func (c *compiler) constant(rs *ruleSpec, el fhirmodel.Element, kind nodeKind) [
 // program is a compiled expression: the VM program, and the same expression
 // as Go closures when it is simple enough (see native.go).
 type program struct {
-	vm        *vm.Program
-	native    native
-	usesValue bool // reads Value, which is then filled before it runs
+	vm          *vm.Program
+	native      native
+	usesValue   bool // reads Value, which is then filled before it runs
+	usesSegment bool // reads Segment, likewise
 }
 
 // compileExpr compiles an expr-lang program against the rule environment.
@@ -616,7 +617,12 @@ func (c *compiler) compileExpr(pos, src string, boolean, inDatatype bool) *progr
 		c.errorf(pos, "expression %q: %v", src, strings.ReplaceAll(err.Error(), "\n", " "))
 		return nil
 	}
-	return &program{vm: p, native: compileNative(src, inDatatype), usesValue: strings.Contains(src, "Value")}
+	return &program{
+		vm:          p,
+		native:      compileNative(src, inDatatype),
+		usesValue:   strings.Contains(src, "Value"),
+		usesSegment: strings.Contains(src, "Segment"),
+	}
 }
 
 func (c *compiler) compileStructure(s *structureSpec) *structure {

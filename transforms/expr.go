@@ -77,7 +77,7 @@ func segmentName(id []byte) string {
 // prepare fills the environment for p about to run in f.
 func (c *Converter) prepare(f frame, r *rule, p *program) *exprEnv {
 	c.env = exprEnv{c: c, f: f}
-	if f.seg.Exists() {
+	if p.usesSegment && f.seg.Exists() {
 		c.env.Segment = segmentName(f.seg.ID())
 	}
 	if p.usesValue && r != nil && r.hasSrc {
