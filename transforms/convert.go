@@ -90,7 +90,6 @@ type Converter struct {
 	vm         vm.VM
 	env        exprEnv
 	msg        *hl7v2.Message
-	sender     []byte
 }
 
 type resource struct {

@@ -1,9 +1,6 @@
 package transforms
 
-import (
-	"strconv"
-	"unicode/utf8"
-)
+import "unicode/utf8"
 
 // A tree holds the resources of one bundle while they are built: an arena of
 // nodes in one slice and their text in one buffer, both kept between messages,
@@ -248,6 +245,3 @@ func appendEscapedRune(dst []byte, r rune, c byte, size int) []byte {
 	}
 	return utf8.AppendRune(dst, r)
 }
-
-// appendInt writes a decimal integer; used for counters in tests and totals.
-func appendInt(dst []byte, n int) []byte { return strconv.AppendInt(dst, int64(n), 10) }
