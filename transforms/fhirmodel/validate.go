@@ -13,8 +13,8 @@ import (
 
 	"github.com/google/fhir/go/fhirversion"
 	"github.com/google/fhir/go/jsonformat"
+	"github.com/google/fhir/go/jsonformat/errorreporter"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	apb "github.com/google/fhir/go/proto/google/fhir/proto/annotations_go_proto"
 )
@@ -87,12 +87,12 @@ func loadCodecs() (*codecs, error) {
 // positiveInt) and codes bound to a required value set. Validation then
 // checks required elements, reference types ("Patient/1" where only a
 // Practitioner may be named) and the id, code, oid, uuid and uri patterns.
-// The second pass skips the resources inside contained. Validate adds one
-// check jsonformat lacks: R4 forbids an empty string as a primitive's
-// value, which jsonformat accepts for string and turns into an unset code.
-// Neither checks cardinality beyond arrays versus single values,
-// invariants (FHIRPath constraints), or whether a reference names a
-// resource in the bundle.
+// The second pass skips the resources inside contained. When both passes
+// find nothing, Validate adds the checks jsonformat lacks: R4 allows no
+// empty strings, objects or arrays (see empty.go). Neither checks
+// invariants (FHIRPath constraints), codes bound to extensible or
+// preferred value sets, or whether a reference names a resource in the
+// bundle.
 func Validate(data []byte) error {
 	c, err := loadCodecs()
 	if err != nil {
@@ -111,12 +111,14 @@ func Validate(data []byte) error {
 		}
 		problems = append(problems, found...)
 	} else {
-		// An empty code, id or uri already failed its pattern; say so once.
-		for _, p := range emptyValues(msg) {
+		// An empty code, id or uri already failed its pattern, and an empty
+		// Narrative lacks its required status: say so once.
+		for _, p := range emptyElements(msg) {
 			if !slices.ContainsFunc(problems, func(q *ValidationError) bool { return q.Path == p.Path }) {
 				problems = append(problems, p)
 			}
 		}
+		problems = append(problems, emptyArrays(data)...)
 	}
 	return joinProblems(data, problems)
 }
@@ -177,6 +179,8 @@ type reporter struct {
 	err      error // an error that is not a problem with the resource
 }
 
+var _ errorreporter.ErrorReporter = (*reporter)(nil)
+
 func (r *reporter) ReportValidationError(_ string, err error) error {
 	found, ok := problemsOf(err)
 	if !ok {
@@ -188,7 +192,7 @@ func (r *reporter) ReportValidationError(_ string, err error) error {
 }
 
 // ReportValidationWarning ignores warnings: they do not make a resource
-// invalid, and jsonformat's R4 validation reports none.
+// invalid, and jsonformat v0.7.4 never reports one.
 func (r *reporter) ReportValidationWarning(string, error) error { return nil }
 
 // problemsOf reads jsonformat's errors: *UnmarshalError values, alone or
@@ -245,7 +249,6 @@ func joinProblems(in []byte, problems []*ValidationError) error {
 	if len(problems) == 0 {
 		return nil
 	}
-	errs := make([]error, 0, len(problems))
 	for _, p := range problems {
 		if p.Path == "" {
 			// jsonformat's JSON errors quote the input; say where instead.
@@ -258,8 +261,9 @@ func joinProblems(in []byte, problems []*ValidationError) error {
 	slices.SortStableFunc(problems, func(a, b *ValidationError) int {
 		return cmp.Or(strings.Compare(a.Path, b.Path), strings.Compare(a.Reason, b.Reason))
 	})
-	for _, p := range problems {
-		errs = append(errs, p)
+	errs := make([]error, len(problems))
+	for i, p := range problems {
+		errs[i] = p
 	}
 	return errors.Join(errs...)
 }
@@ -324,128 +328,4 @@ func splitIndex(seg string) (name, index string) {
 		return seg[:i], seg[i:]
 	}
 	return seg, ""
-}
-
-// primitiveHasNoValue is the extension jsonformat adds to a primitive that
-// JSON gave only extensions ("_birthDate": {...}), so that it can tell an
-// absent value from an empty one.
-const primitiveHasNoValue = "https://g.co/fhir/StructureDefinition/primitiveHasNoValue"
-
-// emptyValues finds the primitives in a parsed resource whose value is an
-// empty string: jsonformat keeps "" for string, markdown and the like, and
-// turns "" for a code bound to a required value set into an unset code,
-// while R4 allows neither. Contained resources are left unchecked, as
-// jsonformat leaves them.
-func emptyValues(msg proto.Message) []*ValidationError {
-	if msg == nil {
-		return nil
-	}
-	w := emptyWalker{model: loadModel()}
-	w.walk(msg.ProtoReflect())
-	return w.found
-}
-
-type emptyWalker struct {
-	model *model
-	path  []pathSeg // the path to the message being walked; joined only for a problem
-	found []*ValidationError
-}
-
-type pathSeg struct {
-	name  string
-	index int // -1 for a single element
-}
-
-func (w *emptyWalker) walk(m protoreflect.Message) {
-	md := m.Descriptor()
-	switch {
-	case md.FullName() == containedResourceName:
-		f := m.WhichOneof(md.Oneofs().Get(0))
-		if f == nil {
-			return
-		}
-		w.path = append(w.path, pathSeg{string(f.Message().Name()), -1})
-		w.walk(m.Get(f).Message())
-		w.path = w.path[:len(w.path)-1]
-		return
-	case md.FullName() == anyName:
-		return
-	case w.model.primitives[md.FullName()]:
-		w.primitive(m)
-		return
-	}
-	// A loop over the fields rather than m.Range, whose closure would be
-	// allocated for every message.
-	fields := md.Fields()
-	for i := 0; i < fields.Len(); i++ {
-		f := fields.Get(i)
-		if f.Message() == nil || !m.Has(f) {
-			continue
-		}
-		if f.IsList() {
-			l := m.Get(f).List()
-			for j := 0; j < l.Len(); j++ {
-				w.path = append(w.path, pathSeg{f.JSONName(), j})
-				w.walk(l.Get(j).Message())
-				w.path = w.path[:len(w.path)-1]
-			}
-			continue
-		}
-		name, child := f.JSONName(), m.Get(f).Message()
-		if w.model.choices[f.Message().FullName()] {
-			alt := child.WhichOneof(f.Message().Oneofs().Get(0))
-			if alt == nil {
-				continue
-			}
-			name, child = name+upperFirst(alt.JSONName()), child.Get(alt).Message()
-		}
-		w.path = append(w.path, pathSeg{name, -1})
-		w.walk(child)
-		w.path = w.path[:len(w.path)-1]
-	}
-}
-
-func (w *emptyWalker) primitive(m protoreflect.Message) {
-	value := m.Descriptor().Fields().ByName("value")
-	if value == nil || m.Has(value) {
-		return
-	}
-	switch value.Kind() {
-	case protoreflect.StringKind, protoreflect.BytesKind, protoreflect.EnumKind:
-	default:
-		return // false and 0 are values; dates keep theirs elsewhere
-	}
-	if ext := m.Descriptor().Fields().ByName("extension"); ext != nil {
-		l := m.Get(ext).List()
-		for i := 0; i < l.Len(); i++ {
-			if extensionURL(l.Get(i).Message()) == primitiveHasNoValue {
-				return
-			}
-		}
-	}
-	var b strings.Builder
-	for i, s := range w.path {
-		if i > 0 {
-			b.WriteByte('.')
-		}
-		b.WriteString(s.name)
-		if s.index >= 0 {
-			fmt.Fprintf(&b, "[%d]", s.index)
-		}
-	}
-	w.found = append(w.found, &ValidationError{Path: b.String(), Reason: "empty value; R4 allows no empty strings, so leave the element out"})
-}
-
-// extensionURL returns an Extension's url, or "".
-func extensionURL(ext protoreflect.Message) string {
-	url := ext.Descriptor().Fields().ByName("url")
-	if url == nil || url.Message() == nil {
-		return ""
-	}
-	u := ext.Get(url).Message()
-	value := u.Descriptor().Fields().ByName("value")
-	if value == nil || value.Kind() != protoreflect.StringKind {
-		return ""
-	}
-	return u.Get(value).String()
 }

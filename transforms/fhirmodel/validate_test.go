@@ -3,6 +3,7 @@ package fhirmodel
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -131,6 +132,11 @@ func TestValidate(t *testing.T) {
 			[]string{"fhirmodel: Observation.valueQuantity.value: expected decimal"}},
 		{"unknown resource type", `{"resourceType":"Patiant"}`,
 			[]string{"fhirmodel: Patiant: unknown resource type"}},
+		// What Validate's comment says jsonformat leaves unchecked.
+		{"required element missing inside contained", `{"resourceType":"Patient","contained":[{"resourceType":"Observation","id":"o1"}]}`, nil},
+		{"urn:uuid reference to nothing in the bundle", `{"resourceType":"Observation","status":"final","code":{"text":"weight"},"subject":{"reference":"urn:uuid:0b5e2c4e-0000-4000-8000-0000000000ff"}}`, nil},
+		{"bad code inside contained", `{"resourceType":"Patient","contained":[{"resourceType":"Observation","status":"done"}]}`,
+			[]string{"fhirmodel: Patient.contained[0].Observation.status: code type mismatch"}},
 		{"truncated JSON", `{"resourceType":"Patient","name":[{"family":"Thomp`,
 			[]string{"fhirmodel: invalid JSON at byte 50"}},
 	}
@@ -147,6 +153,72 @@ func TestValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestValidateEmpty covers the checks Validate adds to jsonformat's: R4's
+// JSON has no empty strings, objects or arrays.
+func TestValidateEmpty(t *testing.T) {
+	const givenEmpty = `{"resourceType":"Patient","name":[{"family":"Thompson","given":[ ]}]}`
+	const twoEmpty = `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","identifier":[]}},{"link":[] }]}`
+	tests := []struct {
+		name string
+		json string
+		want []string
+	}{
+		{"resource with nothing but its type", `{"resourceType":"Patient"}`, nil},
+		{"brackets and quotes inside strings", `{"resourceType":"Patient","name":[{"family":"a [] {} \"[]\" b"}]}`, nil},
+		{"empty string", `{"resourceType":"Patient","name":[{"family":"Thompson","given":[""]}]}`,
+			[]string{"fhirmodel: Patient.name[0].given[0]: " + emptyString}},
+		{"empty object", `{"resourceType":"Patient","name":[{}]}`,
+			[]string{"fhirmodel: Patient.name[0]: " + emptyObject}},
+		{"empty object in a choice", `{"resourceType":"Observation","status":"final","code":{"text":"weight"},"valueQuantity":{}}`,
+			[]string{"fhirmodel: Observation.valueQuantity: " + emptyObject}},
+		{"empty bundle entry", `{"resourceType":"Bundle","type":"collection","entry":[{}]}`,
+			[]string{"fhirmodel: Bundle.entry[0]: " + emptyObject}},
+		{"empty object missing required elements, said once", `{"resourceType":"Patient","text":{}}`,
+			[]string{`fhirmodel: Patient.text: missing required field "div"`, `fhirmodel: Patient.text: missing required field "status"`}},
+		{"empty array", givenEmpty,
+			[]string{fmt.Sprintf(`fhirmodel: "given" empty array at byte %d; R4 allows no empty arrays, so leave the element out`, strings.Index(givenEmpty, "[ ]"))}},
+		{"two empty arrays", twoEmpty, []string{
+			fmt.Sprintf(`fhirmodel: "identifier" empty array at byte %d; R4 allows no empty arrays, so leave the element out`, strings.Index(twoEmpty, "[]")),
+			fmt.Sprintf(`fhirmodel: "link" empty array at byte %d; R4 allows no empty arrays, so leave the element out`, strings.LastIndex(twoEmpty, "[]")),
+			"fhirmodel: Bundle.entry[1]: " + emptyObject,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := problemTexts(t, Validate([]byte(tt.json)))
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Validate problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestNormalisePath(t *testing.T) {
+	tests := []struct{ in, want string }{
+		// jsonformat's second pass: choices split, nested resources lower-cased.
+		{"Observation.value.quantity.value", "Observation.valueQuantity.value"},
+		{"Patient.extension[2].value.code", "Patient.extension[2].valueCode"},
+		{"Bundle.entry[1].resource.observation.code.coding[0].code", "Bundle.entry[1].resource.Observation.code.coding[0].code"},
+		{"Bundle.entry[0].response.outcome.operationOutcome.issue[0]", "Bundle.entry[0].response.outcome.OperationOutcome.issue[0]"},
+		// Its first pass is already in that form.
+		{"Bundle.entry[0].resource.Patient.gender", "Bundle.entry[0].resource.Patient.gender"},
+		{"Patient.contained[0].Observation.status", "Patient.contained[0].Observation.status"},
+		{"Patient.birthDate.extension[0].url", "Patient.birthDate.extension[0].url"},
+		// Anything outside the model is kept as written.
+		{"Patient.birthDate.year", "Patient.birthDate.year"},
+		{"Patient.foo.bar", "Patient.foo.bar"},
+		{"Bundle.entry[0].resource.unknownThing.x", "Bundle.entry[0].resource.unknownThing.x"},
+		{"Patiant.gender", "Patiant.gender"},
+		{"", ""},
+	}
+	m := loadModel()
+	for _, tt := range tests {
+		if got := m.normalisePath(tt.in); got != tt.want {
+			t.Errorf("normalisePath(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }
 
