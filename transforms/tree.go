@@ -194,7 +194,14 @@ func (t *tree) writeValue(dst []byte, n int32) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-func appendJSONString(dst []byte, s string) []byte {
+// appendJSONString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD,
+// so the output is always valid JSON and valid FHIR.
+func appendJSONString(dst []byte, s string) []byte { return appendJSON(dst, s) }
+
+// appendJSONBytes is appendJSONString for text held as bytes.
+func appendJSONBytes(dst, b []byte) []byte { return appendJSON(dst, b) }
+
+func appendJSON[T string | []byte](dst []byte, s T) []byte {
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -203,25 +210,14 @@ func appendJSONString(dst []byte, s string) []byte {
 			i++
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		dst = appendEscapedRune(dst, r, c, size)
-		i += size
-	}
-	return append(dst, '"')
-}
-
-// appendJSONBytes writes b as a JSON string. Invalid UTF-8 becomes U+FFFD, so
-// the output is always valid JSON and valid FHIR.
-func appendJSONBytes(dst, b []byte) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(b); {
-		c := b[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			dst = append(dst, c)
-			i++
-			continue
+		var r rune
+		var size int
+		switch v := any(s[i:]).(type) {
+		case string:
+			r, size = utf8.DecodeRuneInString(v)
+		case []byte:
+			r, size = utf8.DecodeRune(v)
 		}
-		r, size := utf8.DecodeRune(b[i:])
 		dst = appendEscapedRune(dst, r, c, size)
 		i += size
 	}
