@@ -28,13 +28,15 @@
 // field names (class_value) appear as FHIR spells them (class).
 //
 // The model is built once, on first use, in a few tens of milliseconds, and is
-// read-only afterwards: every function here is safe for concurrent use.
+// read-only afterwards: every function here is safe for concurrent use, though
+// Marshal rewrites the message it is given, which must not be shared meanwhile.
 //
 // # Validation
 //
 // Validate runs Google's jsonformat unmarshaller, with validation, over a
 // resource or Bundle and returns every problem it finds, each naming the
-// element's path and never its value. Parse and Marshal expose jsonformat's
+// element's path and never its value, and adds the checks jsonformat lacks for
+// empty strings, objects and arrays. Parse and Marshal expose jsonformat's
 // proto model and compact writer.
 //
 // The engine writes FHIR JSON itself rather than through jsonformat, whose
