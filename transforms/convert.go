@@ -247,16 +247,20 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) int {
 	c.h.Reset()
 	c.hashString(sm.resource)
-	if len(sm.identity) > 0 {
-		for _, src := range sm.identity {
-			c.h.Write([]byte{0})
-			start := c.values(src, frame{seg: seg}, true)
-			for _, va := range c.vals[start:] {
-				c.h.Write(va.v.Bytes())
-			}
-			c.vals = c.vals[:start]
+	identified := false
+	for _, src := range sm.identity {
+		c.h.Write([]byte{0})
+		start := c.values(src, frame{seg: seg}, true)
+		for _, va := range c.vals[start:] {
+			c.h.Write(va.v.Bytes())
+			identified = true
 		}
-	} else {
+		c.vals = c.vals[:start]
+	}
+	// Without identifying values, two different patients would share an id
+	// (and a PUT would overwrite one with the other): the message's own key
+	// keeps them apart.
+	if !identified {
 		c.writeMessageKey(seg.Index())
 	}
 	id := c.sumID()

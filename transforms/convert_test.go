@@ -338,3 +338,31 @@ func TestConvertRefusesWhatItCannotMap(t *testing.T) {
 		})
 	}
 }
+
+// TestConvertIdsWithoutIdentifiers: patients without PID-3 in two messages are
+// two resources, not one id a PUT would overwrite.
+func TestConvertIdsWithoutIdentifiers(t *testing.T) {
+	c := loadDefault(t).NewConverter(Options{})
+	ids := map[string]bool{}
+	for _, msg := range []string{
+		"MSH|^~\\&|PAS|RX1|EPR|RX1|20260101||ADT^A04|M1|P|2.5\rPID|1||||ONE^ANNE||19700101|F\r",
+		"MSH|^~\\&|PAS|RX1|EPR|RX1|20260101||ADT^A04|M2|P|2.5\rPID|1||||TWO^BEN||19800101|M\r",
+	} {
+		var m hl7v2.Message
+		if err := m.Parse([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		out, err := c.Convert(nil, &m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bundle
+		if err := json.Unmarshal(out, &b); err != nil {
+			t.Fatal(err)
+		}
+		ids[b.one(t, "Patient")["id"].(string)] = true
+	}
+	if len(ids) != 2 {
+		t.Errorf("two unidentified patients share the id %v", ids)
+	}
+}
