@@ -296,8 +296,9 @@ func TestFactsNormaliseDecimal(t *testing.T) {
 	}
 }
 
-// corpusDir is the public Microsoft FHIR-Converter corpus, read-only.
-const corpusDir = "/work/shared/corpora/ms-fhir-converter"
+// corpusDir is the public Microsoft FHIR-Converter corpus, read-only, in the
+// shared folder beside the repository (tests run in the package directory).
+const corpusDir = "../../shared/corpora/ms-fhir-converter"
 
 // TestFactsRealCorpus runs the extractor over every expected bundle of the public
 // corpus, so that we know it copes with all of them.
