@@ -581,9 +581,6 @@ func (c *compiler) constant(rs *ruleSpec, el fhirmodel.Element, kind nodeKind) [
 		}
 		return strconv.AppendBool(nil, v)
 	case int:
-		if kind != kindRaw {
-			return strconv.AppendInt(nil, int64(v), 10)
-		}
 		return strconv.AppendInt(nil, int64(v), 10)
 	case float64:
 		if el.Type != "decimal" {

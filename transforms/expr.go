@@ -2,9 +2,8 @@ package transforms
 
 import (
 	"fmt"
+	"strings"
 	"sync"
-
-	"github.com/spinebridge/spinebridge/adapters/hl7v2"
 )
 
 // exprEnv is what a mapping expression sees. Expressions are compiled against
@@ -30,35 +29,23 @@ type exprEnv struct {
 // Get returns the unescaped text at path, or "" (also for a malformed path,
 // which cannot be checked at load because it may be computed).
 func (e *exprEnv) Get(path string) string {
-	v, ok := e.lookup(path)
-	if !ok {
+	src, err := exprPath(path, e.f.inDT)
+	if err != nil {
 		return ""
 	}
-	return string(trimSpace(e.c.textOf(v)))
+	return string(e.text(src))
 }
 
 // Has reports whether path holds a value.
 func (e *exprEnv) Has(path string) bool {
-	v, ok := e.lookup(path)
-	return ok && !v.IsEmpty() && !v.IsNull()
+	src, err := exprPath(path, e.f.inDT)
+	return err == nil && e.has(src)
 }
 
-func (e *exprEnv) lookup(path string) (hl7v2.Value, bool) {
-	src, err := parseSource(path, e.f.inDT && !containsDash(path))
-	if err != nil {
-		return hl7v2.Value{}, false
-	}
-	v, _, ok := e.c.firstValue(src, e.f)
-	return v, ok
-}
-
-func containsDash(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '-' {
-			return true
-		}
-	}
-	return false
+// exprPath reads the path given to Get or Has: relative to a data-type map's
+// value inside one, unless it names a segment ("PID-32").
+func exprPath(path string, inDatatype bool) (source, error) {
+	return parseSource(path, inDatatype && !strings.Contains(path, "-"))
 }
 
 // segmentIDs interns segment ids, so that filling Segment does not allocate.

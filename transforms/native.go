@@ -44,7 +44,7 @@ func pathArg(args []ast.Node, inDatatype bool) (source, bool) {
 	if !ok {
 		return source{}, false
 	}
-	src, err := parseSource(s.Value, inDatatype && !strings.Contains(s.Value, "-"))
+	src, err := exprPath(s.Value, inDatatype)
 	return src, err == nil
 }
 
