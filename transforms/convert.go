@@ -433,9 +433,8 @@ func (c *Converter) apply(r *rule, f frame) {
 	}
 }
 
-// target walks r's path from obj, creating what is missing: intermediate
-// repeated elements reuse their last item, the final one gains a new item
-// when repeated. It returns the node to fill.
+// target returns the node r fills under obj (see tree.walkTo), inside a new
+// extension when r writes one.
 func (c *Converter) target(r *rule, obj int32, kind nodeKind) int32 {
 	if r.extURL != "" {
 		arr := c.t.ensure(obj, "extension", kindArray)
@@ -444,46 +443,13 @@ func (c *Converter) target(r *rule, obj int32, kind nodeKind) int32 {
 		c.t.setText(u, kindString, []byte(r.extURL))
 		c.t.nodes[u].weak = true
 	}
-	last := len(r.target) - 1
-	for i, s := range r.target {
-		k := kindObject
-		if i == last {
-			k = kind
-		}
-		if !s.repeated {
-			if i == last && k != kindObject {
-				if n := c.t.child(obj, s.name); n != none {
-					if !c.t.empty(n) {
-						return none // first value wins for a single element
-					}
-					return n
-				}
-			}
-			obj = c.t.ensure(obj, s.name, k)
-			continue
-		}
-		arr := c.t.ensure(obj, s.name, kindArray)
-		if i == last {
-			return c.t.addItem(arr, k)
-		}
-		if it := c.t.lastItem(arr); it != none && !s.fresh {
-			obj = it
-		} else {
-			obj = c.t.addItem(arr, kindObject)
-		}
-	}
-	return obj
+	return c.t.walkTo(obj, r.target, kind)
 }
 
 func (c *Converter) applyMap(r *rule, f frame, v hl7v2.Value, depth int) {
 	if r.resource != "" {
 		res := c.subResource(r, f, v, depth)
-		n := c.target(r, f.obj, kindObject)
-		// A single Reference already set keeps its first value, as any
-		// single element does.
-		if ref := c.t.child(n, "reference"); ref == none || c.t.empty(ref) {
-			c.writeReference(n, res)
-		}
+		c.writeReference(c.target(r, f.obj, kindObject), res)
 		return
 	}
 	n := c.target(r, f.obj, kindObject)
@@ -527,7 +493,13 @@ func (c *Converter) setProfile(res int, profile string) {
 	c.t.setText(c.t.addItem(arr, kindString), kindString, []byte(profile))
 }
 
+// writeReference points Reference n at resource res, unless it already
+// points somewhere: a single Reference keeps its first target, as any single
+// element keeps its first value.
 func (c *Converter) writeReference(n int32, res int) {
+	if ref := c.t.child(n, "reference"); ref != none && !c.t.empty(ref) {
+		return
+	}
 	ref := c.t.ensure(n, "reference", kindString)
 	c.val = appendURN(c.val[:0], c.resources[res].id)
 	c.t.setText(ref, kindString, c.val)
@@ -726,9 +698,7 @@ func (c *Converter) resolve() {
 		if from == to {
 			continue
 		}
-		if n := c.t.walkTo(c.resources[from].root, p.element); n != none {
-			c.writeReference(n, to)
-		}
+		c.writeReference(c.t.walkTo(c.resources[from].root, p.element, kindObject), to)
 	}
 }
 

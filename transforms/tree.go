@@ -90,24 +90,33 @@ func (t *tree) addItem(arr int32, kind nodeKind) int32 {
 // lastItem returns the last item of arr, or none.
 func (t *tree) lastItem(arr int32) int32 { return t.nodes[arr].last }
 
-// walkTo finds or makes the object at steps from obj: intermediate repeated
-// elements reuse their last item, a final repeated one gains a new item, and a
-// final single one already filled gives none (the first value wins).
-func (t *tree) walkTo(obj int32, steps []step) int32 {
+// walkTo finds or makes the node at steps from obj, the last of the given
+// kind: intermediate repeated elements reuse their last item (or start one when
+// written name[+]), a final repeated one gains a new item, a final single object
+// is merged into, and a final single scalar already filled gives none (the
+// first value wins).
+func (t *tree) walkTo(obj int32, steps []step, kind nodeKind) int32 {
 	last := len(steps) - 1
 	for i, s := range steps {
+		k := kindObject
+		if i == last {
+			k = kind
+		}
 		if !s.repeated {
-			if i == last {
-				if n := t.child(obj, s.name); n != none && !t.empty(n) {
-					return none
+			if i == last && k != kindObject {
+				if n := t.child(obj, s.name); n != none {
+					if !t.empty(n) {
+						return none
+					}
+					return n
 				}
 			}
-			obj = t.ensure(obj, s.name, kindObject)
+			obj = t.ensure(obj, s.name, k)
 			continue
 		}
 		arr := t.ensure(obj, s.name, kindArray)
 		if i == last {
-			return t.addItem(arr, kindObject)
+			return t.addItem(arr, k)
 		}
 		if it := t.lastItem(arr); it != none && !s.fresh {
 			obj = it
