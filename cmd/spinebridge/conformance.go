@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -66,11 +65,8 @@ expected facts found is below --floor.`,
 				if len(msgs) != 1 {
 					return nil, fmt.Errorf("a case holds one message; this file holds %d", len(msgs))
 				}
-				if err := m.Parse(msgs[0]); err != nil {
-					var pe *hl7v2.ParseError
-					if !errors.As(err, &pe) || m.SegmentCount() == 0 {
-						return nil, err
-					}
+				if _, err := parseForConversion(&m, msgs[0]); err != nil {
+					return nil, err
 				}
 				return conv.Convert(nil, &m)
 			}

@@ -105,15 +105,12 @@ func convertFile(conv *transforms.Converter, name string, data []byte, pretty bo
 		if len(msgs) > 1 {
 			where = fmt.Sprintf("%s: message %d", name, i+1)
 		}
-		if err := m.Parse(raw); err != nil {
-			var pe *hl7v2.ParseError
-			if !errors.As(err, &pe) || m.SegmentCount() == 0 {
-				fmt.Fprintf(errOut, "%s: %v\n", where, err)
-				ok = false
-				continue
-			}
-			// The segments before the malformed one are still converted.
-			fmt.Fprintf(errOut, "%s: warning: %v (converting the segments before it)\n", where, err)
+		if warn, err := parseForConversion(&m, raw); err != nil {
+			fmt.Fprintf(errOut, "%s: %v\n", where, err)
+			ok = false
+			continue
+		} else if warn != nil {
+			fmt.Fprintf(errOut, "%s: warning: %v (converting the segments before it)\n", where, warn)
 		}
 		var err error
 		buf, err = conv.Convert(buf[:0], &m)
@@ -132,6 +129,21 @@ func convertFile(conv *transforms.Converter, name string, data []byte, pretty bo
 		out.WriteByte('\n')
 	}
 	return ok
+}
+
+// parseForConversion parses raw into m. A malformed segment after MSH is a
+// warning: the segments before it are still converted. Anything else is an
+// error.
+func parseForConversion(m *hl7v2.Message, raw []byte) (warning, err error) {
+	err = m.Parse(raw)
+	if err == nil {
+		return nil, nil
+	}
+	var pe *hl7v2.ParseError
+	if !errors.As(err, &pe) || m.SegmentCount() == 0 {
+		return nil, err
+	}
+	return err, nil
 }
 
 // indentJSON indents a bundle for reading; the bundle is valid JSON by
