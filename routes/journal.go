@@ -69,7 +69,15 @@ type Record struct {
 	AckCode   string // MSA-1 of the ACK sent, or to be sent, for it
 	Ack       []byte // the ACK itself, so that a resend can be answered with it
 	Raw       []byte // the message exactly as received
+	// Format is what Raw holds: FormatHL7v2 (also when empty) or FormatCDA.
+	Format string
 }
+
+// Formats of a record's Raw.
+const (
+	FormatHL7v2 = ""    // HL7 v2 in its ER7 encoding (an ITK v2 XML payload is stored converted)
+	FormatCDA   = "cda" // an HL7 CDA document, as XML
+)
 
 // Query filters List. Zero fields match everything; a record must match every
 // field that is set.

@@ -114,7 +114,7 @@ func encodeMeta(dst []byte, rec *Record) []byte {
 	dst = append(dst, encodingVersion)
 	dst = binary.AppendVarint(dst, rec.Received.UnixNano())
 	for _, s := range [...]string{rec.Listener, rec.Peer, rec.Sender, rec.ControlID,
-		rec.Type, rec.Trigger, rec.Version, rec.NHSNumber, string(rec.Status), rec.AckCode} {
+		rec.Type, rec.Trigger, rec.Version, rec.NHSNumber, string(rec.Status), rec.AckCode, rec.Format} {
 		dst = appendLP(dst, s)
 	}
 	return dst
@@ -137,6 +137,9 @@ func decodeMeta(rec *Record, b []byte) error {
 	rec.NHSNumber = d.string()
 	rec.Status = Status(d.string())
 	rec.AckCode = d.string()
+	if len(d.b) > 0 { // absent from records written before formats
+		rec.Format = d.string()
+	}
 	if d.bad {
 		return fmt.Errorf("%w: record %d: meta truncated", ErrCorrupt, rec.ID)
 	}

@@ -1,0 +1,194 @@
+package routes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Delivery is one message on its way to one destination: what the dispatcher
+// hands a Destination. Its ID is the same on every attempt, so a destination
+// that can tell a resend from a new message (an AMQP message-id, a FHIR
+// X-Request-ID, MSA-2 of an MLLP ACK) sees the same value each time.
+type Delivery struct {
+	// ID names this delivery for good: "<journal id>.<route>.<destination>".
+	ID          string
+	MessageID   ID     // the journal record it comes from
+	Route       string // the route that sent it
+	Destination string // the destination's name in the routes file
+	Attempt     int    // 1 on the first attempt
+	Key         string // the ordering key the route gave it
+	// ContentType is the body's media type: ContentTypeFHIR for a transformed
+	// message, ContentTypeHL7v2 (or ContentTypeXML for an ITK document) for the
+	// original bytes.
+	ContentType string
+	Body        []byte // valid for the call only
+
+	// From the journal record, for headers, templates and file names.
+	Type, Trigger, Version, ControlID, Sender, NHSNumber string
+	Received                                             time.Time
+}
+
+// Content types of delivery bodies.
+const (
+	ContentTypeFHIR   = "application/fhir+json"
+	ContentTypeHL7v2  = "x-application/hl7-v2+er7"
+	ContentTypeXML    = "application/xml"
+	ContentTypeNDJSON = "application/x-ndjson"
+)
+
+// Destination is where deliveries go: a FHIR server, an AMQP exchange, a legacy
+// MLLP system, a directory. Implementations are safe for concurrent use; the
+// dispatcher calls Deliver from several goroutines, never concurrently for two
+// deliveries with the same Key.
+type Destination interface {
+	// Deliver sends d once and returns nil only when the destination has taken
+	// it for good (HTTP 2xx, broker confirm, AA/CA, file renamed into place).
+	// An error is retried unless it is Permanent; a RetryAfter in it is
+	// honoured.
+	Deliver(ctx context.Context, d *Delivery) error
+	// Ready reports whether the destination is reachable now, for /readyz. It
+	// must return quickly (it is given a short deadline) and must not deliver.
+	Ready(ctx context.Context) error
+	// Close releases connections; Deliver is not called after it.
+	Close() error
+}
+
+// DestinationFactory builds a destination of one kind from its node in the
+// routes file. It must not connect anywhere: lint builds destinations too.
+// Errors should name positions as Decode does ("line:col: message"); several
+// may be joined.
+type DestinationFactory func(name string, node *yaml.Node) (Destination, error)
+
+// DeliveryError classifies why an attempt failed. Wrap an error with Permanent
+// or RetryAfter; an error that is neither is retried with the destination's
+// backoff.
+type DeliveryError struct {
+	Err        error
+	Permanent  bool          // never retried: dead-lettered at once
+	RetryAfter time.Duration // the destination asked to wait this long (429, 503)
+}
+
+func (e *DeliveryError) Error() string { return e.Err.Error() }
+func (e *DeliveryError) Unwrap() error { return e.Err }
+
+// Permanent marks err as a failure no retry can mend: 4xx with an
+// OperationOutcome, AR/CR, an output the destination refuses as invalid.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &DeliveryError{Err: err, Permanent: true}
+}
+
+// RetryAfter marks err as retryable no sooner than after d.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &DeliveryError{Err: err, RetryAfter: d}
+}
+
+// IsPermanent reports whether err, or an error it wraps, is Permanent.
+func IsPermanent(err error) bool {
+	var de *DeliveryError
+	return errors.As(err, &de) && de.Permanent
+}
+
+// retryAfterOf returns the wait a destination asked for, or zero.
+func retryAfterOf(err error) time.Duration {
+	var de *DeliveryError
+	if errors.As(err, &de) {
+		return de.RetryAfter
+	}
+	return 0
+}
+
+// Decode decodes node into v, a pointer to a struct with yaml tags, key by key,
+// so that every error carries the "line:col: " of the node at fault: a key v
+// has no field for, or a value of the wrong type. Nested structs are decoded the
+// same way. Every error found is returned, joined.
+func Decode(node *yaml.Node, v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("routes.Decode: %T is not a pointer to a struct", v)
+	}
+	return decodeStruct(node, rv.Elem())
+}
+
+func decodeStruct(node *yaml.Node, sv reflect.Value) error {
+	if node == nil {
+		return nil
+	}
+	if node.Kind == yaml.AliasNode {
+		node = node.Alias
+	}
+	if node.Kind != yaml.MappingNode {
+		return fmt.Errorf("%d:%d: expected a mapping", node.Line, node.Column)
+	}
+	fields := map[string]int{}
+	st := sv.Type()
+	for i := range st.NumField() {
+		f := st.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		fields[name] = i
+	}
+	var errs []error
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		k, val := node.Content[i], node.Content[i+1]
+		fi, ok := fields[k.Value]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%d:%d: unknown key %q; known: %s", k.Line, k.Column, k.Value, strings.Join(slices.Sorted(maps.Keys(fields)), ", ")))
+			continue
+		}
+		fv := sv.Field(fi)
+		if fv.Kind() == reflect.Struct && fv.Type() != reflect.TypeFor[time.Time]() {
+			if err := decodeStruct(val, fv); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if err := val.Decode(fv.Addr().Interface()); err != nil {
+			errs = append(errs, fmt.Errorf("%d:%d: %s: %s", val.Line, val.Column, k.Value, yamlMessage(err)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// yamlMessage is err without the "yaml: unmarshal errors: line N:" framing,
+// which Decode replaces with the value's own position.
+func yamlMessage(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg := te.Errors[0]
+		if _, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(msg, "line ") {
+			return rest
+		}
+		return msg
+	}
+	return err.Error()
+}
+
+// Transformer turns a journaled record into the body a route delivers: the
+// mapping engine's FHIR Bundle for HL7 v2, a DocumentReference Bundle for a CDA
+// document. A route's transform names one. Implementations are safe for
+// concurrent use.
+type Transformer interface {
+	// Transform appends rec's transformed body to dst and returns it with its
+	// content type. An error is permanent for this record (the route's
+	// deliveries are dead-lettered with it as the reason).
+	Transform(dst []byte, rec *Record) (body []byte, contentType string, err error)
+}
