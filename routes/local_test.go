@@ -832,7 +832,7 @@ func TestCodecCorrupt(t *testing.T) {
 	}{
 		{"meta empty", metaDecoder, nil},
 		{"meta version", metaDecoder, append([]byte{9}, meta[1:]...)},
-		{"meta truncated", metaDecoder, meta[:len(meta)-1]},
+		{"meta truncated", metaDecoder, meta[:len(meta)-2]}, // into MSA-1, before the format
 		{"body empty", bodyDecoder, nil},
 		{"body version", bodyDecoder, append([]byte{9}, body[1:]...)},
 		{"body ack longer than value", bodyDecoder, []byte{encodingVersion, 0x7f, 'x'}},
