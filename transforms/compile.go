@@ -728,6 +728,10 @@ func (c *compiler) referenceElementTo(pos, rt string, t *fhirmodel.Type, el, tar
 	return steps, true
 }
 
+// Structures returns the names of the set's message structures (ADT, ORU_R01,
+// ...), sorted: the values Options.Structure accepts.
+func (s *Set) Structures() []string { return slices.Clone(s.names) }
+
 // Default loads the embedded mapping set, with the files of overrideDir (when
 // not "") replacing or adding to it path by path.
 func Default(overrideDir string) (*Set, error) {

@@ -43,6 +43,10 @@ type Options struct {
 	// Zone is where times without an offset were taken; nil means Europe/London.
 	Zone   *time.Location
 	Bundle BundleType // "" means Transaction
+	// Structure, when set, converts every message with this structure (a name
+	// Set.Structures lists) whatever its MSH-9 says; empty picks the structure
+	// from MSH-9.
+	Structure string
 }
 
 // Issue is a problem in a message that did not stop its conversion: a value
@@ -188,6 +192,9 @@ func (c *Converter) reset(m *hl7v2.Message) {
 }
 
 func (c *Converter) structureFor(msh hl7v2.Segment) *structure {
+	if c.opts.Structure != "" {
+		return c.set.structures[c.opts.Structure]
+	}
 	typ := msh.Field(9)
 	code, trigger := typ.Comp(1).Bytes(), typ.Comp(2).Bytes()
 	c.val = append(append(append(c.val[:0], code...), '^'), trigger...)

@@ -1,7 +1,9 @@
 package transforms
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"slices"
 	"strings"
@@ -364,5 +366,32 @@ func TestConvertIdsWithoutIdentifiers(t *testing.T) {
 	}
 	if len(ids) != 2 {
 		t.Errorf("two unidentified patients share the id %v", ids)
+	}
+}
+
+func TestConvertWithNamedStructure(t *testing.T) {
+	set, err := Default("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(set.Structures(), "ADT") || !slices.Contains(set.Structures(), "ORU_R01") {
+		t.Fatalf("Structures() = %v, want ADT and ORU_R01 among them", set.Structures())
+	}
+	// A site-specific ZPI^Z01 has no structure of its own; naming ADT converts
+	// it as one.
+	raw := "MSH|^~\\&|PAS|RX1|EPR|RX1|20260101120000||ZPI^Z01|Z1|P|2.4\rPID|1||1234567^^^RX1^MR||SMITH^JOHN\r"
+	m, err := hl7v2.Parse([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := set.NewConverter(Options{}).Convert(nil, m); !errors.Is(err, ErrNoMapping) {
+		t.Fatalf("by MSH-9: %v, want ErrNoMapping", err)
+	}
+	out, err := set.NewConverter(Options{Structure: "ADT"}).Convert(nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(out, []byte(`"family":"SMITH"`)) {
+		t.Errorf("converted as ADT, the patient is missing: %s", out)
 	}
 }
