@@ -64,6 +64,9 @@ type Local struct {
 
 	recent *recentControlIDs // nil when read-only
 
+	appended chan struct{} // signalled after each commit; see Outbox.Appended
+	eventSeq atomic.Uint64 // the last event key's sequence number
+
 	statusLocks [64]sync.Mutex // serialise SetStatus's read-modify-write per ID
 
 	// Shutdown. Every operation counts itself in active; Close sets closing,
@@ -252,7 +255,12 @@ func openLocal(fsys vfs.FS, dir string, opts LocalOptions, log *slog.Logger) (*L
 		stop:      make(chan struct{}),
 		committed: make(chan struct{}),
 		finished:  make(chan struct{}),
+		appended:  make(chan struct{}, 1),
 	}
+	// Event keys must keep increasing across restarts; the clock at open, in
+	// nanoseconds, is ahead of every sequence number an earlier run reached
+	// unless that run wrote a billion events a second.
+	l.eventSeq.Store(uint64(time.Now().UnixNano()))
 	if err := l.recover(); err != nil {
 		db.Close()
 		return nil, err
@@ -517,6 +525,7 @@ func (l *Local) commit(group []*appendReq) {
 		err = fmt.Errorf("journal: append: commit: %w", err)
 	} else {
 		l.recent.add(time.Now(), group)
+		l.notify()
 	}
 	for _, r := range group {
 		r.done <- err

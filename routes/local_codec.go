@@ -247,3 +247,14 @@ func (z *zone) add(t int64) {
 	z.max = max(z.max, t)
 	z.prefixMax = max(z.prefixMax, t)
 }
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.bad = true
+		d.b = nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}

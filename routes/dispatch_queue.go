@@ -1,0 +1,259 @@
+package routes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// item is one delivery in a destination's queue.
+type item struct {
+	p    PendingDelivery
+	body *body
+}
+
+// keyQueue holds one ordering key's deliveries to one destination, oldest
+// record first. Only its head is ever attempted, so a key's deliveries reach
+// the destination in journal order, and a head waiting for a retry holds back
+// its own key only.
+type keyQueue struct {
+	key     string
+	items   []*item
+	busy    bool        // the head is being attempted
+	queued  bool        // the key is in the ready list
+	waiting *time.Timer // the head waits for its retry
+}
+
+// destQueue is one destination's delivery queue: keys with work ready, and
+// Concurrency workers taking them in turn.
+type destQueue struct {
+	d    *Dispatcher
+	name string
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	keys   map[string]*keyQueue
+	ready  []*keyQueue
+	depth  int
+	closed bool
+}
+
+func newDestQueue(d *Dispatcher, name string) *destQueue {
+	q := &destQueue{d: d, name: name, keys: map[string]*keyQueue{}}
+	q.cond = sync.NewCond(&q.mu)
+	for range d.cfg.Concurrency {
+		d.wg.Add(1)
+		go q.work()
+	}
+	return q
+}
+
+// add queues it behind its key's earlier deliveries. Deliveries of one key
+// arrive in record order, except that a replay or revival may bring an older
+// one back: it goes in its place by ID.
+func (q *destQueue) add(it *item) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	kq := q.keys[it.p.Key]
+	if kq == nil {
+		kq = &keyQueue{key: it.p.Key}
+		q.keys[it.p.Key] = kq
+	}
+	i := len(kq.items)
+	for i > 0 && kq.items[i-1].p.MessageID > it.p.MessageID && !(i == 1 && kq.busy) {
+		i--
+	}
+	kq.items = append(kq.items, nil)
+	copy(kq.items[i+1:], kq.items[i:])
+	kq.items[i] = it
+	q.depth++
+	q.gauge()
+	if !kq.busy && kq.waiting == nil {
+		q.markReady(kq, it.p.NotBefore)
+	}
+}
+
+// markReady puts kq in the ready list now, or when notBefore comes.
+func (q *destQueue) markReady(kq *keyQueue, notBefore time.Time) {
+	if kq.queued || kq.waiting != nil {
+		return
+	}
+	if wait := time.Until(notBefore); wait > 0 {
+		kq.waiting = time.AfterFunc(wait, func() {
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			kq.waiting = nil
+			if !kq.busy && len(kq.items) > 0 {
+				q.markReady(kq, time.Time{})
+			}
+		})
+		return
+	}
+	kq.queued = true
+	q.ready = append(q.ready, kq)
+	q.cond.Signal()
+}
+
+func (q *destQueue) gauge() {
+	if q.d.metrics != nil {
+		q.d.metrics.depth.WithLabelValues(q.name).Set(float64(q.depth))
+	}
+}
+
+func (q *destQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.depth
+}
+
+// close stops the workers once their attempts under way end.
+func (q *destQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	for _, kq := range q.keys {
+		if kq.waiting != nil {
+			kq.waiting.Stop()
+		}
+	}
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+// work takes ready keys and attempts their heads until the queue closes.
+func (q *destQueue) work() {
+	defer q.d.wg.Done()
+	for {
+		q.mu.Lock()
+		for len(q.ready) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if q.closed {
+			q.mu.Unlock()
+			return
+		}
+		kq := q.ready[0]
+		q.ready[0] = nil
+		q.ready = q.ready[1:]
+		kq.queued = false
+		kq.busy = true
+		it := kq.items[0]
+		q.mu.Unlock()
+
+		finished := q.attempt(it)
+
+		q.mu.Lock()
+		kq.busy = false
+		var notBefore time.Time
+		if finished {
+			kq.items[0] = nil
+			kq.items = kq.items[1:]
+			q.depth--
+			q.gauge()
+		} else {
+			notBefore = it.p.NotBefore
+		}
+		if len(kq.items) == 0 {
+			delete(q.keys, kq.key)
+		} else if !q.closed {
+			q.markReady(kq, notBefore)
+		}
+		q.mu.Unlock()
+		if finished {
+			q.d.released(1)
+		}
+	}
+}
+
+// attemptTimeout bounds one attempt when the destination sets no deadline of
+// its own.
+const attemptTimeout = 2 * time.Minute
+
+// attempt makes one attempt at it's delivery and settles the outcome. It
+// reports whether the delivery is finished with (delivered or dead-lettered);
+// otherwise it.p.NotBefore says when to try again.
+func (q *destQueue) attempt(it *item) bool {
+	d := q.d
+	ctx := d.attempts
+	gen := d.routing.Load()
+	gen.inflight.Add(1)
+	defer gen.inflight.Done()
+
+	p := &it.p
+	p.Attempts++
+	start := time.Now()
+	var err error
+	var rec *Record
+	dest := gen.Destination(p.Destination)
+	data, ctype, rec, err := it.body.get(ctx, d)
+	switch {
+	case err != nil:
+	case dest == nil:
+		err = fmt.Errorf("destination %q is not in the routes table", p.Destination)
+	default:
+		actx, cancel := context.WithTimeout(d.attempts, attemptTimeout)
+		err = dest.Deliver(actx, &Delivery{
+			ID: p.DeliveryID(), MessageID: p.MessageID, Route: p.Route, Destination: p.Destination,
+			Attempt: p.Attempts, Key: p.Key, ContentType: ctype, Body: data,
+			Type: rec.Type, Trigger: rec.Trigger, Version: rec.Version, ControlID: rec.ControlID,
+			Sender: rec.Sender, NHSNumber: rec.NHSNumber, Received: rec.Received,
+		})
+		cancel()
+	}
+	took := time.Since(start)
+	ev := Event{Kind: EventAttempt, Route: p.Route, Destination: p.Destination, Attempt: p.Attempts, Duration: took}
+	var outcome Outcome
+	switch {
+	case err == nil:
+		outcome = Delivered
+	case IsPermanent(err) || p.Attempts >= d.cfg.Retry.Attempts:
+		outcome = DeadLettered
+		ev.Detail = boundedError(err)
+		if !IsPermanent(err) {
+			ev.Detail = fmt.Sprintf("gave up after %d attempts: %s", p.Attempts, ev.Detail)
+		}
+	default:
+		outcome = Retrying
+		ev.Detail = boundedError(err)
+		wait := d.cfg.Retry.backoff(p.Attempts)
+		if ra := retryAfterOf(err); ra > wait {
+			wait = min(ra, d.cfg.Retry.Max)
+		}
+		p.NotBefore = time.Now().Add(wait)
+		p.LastError = ev.Detail
+	}
+	ev.Outcome = outcome
+	if m := d.metrics; m != nil {
+		m.deliveries.WithLabelValues(p.Destination, string(outcome)).Inc()
+		m.attemptTime.WithLabelValues(p.Destination).Observe(took.Seconds())
+		if outcome == Delivered && rec != nil {
+			m.latency.WithLabelValues(p.Destination).Observe(time.Since(rec.Received).Seconds())
+		}
+	}
+	// The outcome is stored even while shutting down: the attempt happened.
+	if serr := d.store.Settle(context.WithoutCancel(ctx), p, outcome, ev); serr != nil {
+		if errors.Is(serr, ErrClosed) {
+			return outcome != Retrying
+		}
+		d.log.Error("routes: storing a delivery's outcome", "delivery", p.DeliveryID(), "err", serr)
+	}
+	switch outcome {
+	case DeadLettered:
+		d.log.Warn("routes: delivery dead-lettered", "delivery", p.DeliveryID(), "attempts", p.Attempts, "reason", ev.Detail)
+	case Retrying:
+		d.log.Info("routes: delivery failed, will retry", "delivery", p.DeliveryID(), "attempt", p.Attempts, "reason", ev.Detail)
+	}
+	return outcome != Retrying
+}
+
+// maxErrorText bounds the failure text kept in events and dead letters.
+const maxErrorText = 300
+
+func boundedError(err error) string {
+	s := err.Error()
+	if len(s) > maxErrorText {
+		s = s[:maxErrorText] + "…"
+	}
+	return s
+}

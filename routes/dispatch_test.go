@@ -1,0 +1,448 @@
+package routes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spinebridge/spinebridge/adapters/hl7v2"
+)
+
+// fakeRouting sends every record to the destinations in to, on one route, keyed
+// by NHS number; records whose control id is in failMatch make Match fail.
+type fakeRouting struct {
+	to        []string
+	transform string
+	dests     map[string]Destination
+	closed    chan struct{}
+}
+
+func (f *fakeRouting) Match(rec *Record, m *hl7v2.Message, dst []Match) ([]Match, error) {
+	if m == nil {
+		return nil, errors.New("not HL7 v2")
+	}
+	if rec.ControlID == "UNROUTED" {
+		return dst, nil
+	}
+	return append(dst, Match{Route: "all", Transform: f.transform, To: f.to, Key: rec.NHSNumber}), nil
+}
+
+func (f *fakeRouting) Destination(name string) Destination { return f.dests[name] }
+
+func (f *fakeRouting) Close() error {
+	if f.closed != nil {
+		close(f.closed)
+	}
+	return nil
+}
+
+// recorder is a destination that keeps what it was given and fails as told.
+type recorder struct {
+	mu  sync.Mutex
+	got []Delivery
+	ids map[string]int // attempts per delivery id
+	// fail decides each attempt's result; nil accepts everything.
+	fail func(d *Delivery) error
+}
+
+func newRecorder(fail func(d *Delivery) error) *recorder {
+	return &recorder{ids: map[string]int{}, fail: fail}
+}
+
+func (r *recorder) Deliver(ctx context.Context, d *Delivery) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ids[d.ID]++
+	if r.fail != nil {
+		if err := r.fail(d); err != nil {
+			return err
+		}
+	}
+	c := *d
+	c.Body = slices.Clone(d.Body)
+	r.got = append(r.got, c)
+	return nil
+}
+
+func (r *recorder) Ready(context.Context) error { return nil }
+func (r *recorder) Close() error                { return nil }
+
+func (r *recorder) delivered() []Delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
+
+// upperTransform stands in for the mapping engine: it upper-cases the message.
+type upperTransform struct{}
+
+func (upperTransform) Transform(dst []byte, rec *Record) ([]byte, string, error) {
+	if strings.Contains(string(rec.Raw), "BADMAP") {
+		return dst, "", errors.New("no mapping for this message")
+	}
+	return append(dst, strings.ToUpper(string(rec.Raw))...), ContentTypeFHIR, nil
+}
+
+// startDispatcher runs a dispatcher over j until the test ends or stop is
+// called.
+func startDispatcher(t *testing.T, cfg DispatcherConfig) (d *Dispatcher, stop func()) {
+	t.Helper()
+	if cfg.Retry == (RetryPolicy{}) {
+		cfg.Retry = RetryPolicy{Initial: time.Millisecond, Max: 5 * time.Millisecond, Attempts: 5}
+	}
+	if cfg.Transformers == nil {
+		cfg.Transformers = map[string]Transformer{"upper": upperTransform{}}
+	}
+	d, err := NewDispatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return d, stop
+}
+
+// waitFor polls cond until it holds, failing the test after a generous limit.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// appendRecords journals n accepted ADT messages spread over keys patients.
+func appendRecords(t *testing.T, j Journal, n, keys int, start int) []ID {
+	t.Helper()
+	ids := make([]ID, n)
+	for i := range n {
+		rec := testRecord(start + i)
+		rec.NHSNumber = fmt.Sprintf("99900000%02d", (start+i)%keys)
+		ids[i] = mustAppend(t, j, rec)
+	}
+	return ids
+}
+
+// checkOrder fails unless every key's deliveries came in ID order.
+func checkOrder(t *testing.T, name string, got []Delivery) {
+	t.Helper()
+	last := map[string]ID{}
+	for _, d := range got {
+		if d.MessageID <= last[d.Key] {
+			t.Errorf("%s: record %d delivered after %d for key %s", name, d.MessageID, last[d.Key], d.Key)
+		}
+		last[d.Key] = d.MessageID
+	}
+}
+
+func TestDispatchDeliversOncePerDestinationInOrderThroughFailures(t *testing.T) {
+	j, _ := openTest(t)
+	good := newRecorder(nil)
+	// flaky fails every third attempt, retryably, and names a wait for some.
+	var n int
+	flaky := newRecorder(func(d *Delivery) error {
+		n++
+		switch n % 3 {
+		case 0:
+			return errors.New("connection reset")
+		case 1:
+			if n%7 == 1 {
+				return RetryAfter(errors.New("429 too many requests"), time.Millisecond)
+			}
+		}
+		return nil
+	})
+	metrics := NewMetrics()
+	routing := &fakeRouting{to: []string{"good", "flaky"}, transform: "upper",
+		dests: map[string]Destination{"good": good, "flaky": flaky}}
+	startDispatcher(t, DispatcherConfig{Store: j, Routing: routing, Concurrency: 4, Metrics: metrics,
+		Retry: RetryPolicy{Initial: time.Millisecond, Max: 2 * time.Millisecond, Attempts: 100}})
+	ids := appendRecords(t, j, 300, 7, 0)
+
+	for name, r := range map[string]*recorder{"good": good, "flaky": flaky} {
+		waitFor(t, name+" to get every message", func() bool { return len(r.delivered()) >= len(ids) })
+		got := r.delivered()
+		if len(got) != len(ids) {
+			t.Errorf("%s: %d deliveries, want %d", name, len(got), len(ids))
+		}
+		seen := map[ID]bool{}
+		for _, d := range got {
+			if seen[d.MessageID] {
+				t.Errorf("%s: record %d delivered twice", name, d.MessageID)
+			}
+			seen[d.MessageID] = true
+			if d.ContentType != ContentTypeFHIR || !strings.HasPrefix(string(d.Body), "MSH|^~\\&|PAS|") {
+				t.Errorf("%s: delivery %s is not the transformed message: %q %.20q", name, d.ID, d.ContentType, d.Body)
+			}
+			if want := fmt.Sprintf("%d.all.%s", d.MessageID, name); d.ID != want {
+				t.Errorf("%s: delivery id %q, want %q", name, d.ID, want)
+			}
+		}
+		checkOrder(t, name, got)
+	}
+	// A retried delivery keeps its id: the flaky destination saw more attempts
+	// than deliveries, under as many ids as deliveries.
+	flaky.mu.Lock()
+	retried := 0
+	for _, c := range flaky.ids {
+		if c > 1 {
+			retried++
+		}
+	}
+	distinct := len(flaky.ids)
+	flaky.mu.Unlock()
+	if retried == 0 || distinct != len(ids) {
+		t.Errorf("flaky: %d ids, %d retried; want %d ids, some retried", distinct, retried, len(ids))
+	}
+
+	ctx := context.Background()
+	var left int
+	if err := j.Pending(ctx, func(PendingDelivery) bool { left++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the outbox to empty", func() bool {
+		left = 0
+		_ = j.Pending(ctx, func(PendingDelivery) bool { left++; return true })
+		return left == 0
+	})
+	evs, err := j.Events(ctx, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[EventKind]int{}
+	for _, ev := range evs {
+		kinds[ev.Kind]++
+	}
+	if kinds[EventRouted] != 1 || kinds[EventAttempt] < 2 {
+		t.Errorf("journey of %d: %+v, want one routed and an attempt per destination", ids[0], evs)
+	}
+}
+
+func TestDispatchBlockedKeyHoldsOnlyItself(t *testing.T) {
+	j, _ := openTest(t)
+	release := make(chan struct{})
+	var blocked sync.Once
+	dest := newRecorder(func(d *Delivery) error {
+		if d.Key == "9990000000" {
+			select {
+			case <-release:
+				return nil
+			default:
+				blocked.Do(func() {})
+				return errors.New("503 service unavailable")
+			}
+		}
+		return nil
+	})
+	routing := &fakeRouting{to: []string{"d"}, dests: map[string]Destination{"d": dest}}
+	startDispatcher(t, DispatcherConfig{Store: j, Routing: routing, Concurrency: 2,
+		Retry: RetryPolicy{Initial: time.Millisecond, Max: 5 * time.Millisecond, Attempts: 1 << 20}})
+	ids := appendRecords(t, j, 40, 4, 0) // keys 9990000000..03, ten records each
+
+	waitFor(t, "the other keys to be delivered", func() bool { return len(dest.delivered()) >= 30 })
+	for _, d := range dest.delivered() {
+		if d.Key == "9990000000" {
+			t.Fatalf("record %d of the failing key was delivered", d.MessageID)
+		}
+	}
+	close(release)
+	waitFor(t, "the failing key to catch up", func() bool { return len(dest.delivered()) == len(ids) })
+	checkOrder(t, "d", dest.delivered())
+}
+
+func TestDispatchDeadLettersAndRevives(t *testing.T) {
+	j, _ := openTest(t)
+	var refuse sync.Map // control ids the destination refuses for good
+	var fixed bool
+	var mu sync.Mutex
+	dest := newRecorder(func(d *Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fixed {
+			return nil
+		}
+		if _, ok := refuse.Load(d.ControlID); ok {
+			return Permanent(errors.New("400 Bad Request: OperationOutcome invalid: Patient.birthDate"))
+		}
+		if d.ControlID == "MSG2" {
+			return errors.New("timeout")
+		}
+		return nil
+	})
+	refuse.Store("MSG1", true)
+	routing := &fakeRouting{to: []string{"pds"}, dests: map[string]Destination{"pds": dest}}
+	d, _ := startDispatcher(t, DispatcherConfig{Store: j, Routing: routing,
+		Retry: RetryPolicy{Initial: time.Millisecond, Max: time.Millisecond, Attempts: 3}})
+	ids := appendRecords(t, j, 4, 4, 0)
+	ctx := context.Background()
+
+	var dead []DeadLetter
+	waitFor(t, "two dead letters", func() bool {
+		dead = dead[:0]
+		_ = j.DeadLetters(ctx, "", func(dl DeadLetter) bool { dead = append(dead, dl); return true })
+		return len(dead) == 2
+	})
+	reasons := map[ID]string{}
+	for _, dl := range dead {
+		reasons[dl.MessageID] = dl.Reason
+	}
+	if r := reasons[ids[1]]; !strings.Contains(r, "OperationOutcome") {
+		t.Errorf("permanent failure's reason %q", r)
+	}
+	if r := reasons[ids[2]]; !strings.Contains(r, "gave up after 3 attempts: timeout") {
+		t.Errorf("retried failure's reason %q", r)
+	}
+	dest.mu.Lock()
+	if n := dest.ids[ids[1].String()+".all.pds"]; n != 1 {
+		t.Errorf("a permanent failure was attempted %d times, want 1", n)
+	}
+	dest.mu.Unlock()
+
+	mu.Lock()
+	fixed = true
+	mu.Unlock()
+	n, err := d.ReviveDeadLetters(ctx, "pds")
+	if err != nil || n != 2 {
+		t.Fatalf("revive: %d, %v; want 2", n, err)
+	}
+	waitFor(t, "every message delivered", func() bool { return len(dest.delivered()) == 4 })
+	left := 0
+	_ = j.DeadLetters(ctx, "", func(DeadLetter) bool { left++; return true })
+	if left != 0 {
+		t.Errorf("%d dead letters left after reviving", left)
+	}
+	evs, _ := j.Events(ctx, ids[1])
+	if evs[len(evs)-1].Outcome != Delivered || !slices.ContainsFunc(evs, func(e Event) bool { return e.Kind == EventRevived }) {
+		t.Errorf("journey after revival: %+v", evs)
+	}
+}
+
+func TestDispatchResumesAfterRestartAndReplays(t *testing.T) {
+	j, dir := openTest(t)
+	down := newRecorder(func(*Delivery) error { return errors.New("connection refused") })
+	routing := &fakeRouting{to: []string{"x"}, dests: map[string]Destination{"x": down}}
+	d, stop := startDispatcher(t, DispatcherConfig{Store: j, Routing: routing,
+		Retry: RetryPolicy{Initial: time.Hour, Max: time.Hour, Attempts: 10}})
+	ids := appendRecords(t, j, 5, 5, 0)
+	if err := d.WaitRouted(context.Background(), ids[4]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first attempts", func() bool {
+		down.mu.Lock()
+		defer down.mu.Unlock()
+		return len(down.ids) == 5
+	})
+	stop()
+
+	// The next run finds the deliveries still pending and makes them, waiting
+	// out the backoff the last run stored.
+	j = reopen(t, j, dir)
+	up := newRecorder(nil)
+	routing = &fakeRouting{to: []string{"x"}, dests: map[string]Destination{"x": up}}
+	pending := 0
+	_ = j.Pending(context.Background(), func(p PendingDelivery) bool {
+		pending++
+		if p.Attempts != 1 || p.LastError != "connection refused" {
+			t.Errorf("stored delivery %+v", p)
+		}
+		return true
+	})
+	if pending != 5 {
+		t.Fatalf("%d pending after restart, want 5", pending)
+	}
+	if err := j.Settle(context.Background(), &PendingDelivery{MessageID: ids[0], Route: "all", Destination: "x", Key: "k"}, Retrying, Event{}); err != nil {
+		t.Fatal(err) // clears the stored backoff of one delivery
+	}
+	d, _ = startDispatcher(t, DispatcherConfig{Store: j, Routing: routing})
+	waitFor(t, "the delivery without backoff", func() bool { return len(up.delivered()) == 1 })
+
+	// A replay routes the message again with the table as it stands and
+	// delivers it under the same delivery id.
+	if err := d.Replay(context.Background(), ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replay", func() bool { return len(up.delivered()) == 2 })
+	got := up.delivered()
+	if got[1].ID != got[0].ID || got[1].MessageID != ids[0] {
+		t.Errorf("replayed delivery %q of %d, want %q", got[1].ID, got[1].MessageID, got[0].ID)
+	}
+	if err := d.Replay(context.Background(), 999); !errors.Is(err, ErrNotFound) {
+		t.Errorf("replay of an unknown id: %v", err)
+	}
+}
+
+func TestDispatchUnroutedAndTransformFailures(t *testing.T) {
+	j, _ := openTest(t)
+	dest := newRecorder(nil)
+	routing := &fakeRouting{to: []string{"x"}, transform: "upper", dests: map[string]Destination{"x": dest}}
+	d, _ := startDispatcher(t, DispatcherConfig{Store: j, Routing: routing})
+	ctx := context.Background()
+
+	unrouted := testRecord(1)
+	unrouted.ControlID = "UNROUTED"
+	badMap := testRecord(2)
+	badMap.Raw = append(badMap.Raw, "NTE|2||BADMAP\r"...)
+	refused := testRecord(3)
+	refused.Status = StatusRejected
+	for _, r := range []*Record{unrouted, badMap, refused} {
+		mustAppend(t, j, r)
+	}
+	if err := d.WaitRouted(ctx, refused.ID); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := j.Events(ctx, unrouted.ID)
+	if len(evs) != 1 || evs[0].Kind != EventUnrouted {
+		t.Errorf("unrouted journey: %+v", evs)
+	}
+	if evs, _ := j.Events(ctx, refused.ID); len(evs) != 0 {
+		t.Errorf("a refused message was routed: %+v", evs)
+	}
+	waitFor(t, "the bad mapping to be dead-lettered", func() bool {
+		n := 0
+		_ = j.DeadLetters(ctx, "x", func(dl DeadLetter) bool {
+			n++
+			if !strings.Contains(dl.Reason, "transform upper: no mapping") {
+				t.Errorf("reason %q", dl.Reason)
+			}
+			return true
+		})
+		return n == 1
+	})
+	if len(dest.delivered()) != 0 {
+		t.Errorf("delivered %d, want none", len(dest.delivered()))
+	}
+}
+
+func TestDispatchSetRoutingClosesTheOldTableWhenIdle(t *testing.T) {
+	j, _ := openTest(t)
+	old := &fakeRouting{to: []string{"a"}, dests: map[string]Destination{"a": newRecorder(nil)}, closed: make(chan struct{})}
+	d, _ := startDispatcher(t, DispatcherConfig{Store: j, Routing: old})
+	next := newRecorder(nil)
+	d.SetRouting(&fakeRouting{to: []string{"a"}, dests: map[string]Destination{"a": next}})
+	select {
+	case <-old.closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the replaced table was not closed")
+	}
+	appendRecords(t, j, 3, 3, 0)
+	waitFor(t, "delivery through the new table", func() bool { return len(next.delivered()) == 3 })
+}
