@@ -31,7 +31,7 @@ journal, it is read through the engine's admin API (--admin-addr).`,
 	}
 	cmd.PersistentFlags().String("data-dir", "./data", "directory of the journal (config data_dir)")
 	cmd.PersistentFlags().String("admin-addr", ":8081", "admin address of the engine holding the journal, used while it runs (config admin.addr)")
-	cmd.AddCommand(newMessagesListCommand(), newMessagesShowCommand())
+	cmd.AddCommand(newMessagesListCommand(), newMessagesShowCommand(), newMessagesReplayCommand(), newMessagesDeadLettersCommand())
 	return cmd
 }
 
@@ -275,7 +275,7 @@ func listMessagesVia(ctx context.Context, admin string, q routes.Query, format s
 func newMessagesShowCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "show ID",
-		Short: "Show one journaled message: its metadata, the message and the ACK sent",
+		Short: "Show one journaled message: its metadata, its journey, the message and the ACK sent",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := routes.ParseID(args[0])
@@ -305,13 +305,17 @@ func newMessagesShowCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			showMessage(cmd.OutOrStdout(), r)
+			evs, err := j.Events(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			showMessage(cmd.OutOrStdout(), r, evs)
 			return nil
 		},
 	}
 }
 
-func showMessage(w io.Writer, r *routes.Record) {
+func showMessage(w io.Writer, r *routes.Record, journey []routes.Event) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, row := range [][2]string{
 		{"id", r.ID.String()},
@@ -330,6 +334,7 @@ func showMessage(w io.Writer, r *routes.Record) {
 		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 	}
 	tw.Flush()
+	showJourney(w, journey)
 	fmt.Fprintln(w, "\nmessage:")
 	writeSegments(w, r.Raw)
 	if len(r.Ack) > 0 {

@@ -312,8 +312,13 @@ func (e *engine) showMessage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "journal error", http.StatusInternalServerError)
 		return
 	}
+	evs, err := e.journal.Events(r.Context(), id)
+	if err != nil {
+		http.Error(w, "journal error", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	showMessage(w, rec)
+	showMessage(w, rec, evs)
 }
 
 // httpReceiver adapts the intake to HL7 v2 over HTTP.
