@@ -20,6 +20,7 @@ type Match struct {
 	Validate  bool
 	Key       string   // the ordering key; "" means the inbound connection
 	To        []string // destination names
+	Ack       AckPoint // the route's acknowledgement point; "" leaves it to the listener
 }
 
 // Routing is a loaded routing table as the dispatcher sees it. The dispatcher
@@ -76,7 +77,11 @@ type DispatcherConfig struct {
 	// MaxPending bounds the deliveries held in memory: routing pauses above it
 	// (the records wait in the journal); 20,000 when zero.
 	MaxPending int
-	Metrics    *Metrics
+	// AckPoint is the listeners' acknowledgement point; with AckProcessed
+	// (here or on a route) Process holds the ACK until the message is routed
+	// and transformed.
+	AckPoint AckPoint
+	Metrics  *Metrics
 	Log        *slog.Logger
 }
 
@@ -114,6 +119,13 @@ type Dispatcher struct {
 type generation struct {
 	Routing
 	inflight sync.WaitGroup
+	mu       sync.Mutex // Match serves one goroutine at a time: the router, or Process
+}
+
+func (g *generation) match(rec *Record, m *hl7v2.Message, dst []Match) ([]Match, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.Match(rec, m, dst)
 }
 
 // NewDispatcher returns a dispatcher; Run starts it.
@@ -225,6 +237,9 @@ func (d *Dispatcher) route(ctx context.Context) error {
 	)
 	for {
 		if err := d.runReplays(ctx, &msg); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			d.log.Error("routes: replaying", "err", err)
 		}
 		for d.pending.Load() >= int64(d.cfg.MaxPending) {
@@ -281,8 +296,7 @@ func (d *Dispatcher) routeOne(rec *Record, msg *hl7v2.Message, matches []Match, 
 			parsed = msg
 		}
 	}
-	gen := d.routing.Load()
-	matches, err := gen.Match(rec, parsed, matches)
+	matches, err := d.routing.Load().match(rec, parsed, matches)
 	if err != nil {
 		if d.metrics != nil {
 			d.metrics.routeErrors.Inc()
@@ -382,6 +396,45 @@ func (d *Dispatcher) runReplays(ctx context.Context, msg *hl7v2.Message) error {
 			return err
 		}
 		d.enqueue(pending, bodies)
+	}
+	return nil
+}
+
+// Process is the intake's hook for the "processed" acknowledgement point: when
+// the listeners' point, or a route rec matches, says processed, it waits until
+// rec is routed and its deliveries stored, and runs its routes' transforms and
+// validation; an error there (or in routing) is the message's AE. Otherwise it
+// returns at once and the ACK leaves after the durable write. It transforms
+// apart from the deliveries, which transform again when they are made.
+func (d *Dispatcher) Process(ctx context.Context, rec *Record) error {
+	var msg *hl7v2.Message
+	if rec.Format == FormatHL7v2 {
+		if m, err := hl7v2.Parse(rec.Raw); err == nil {
+			msg = m
+		}
+	}
+	matches, err := d.routing.Load().match(rec, msg, nil)
+	if err != nil {
+		return fmt.Errorf("routing: %w", err)
+	}
+	processed := d.cfg.AckPoint == AckProcessed
+	for _, m := range matches {
+		processed = processed || m.Ack == AckProcessed
+	}
+	if !processed {
+		return nil
+	}
+	if err := d.WaitRouted(ctx, rec.ID); err != nil {
+		return err
+	}
+	for _, m := range matches {
+		if m.Transform == "" {
+			continue
+		}
+		b := &body{id: rec.ID, rec: rec, transform: m.Transform, validate: m.Validate}
+		if _, _, _, err := b.get(ctx, d); err != nil {
+			return fmt.Errorf("route %s: %w", m.Route, err)
+		}
 	}
 	return nil
 }

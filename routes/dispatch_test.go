@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ type fakeRouting struct {
 	transform string
 	dests     map[string]Destination
 	closed    chan struct{}
+	ack       AckPoint
 }
 
 func (f *fakeRouting) Match(rec *Record, m *hl7v2.Message, dst []Match) ([]Match, error) {
@@ -29,7 +31,7 @@ func (f *fakeRouting) Match(rec *Record, m *hl7v2.Message, dst []Match) ([]Match
 	if rec.ControlID == "UNROUTED" {
 		return dst, nil
 	}
-	return append(dst, Match{Route: "all", Transform: f.transform, To: f.to, Key: rec.NHSNumber}), nil
+	return append(dst, Match{Route: "all", Transform: f.transform, To: f.to, Key: rec.NHSNumber, Ack: f.ack}), nil
 }
 
 func (f *fakeRouting) Destination(name string) Destination { return f.dests[name] }
@@ -445,4 +447,38 @@ func TestDispatchSetRoutingClosesTheOldTableWhenIdle(t *testing.T) {
 	}
 	appendRecords(t, j, 3, 3, 0)
 	waitFor(t, "delivery through the new table", func() bool { return len(next.delivered()) == 3 })
+}
+
+func TestDispatchProcessHoldsTheAckOnlyForProcessedRoutes(t *testing.T) {
+	j, _ := openTest(t)
+	dest := newRecorder(nil)
+	routing := &fakeRouting{to: []string{"x"}, transform: "upper", dests: map[string]Destination{"x": dest}, ack: AckProcessed}
+	d, _ := startDispatcher(t, DispatcherConfig{Store: j, Routing: routing})
+	in, err := NewIntake(IntakeConfig{Listener: "mllp", Processor: d}, j, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	good, release := in.Receive(ctx, Arrival{Payload: hl7Message("P1", "9990000001", 300), Peer: "p"})
+	release()
+	if good.Code != hl7v2.AA {
+		t.Errorf("a message that transforms got %s", good.Code)
+	}
+	if ID(d.cursor.Load()) <= good.ID {
+		t.Error("the ACK left before the message was routed")
+	}
+	bad := append(hl7Message("P2", "9990000001", 300), "NTE|2||BADMAP\r"...)
+	r, release := in.Receive(ctx, Arrival{Payload: bad, Peer: "p"})
+	defer release()
+	if r.Code != hl7v2.AE || !strings.Contains(string(r.Ack), "ERR|") {
+		t.Errorf("a message whose transform fails got %s: %q", r.Code, r.Ack)
+	}
+
+	// A route that leaves the ACK to the listener does not wait.
+	routing.ack = ""
+	r2, release2 := in.Receive(ctx, Arrival{Payload: bad, Peer: "q"})
+	release2()
+	if r2.Code != hl7v2.AA {
+		t.Errorf("with a durable ack point a failing transform changed the ACK to %s", r2.Code)
+	}
 }

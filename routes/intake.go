@@ -55,8 +55,10 @@ type IntakeConfig struct {
 	RejectText string
 	// Zone is the zone of the ACK's MSH-7; Europe/London when nil.
 	Zone *time.Location
-	// Processor, when AckPoint is AckProcessed, processes each journaled message
-	// before its ACK leaves. Required for AckProcessed.
+	// Processor, when set, is given each accepted message once it is journaled
+	// and before its ACK leaves; an error turns the ACK into AE. It decides
+	// itself whether to wait for processing (AckProcessed here or on a route)
+	// or to return at once. Required for AckProcessed.
 	Processor Processor
 }
 
@@ -69,11 +71,7 @@ type Processor interface {
 func (c IntakeConfig) Validate() error {
 	var errs []error
 	switch c.AckPoint {
-	case "", AckDurable:
-	case AckProcessed:
-		if c.Processor == nil {
-			errs = append(errs, errors.New(`ack point "processed" needs processing, and this engine has no routes to process messages yet; use "durable"`))
-		}
+	case "", AckDurable, AckProcessed:
 	default:
 		errs = append(errs, fmt.Errorf("ack point %q would acknowledge messages before they are durable; use %q or %q", c.AckPoint, AckDurable, AckProcessed))
 	}
@@ -117,6 +115,9 @@ type intakeScratch struct {
 func NewIntake(cfg IntakeConfig, j Journal, log *slog.Logger) (*Intake, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("intake: %w", err)
+	}
+	if cfg.AckPoint == AckProcessed && cfg.Processor == nil {
+		return nil, errors.New(`intake: ack point "processed" needs a processor to wait for`)
 	}
 	if cfg.AckPoint == "" {
 		cfg.AckPoint = AckDurable
@@ -321,7 +322,9 @@ func (in *Intake) receive(ctx context.Context, a Arrival, sc *intakeScratch) Rep
 		in.log.Error("intake: journal write failed", "listener", in.cfg.Listener, "control_id", rec.ControlID, "err", err)
 		return in.failed(m, sc, enhanced)
 	}
-	if v.status == StatusAccepted && in.cfg.AckPoint == AckProcessed {
+	// The processor decides whether this message waits for processing: the
+	// listener's point or its route's may say so.
+	if v.status == StatusAccepted && in.cfg.Processor != nil {
 		if err := in.cfg.Processor.Process(ctx, rec); err != nil {
 			in.log.Error("intake: processing failed", "listener", in.cfg.Listener, "id", uint64(rec.ID), "err", err)
 			// The message is durable, so the sender must not resend it: answer

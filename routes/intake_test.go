@@ -134,8 +134,8 @@ func TestIntakeConfigValidate(t *testing.T) {
 			t.Errorf("Validate() = %v, want it to say %q", err, want)
 		}
 	}
-	if err := (IntakeConfig{AckPoint: AckProcessed}).Validate(); err == nil {
-		t.Error("ack point processed accepted with nothing to process")
+	if _, err := NewIntake(IntakeConfig{AckPoint: AckProcessed}, nil, nil); err == nil || !strings.Contains(err.Error(), "needs a processor") {
+		t.Errorf("ack point processed with nothing to process: %v", err)
 	}
 }
 
