@@ -82,7 +82,7 @@ type DispatcherConfig struct {
 	// and transformed.
 	AckPoint AckPoint
 	Metrics  *Metrics
-	Log        *slog.Logger
+	Log      *slog.Logger
 }
 
 // Dispatcher moves journaled records along their routes: it reads each record
