@@ -151,7 +151,7 @@ func (c *Consumer) consume(ctx context.Context) error {
 	c.log.Info("amqp: consuming", "queue", c.cfg.Queue, "prefetch", c.cfg.Prefetch, "workers", c.cfg.Workers)
 	var wg sync.WaitGroup
 	for range c.cfg.Workers {
-		wg.Go(func() { c.work(ctx, deliveries) })
+		wg.Go(func() { c.work(ctx, ch, deliveries) })
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
@@ -169,7 +169,7 @@ func (c *Consumer) consume(ctx context.Context) error {
 
 // work hands deliveries to the receiver one at a time until they stop or ctx
 // ends.
-func (c *Consumer) work(ctx context.Context, deliveries <-chan amqp091.Delivery) {
+func (c *Consumer) work(ctx context.Context, ch *amqp091.Channel, deliveries <-chan amqp091.Delivery) {
 	var retry backoff
 	for {
 		select {
@@ -177,6 +177,12 @@ func (c *Consumer) work(ctx context.Context, deliveries <-chan amqp091.Delivery)
 			return
 		case d, ok := <-deliveries:
 			if !ok {
+				return
+			}
+			// A delivery still buffered when its channel closed cannot be
+			// acknowledged, and the broker sends it again: journaling it now
+			// would only make a copy.
+			if ch.IsClosed() {
 				return
 			}
 			c.handle(ctx, &d, &retry)

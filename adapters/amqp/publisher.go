@@ -109,8 +109,11 @@ func (p *Publisher) Deliver(ctx context.Context, d *routes.Delivery) error {
 	// The publish is written (or failed): the table can serve the next one.
 	clear(table)
 	p.tables.Put(table)
-	if err != nil {
-		return fmt.Errorf("amqp: publish: %w", err)
+	switch {
+	case errors.Is(err, amqp091.ErrClosed):
+		return fmt.Errorf("%w: publish: %w", ErrNotConnected, err)
+	case err != nil:
+		return fmt.Errorf("%w: publish: %w", ErrNotConfirmed, err)
 	}
 
 	timer := time.NewTimer(p.set.confirmTimeout)
