@@ -234,7 +234,9 @@ type xmlNode struct {
 }
 
 // is reports whether e is the element {space}local.
-func (e *xmlElem) is(space, local string) bool { return e != nil && e.space == space && e.local == local }
+func (e *xmlElem) is(space, local string) bool {
+	return e != nil && e.space == space && e.local == local
+}
 
 // elems returns e's child elements.
 func (e *xmlElem) elems() []*xmlElem {
