@@ -855,14 +855,14 @@ func (c *exprChecker) Visit(node *ast.Node) {
 	}
 }
 
-// suggest returns "; did you mean "x"?" and the known names for an unknown
-// name s, or just the known names when none is close.
+// suggest returns "; did you mean "x"?" for an unknown name s when a known name
+// is close to it, and the known names otherwise.
 func suggest(s string, known []string) string {
 	if len(known) == 0 {
 		return " (none are available)"
 	}
 	if best, ok := closest(s, known); ok {
-		return fmt.Sprintf("; did you mean %q? (known: %s)", best, strings.Join(known, ", "))
+		return fmt.Sprintf("; did you mean %q?", best)
 	}
 	return fmt.Sprintf(" (known: %s)", strings.Join(known, ", "))
 }

@@ -1,0 +1,199 @@
+package routes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// reloadDelay is how long the files must be quiet before a change is loaded:
+// an editor's save is several events (write, rename, chmod), and a deploy
+// copies several files.
+const reloadDelay = 250 * time.Millisecond
+
+// Reloader holds the routing table in force and replaces it when its files
+// change (Run) or when asked (Reload, for SIGHUP). A new table is loaded and
+// checked in full before it replaces the old one, so a bad edit changes
+// nothing: the old table stays, and the errors are logged and counted.
+type Reloader struct {
+	// OnSwap is called after each successful reload with the replaced table and
+	// its successor, from the goroutine that reloaded. The Reloader never closes
+	// a table: OnSwap hands the new one to its users and closes the old one
+	// once they are done with it (Dispatcher.SetRouting does both). Set it
+	// before Run or the first Reload.
+	OnSwap func(old, next *Table)
+
+	paths []string
+	opts  TableOptions
+	log   *slog.Logger
+	cur   atomic.Pointer[Table]
+	mu    sync.Mutex // one reload at a time, so tables are swapped in load order
+
+	reloads *prometheus.CounterVec
+	lastOK  prometheus.Gauge
+}
+
+// NewReloader loads the table from paths (as LoadTable does) and returns a
+// Reloader holding it. An error here is the table's errors: there is nothing to
+// keep running with.
+func NewReloader(paths []string, opts TableOptions, log *slog.Logger) (*Reloader, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t, err := LoadTable(paths, opts)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reloader{
+		paths: slices.Clone(paths),
+		opts:  opts,
+		log:   log,
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spinebridge_routes_reloads_total",
+			Help: "Reloads of the routing table, by result (ok: the new table is in force; error: the old one stays).",
+		}, []string{"result"}),
+		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spinebridge_routes_config_last_reload_successful",
+			Help: "1 when the last attempt to load the routing table succeeded, 0 when the table in force is older than the files.",
+		}),
+	}
+	r.reloads.WithLabelValues("ok")
+	r.reloads.WithLabelValues("error")
+	r.lastOK.Set(1)
+	r.cur.Store(t)
+	return r, nil
+}
+
+// Current returns the table in force.
+func (r *Reloader) Current() *Table { return r.cur.Load() }
+
+// Collectors returns the reloader's metrics, for the caller to register.
+func (r *Reloader) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{r.reloads, r.lastOK}
+}
+
+// Reload loads the table again. On success the new table is put in force and
+// OnSwap is called; on failure the table in force stays and the errors, which
+// are also returned, are logged.
+func (r *Reloader) Reload() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next, err := LoadTable(r.paths, r.opts)
+	if err != nil {
+		r.reloads.WithLabelValues("error").Inc()
+		r.lastOK.Set(0)
+		var list interface{ Unwrap() []error }
+		if errors.As(err, &list) {
+			for _, e := range list.Unwrap() {
+				r.log.Error("routes: reload failed; the table in force stays", "err", e)
+			}
+		} else {
+			r.log.Error("routes: reload failed; the table in force stays", "err", err)
+		}
+		return err
+	}
+	old := r.cur.Swap(next)
+	r.reloads.WithLabelValues("ok").Inc()
+	r.lastOK.Set(1)
+	r.log.Info("routes: reloaded", "routes", len(next.Routes), "destinations", len(next.Destinations), "files", len(next.Files))
+	if r.OnSwap != nil {
+		r.OnSwap(old, next)
+	}
+	return nil
+}
+
+// Run reloads the table whenever its files change, until ctx ends. It watches
+// the directories that hold them rather than the files, so that a file an
+// editor replaces by renaming a new one over it, or one added to a routes
+// directory, is seen. A burst of changes is loaded once, after a quiet
+// reloadDelay.
+func (r *Reloader) Run(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("routes: watch: %w", err)
+	}
+	defer w.Close()
+	dirs, whole, files, err := r.watchSet()
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		if err := w.Add(d); err != nil {
+			return fmt.Errorf("routes: watch %s: %w", d, err)
+		}
+	}
+	timer := time.NewTimer(reloadDelay)
+	timer.Stop() // armed by the first change
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if concerns(ev.Name, whole, files) {
+				timer.Reset(reloadDelay)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			r.log.Warn("routes: watching the routes files", "err", err)
+		case <-timer.C:
+			// Errors are logged and counted by Reload.
+			_ = r.Reload()
+		}
+	}
+}
+
+// watchSet returns the directories to watch: those given, whose routes files
+// all count (whole), and those of files given on their own, where only those
+// files count.
+func (r *Reloader) watchSet() (dirs []string, whole, files map[string]bool, err error) {
+	whole, files = map[string]bool{}, map[string]bool{}
+	for _, p := range r.paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("routes: watch: %w", err)
+		}
+		p = filepath.Clean(p)
+		if info.IsDir() {
+			whole[p] = true
+			dirs = append(dirs, p)
+		} else {
+			files[p] = true
+			dirs = append(dirs, filepath.Dir(p))
+		}
+	}
+	slices.Sort(dirs)
+	return slices.Compact(dirs), whole, files, nil
+}
+
+// concerns reports whether a change to the file name can change the table.
+func concerns(name string, whole, files map[string]bool) bool {
+	name = filepath.Clean(name)
+	dir, base := filepath.Dir(name), filepath.Base(name)
+	// A Kubernetes ConfigMap volume replaces its files at once by renaming a
+	// new ..data directory into place.
+	if base == "..data" {
+		for f := range files {
+			if filepath.Dir(f) == dir {
+				return true
+			}
+		}
+		return whole[dir]
+	}
+	return files[name] || (whole[dir] && isTableFile(base))
+}
