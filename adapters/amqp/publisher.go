@@ -100,7 +100,7 @@ func (p *Publisher) Deliver(ctx context.Context, d *routes.Delivery) error {
 	}
 	pc, err := s.channel(p.next.Add(1))
 	if err != nil {
-		return fmt.Errorf("amqp: open channel: %w", err)
+		return fmt.Errorf("%w: open channel: %w", ErrNotConnected, err)
 	}
 	pd := &pending{id: d.ID, done: make(chan error, 1)}
 	table := p.tables.Get().(amqp091.Table)
@@ -110,6 +110,8 @@ func (p *Publisher) Deliver(ctx context.Context, d *routes.Delivery) error {
 	clear(table)
 	p.tables.Put(table)
 	switch {
+	case err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return fmt.Errorf("amqp: waiting to publish: %w", err)
 	case errors.Is(err, amqp091.ErrClosed):
 		return fmt.Errorf("%w: publish: %w", ErrNotConnected, err)
 	case err != nil:
@@ -399,9 +401,10 @@ type session struct {
 	blocks  chan amqp091.Blocking
 	blocked atomic.Bool // the broker has blocked publishing (a memory or disk alarm)
 
-	mu    sync.Mutex // serialises reopening channels
-	chans []atomic.Pointer[pubChannel]
-	wg    sync.WaitGroup // the channels' confirm goroutines
+	mu      sync.Mutex // serialises reopening channels, and closing
+	closing bool       // no channel may be opened any more
+	chans   []atomic.Pointer[pubChannel]
+	wg      sync.WaitGroup // the channels' confirm goroutines
 }
 
 // channel returns the nth channel round robin, reopening it if the broker has
@@ -415,6 +418,9 @@ func (s *session) channel(n uint32) (*pubChannel, error) {
 	defer s.mu.Unlock()
 	if pc := slot.Load(); !pc.dead.Load() {
 		return pc, nil
+	}
+	if s.closing {
+		return nil, amqp091.ErrClosed
 	}
 	pc, err := s.open()
 	if err != nil {
@@ -448,6 +454,9 @@ func (s *session) open() (*pubChannel, error) {
 // close closes the connection and waits for the channels' goroutines, which
 // fail the publishes still waiting for their confirm.
 func (s *session) close() {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	_ = s.conn.CloseDeadline(time.Now().Add(closeWait))
 	s.wg.Wait()
 }
@@ -469,8 +478,7 @@ type pubChannel struct {
 
 	mu      sync.Mutex
 	pending map[uint64]*pending // by delivery tag
-	cause   error               // why the channel closed
-	dead    atomic.Bool         // cause is set
+	dead    atomic.Bool         // the channel has closed; set under mu
 }
 
 // publish publishes msg and registers pd to receive its outcome. The broker
@@ -485,10 +493,9 @@ func (c *pubChannel) publish(ctx context.Context, exchange, key string, mandator
 	}
 	defer func() { <-c.lock }()
 	c.mu.Lock()
-	if c.cause != nil {
-		err := c.cause
+	if c.dead.Load() {
 		c.mu.Unlock()
-		return err
+		return amqp091.ErrClosed
 	}
 	c.seq++
 	tag := c.seq
@@ -544,7 +551,6 @@ func (c *pubChannel) run(confirms <-chan amqp091.Confirmation, returns <-chan am
 	default:
 	}
 	c.mu.Lock()
-	c.cause = cause
 	c.dead.Store(true)
 	for tag, pd := range c.pending {
 		delete(c.pending, tag)
