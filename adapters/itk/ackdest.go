@@ -1,0 +1,313 @@
+package itk
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/spinebridge/spinebridge/routes"
+)
+
+// AckKind is the destination kind of AckDestination in the routes file.
+const AckKind = "itk-ack"
+
+// AckConfig configures an AckDestination. Its yaml tags are the keys of the
+// destination's mapping in the routes file:
+//
+//	itk-acks:
+//	  kind: itk-ack
+//	  url: https://tie.example.nhs.uk/itk          # default endpoint
+//	  addresses:                                    # ITK address -> endpoint
+//	    "urn:nhs-uk:addressing:ods:RX1:DISCHARGE": https://pas.rx1.example.nhs.uk/itk
+//	  username: spinebridge
+//	  timeout: 30s
+//	  tls: { ca_file: ca.pem, cert_file: client.pem, key_file: client.key }
+type AckConfig struct {
+	Kind string `yaml:"kind"`
+	// URL is the endpoint for an acknowledgement whose address is in neither
+	// Addresses nor itself an http(s) URL.
+	URL string `yaml:"url"`
+	// Addresses maps ITK address URIs (the original sender addresses) to the
+	// endpoints that receive for them. ITK addresses are names, not locations,
+	// so this table is what routes an acknowledgement.
+	Addresses map[string]string `yaml:"addresses"`
+	// Username is the wsse:Username sent; "spinebridge" when empty.
+	Username string `yaml:"username"`
+	// Timeout bounds each POST; 30 s when zero.
+	Timeout time.Duration `yaml:"timeout"`
+	TLS     AckTLS        `yaml:"tls"`
+}
+
+// AckTLS is a TLS client configuration as files on disk.
+type AckTLS struct {
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// AckDestination delivers acknowledgements built by BuildInfrastructureAck and
+// BuildBusinessAck: each Delivery's body is one acknowledgement Distribution
+// Envelope, which it wraps in a SOAP request and POSTs to the endpoint of the
+// envelope's address. The endpoint is, in order: the address's entry in
+// Addresses; the address itself when it is an http or https URL; URL. The
+// wsa:MessageID is named after the delivery id, so every retry of one
+// acknowledgement carries the same one.
+type AckDestination struct {
+	name   string
+	cfg    AckConfig
+	client *http.Client
+	now    func() time.Time
+}
+
+var (
+	_ routes.Destination        = (*AckDestination)(nil)
+	_ routes.DestinationFactory = AckFactory
+)
+
+// AckFactory builds an AckDestination from its mapping in the routes file,
+// without connecting. Its errors carry the line and column of the value at
+// fault, every one found.
+func AckFactory(name string, node *yaml.Node) (routes.Destination, error) {
+	if node == nil {
+		node = &yaml.Node{Kind: yaml.MappingNode}
+	}
+	var cfg AckConfig
+	if err := routes.Decode(node, &cfg); err != nil {
+		return nil, err
+	}
+	d, errs := buildAckDestination(name, cfg)
+	if len(errs) > 0 {
+		for i, e := range errs {
+			n := keyValue(node, e.key)
+			errs[i].err = fmt.Errorf("%d:%d: %s: %w", n.Line, n.Column, e.key, e.err)
+		}
+		return nil, joinKeyed(errs)
+	}
+	return d, nil
+}
+
+// NewAckDestination builds an AckDestination from cfg, without connecting.
+func NewAckDestination(name string, cfg AckConfig) (*AckDestination, error) {
+	d, errs := buildAckDestination(name, cfg)
+	if len(errs) > 0 {
+		for i, e := range errs {
+			errs[i].err = fmt.Errorf("itk-ack destination %s: %s: %w", name, e.key, e.err)
+		}
+		return nil, joinKeyed(errs)
+	}
+	return d, nil
+}
+
+type keyedError struct {
+	key string // the key at fault; "addresses.<uri>" for an entry of addresses
+	err error
+}
+
+func joinKeyed(errs []keyedError) error {
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = e.err
+	}
+	return errors.Join(out...)
+}
+
+// keyValue is the value node at key in a mapping, or the mapping itself when
+// the key is missing. A key "addresses.<uri>" is the entry of addresses (the
+// URI itself may hold dots).
+func keyValue(node *yaml.Node, key string) *yaml.Node {
+	path := []string{key}
+	if rest, ok := strings.CutPrefix(key, "addresses."); ok {
+		path = []string{"addresses", rest}
+	}
+	for _, k := range path {
+		next := node
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			if node.Content[i].Value == k {
+				next = node.Content[i+1]
+			}
+		}
+		if next == node {
+			return node
+		}
+		node = next
+	}
+	return node
+}
+
+func buildAckDestination(name string, cfg AckConfig) (*AckDestination, []keyedError) {
+	var errs []keyedError
+	if cfg.Kind != "" && cfg.Kind != AckKind {
+		errs = append(errs, keyedError{"kind", fmt.Errorf("%q is not %q", cfg.Kind, AckKind)})
+	}
+	if cfg.URL != "" && !isHTTPURL(cfg.URL) {
+		errs = append(errs, keyedError{"url", errors.New("must be an http or https URL")})
+	}
+	for addr, u := range cfg.Addresses {
+		if !isHTTPURL(u) {
+			errs = append(errs, keyedError{"addresses." + addr, errors.New("must be an http or https URL")})
+		}
+	}
+	if cfg.URL == "" && len(cfg.Addresses) == 0 {
+		errs = append(errs, keyedError{"url", errors.New("url or addresses is required")})
+	}
+	if cfg.Timeout < 0 {
+		errs = append(errs, keyedError{"timeout", errors.New("must not be negative")})
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	tc, err := ackTLS(cfg.TLS)
+	if err != nil {
+		errs = append(errs, keyedError{"tls", err})
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = tc
+	return &AckDestination{name: name, cfg: cfg, client: &http.Client{Transport: transport, Timeout: cfg.Timeout}, now: time.Now}, nil
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+func ackTLS(c AckTLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("ca_file: no PEM certificate in it")
+		}
+		tc.RootCAs = pool
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// endpoint is where an acknowledgement to the ITK address addr goes.
+func (d *AckDestination) endpoint(addr string) (string, bool) {
+	if u, ok := d.cfg.Addresses[addr]; ok {
+		return u, true
+	}
+	if isHTTPURL(addr) {
+		return addr, true
+	}
+	return d.cfg.URL, d.cfg.URL != ""
+}
+
+// maxResponse bounds how much of a receiver's answer is read.
+const maxResponse = 1 << 20
+
+// Deliver implements routes.Destination.
+func (d *AckDestination) Deliver(ctx context.Context, dl *routes.Delivery) error {
+	env, err := DecodeEnvelope(dl.Body, Limits{})
+	if err != nil {
+		return routes.Permanent(fmt.Errorf("itk-ack %s: the body is not a Distribution Envelope: %w", d.name, err))
+	}
+	endpoint, ok := d.endpoint(env.Addresses[0].URI)
+	if !ok {
+		return routes.Permanent(fmt.Errorf("itk-ack %s: no endpoint for the acknowledgement's address", d.name))
+	}
+	body, _, err := WrapSOAP(dl.Body, SOAPOptions{MessageID: nameUUID("delivery", dl.ID), To: endpoint, Username: d.cfg.Username, Now: d.now()})
+	if err != nil {
+		return routes.Permanent(fmt.Errorf("itk-ack %s: %w", d.name, err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+	if err != nil {
+		return routes.Permanent(fmt.Errorf("itk-ack %s: %w", d.name, err))
+	}
+	req.Header.Set("Content-Type", "text/xml; charset=utf-8")
+	req.Header.Set("SOAPAction", `"`+env.Service+`"`)
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("itk-ack %s: post: %w", d.name, err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return fmt.Errorf("itk-ack %s: read response: %w", d.name, err)
+	}
+	return classify(d.name, resp, answer)
+}
+
+// classify turns a receiver's answer into the delivery's outcome: 2xx without
+// a fault is taken; a fault asking for a retry (2100, or a Server fault
+// without a code) or a 5xx without one is retried, honouring Retry-After on
+// 429 and 503; any other fault or 4xx is permanent.
+func classify(name string, resp *http.Response, body []byte) error {
+	var fault *Fault
+	if r, err := ParseResponse(body, Limits{MaxSize: maxResponse}); err == nil {
+		fault = r.Fault
+	}
+	status := resp.StatusCode
+	switch {
+	case fault != nil && !fault.Retryable():
+		return routes.Permanent(fmt.Errorf("itk-ack %s: HTTP %d: %w", name, status, fault))
+	case fault != nil:
+		return fmt.Errorf("itk-ack %s: HTTP %d: %w", name, status, fault)
+	case status >= 200 && status < 300:
+		return nil
+	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+		err := fmt.Errorf("itk-ack %s: HTTP %d", name, status)
+		if s, perr := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); perr == nil && s > 0 {
+			return routes.RetryAfter(err, time.Duration(s)*time.Second)
+		}
+		return err
+	case status >= 500:
+		return fmt.Errorf("itk-ack %s: HTTP %d", name, status)
+	}
+	return routes.Permanent(fmt.Errorf("itk-ack %s: HTTP %d", name, status))
+}
+
+// Ready reports whether the default endpoint accepts connections; with only
+// an address table there is no single endpoint to try, and it reports ready.
+func (d *AckDestination) Ready(ctx context.Context) error {
+	if d.cfg.URL == "" {
+		return nil
+	}
+	u, err := url.Parse(d.cfg.URL)
+	if err != nil {
+		return err
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", host)
+	if err != nil {
+		return fmt.Errorf("itk-ack %s: %w", d.name, err)
+	}
+	return conn.Close()
+}
+
+// Close implements routes.Destination.
+func (d *AckDestination) Close() error {
+	d.client.CloseIdleConnections()
+	return nil
+}
