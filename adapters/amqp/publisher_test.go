@@ -363,3 +363,57 @@ func TestDeliverSurvivesConnectionCuts(t *testing.T) {
 	}
 	t.Logf("%d deliveries, %d failed attempts retried, %d cuts, %d connections refused, %d copies in the queue", n, failures.Load(), cuts, refused, copies)
 }
+
+// Close lets the publishes waiting for their confirm finish: every delivery in
+// flight when it is called either succeeds, and is then in the queue, or fails
+// retryably.
+func TestCloseSettlesPublishesInFlight(t *testing.T) {
+	adm := admin(t)
+	ex := exchange(t, adm)
+	q := queue(t, adm, ex, "#", nil)
+	p, err := New("events", Config{URL: brokerURL, Exchange: &ex, RoutingKey: "{{route}}"}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := deliverCtx(t)
+	if err := p.Ready(ctx); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	const n = 300
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	var started atomic.Int64
+	closing := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			if started.Add(1) == n/2 {
+				close(closing)
+			}
+			errs[i] = p.Deliver(ctx, delivery(i, "close"))
+		})
+	}
+	<-closing
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+
+	inQueue := map[string]bool{}
+	for _, m := range drain(t, adm, q) {
+		inQueue[m.MessageId] = true
+	}
+	delivered := 0
+	for i, err := range errs {
+		id := delivery(i, "close").ID
+		switch {
+		case err == nil:
+			delivered++
+			if !inQueue[id] {
+				t.Errorf("delivery %s was reported delivered but is not in the queue", id)
+			}
+		case routes.IsPermanent(err) || !errorsIsAny(err, ErrClosed, ErrNotConfirmed, ErrNotConnected):
+			t.Errorf("delivery %d: %v, want success or a retryable failure", i, err)
+		}
+	}
+	t.Logf("%d of %d deliveries confirmed before Close", delivered, n)
+}
