@@ -63,11 +63,16 @@ func exchange(t testing.TB, ch *amqp091.Channel) string {
 }
 
 // queue declares a queue, bound to exchange with key unless exchange is empty,
-// and deleted when the test ends.
+// and deleted when the test ends; should a run be killed before then, the
+// broker deletes it after ten minutes unused.
 func queue(t testing.TB, ch *amqp091.Channel, exchange, key string, args amqp091.Table) string {
 	t.Helper()
 	name := uniqueName(t, "q")
-	if _, err := ch.QueueDeclare(name, true, false, false, false, args); err != nil {
+	all := amqp091.Table{"x-expires": int32(10 * time.Minute / time.Millisecond)}
+	for k, v := range args {
+		all[k] = v
+	}
+	if _, err := ch.QueueDeclare(name, true, false, false, false, all); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
