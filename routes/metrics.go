@@ -16,7 +16,6 @@ type Metrics struct {
 	depth        *prometheus.GaugeVec
 	latency      *prometheus.HistogramVec
 	attemptTime  *prometheus.HistogramVec
-	routingLag   prometheus.Gauge
 	routeErrors  prometheus.Counter
 	collectorSet []prometheus.Collector
 }
@@ -59,13 +58,9 @@ func NewMetrics() *Metrics {
 			Help:    "Time one delivery attempt took, by destination.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"destination"}),
-		routingLag: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "spinebridge_routing_backlog",
-			Help: "Journaled records not yet routed.",
-		}),
 	}
 	m.collectorSet = []prometheus.Collector{m.received, m.routed, m.unrouted, m.routeErrors,
-		m.deliveries, m.depth, m.latency, m.attemptTime, m.routingLag}
+		m.deliveries, m.depth, m.latency, m.attemptTime}
 	return m
 }
 

@@ -16,14 +16,34 @@ import (
 // file, SPINEBRIDGE_<KEY> environment variables and command-line flags; components
 // receive the plain typed parts they need, never viper.
 type config struct {
-	DataDir string      `mapstructure:"data_dir"`
-	HL7     hl7Config   `mapstructure:"hl7"`
-	MLLP    mllpConfig  `mapstructure:"mllp"`
-	Ack     ackConfig   `mapstructure:"ack"`
-	HTTP    httpConfig  `mapstructure:"http"`
-	Admin   adminConfig `mapstructure:"admin"`
-	Log     logConfig   `mapstructure:"log"`
-	FHIR    fhirConfig  `mapstructure:"fhir"`
+	DataDir  string         `mapstructure:"data_dir"`
+	HL7      hl7Config      `mapstructure:"hl7"`
+	MLLP     mllpConfig     `mapstructure:"mllp"`
+	Ack      ackConfig      `mapstructure:"ack"`
+	HTTP     httpConfig     `mapstructure:"http"`
+	Admin    adminConfig    `mapstructure:"admin"`
+	Log      logConfig      `mapstructure:"log"`
+	FHIR     fhirConfig     `mapstructure:"fhir"`
+	Routes   routesConfig   `mapstructure:"routes"`
+	Delivery deliveryConfig `mapstructure:"delivery"`
+}
+
+// routesConfig is where the routing table comes from.
+type routesConfig struct {
+	// File is a routes file, or a directory of them; empty runs the embedded
+	// default table (every HL7 v2 message to FHIR Bundles in ./out).
+	File string `mapstructure:"file"`
+	// Watch reloads the table when its files change (SIGHUP always does).
+	Watch bool `mapstructure:"watch"`
+}
+
+// deliveryConfig is how deliveries are retried and how many run at once.
+type deliveryConfig struct {
+	Concurrency    int           `mapstructure:"concurrency"`
+	MaxAttempts    int           `mapstructure:"max_attempts"`
+	InitialBackoff time.Duration `mapstructure:"initial_backoff"`
+	MaxBackoff     time.Duration `mapstructure:"max_backoff"`
+	MaxPending     int           `mapstructure:"max_pending"`
 }
 
 // fhirConfig is how messages become FHIR.
@@ -102,39 +122,46 @@ type logConfig struct {
 // defaults are the embedded defaults `spinebridge serve` starts on. Every key is
 // listed, so that each can also be set from the environment.
 var defaults = map[string]any{
-	"data_dir":                "./data",
-	"hl7.default_charset":     "",
-	"hl7.timezone":            "Europe/London",
-	"mllp.addr":               ":2575",
-	"mllp.strict":             false,
-	"mllp.max_frame_size":     16 << 20,
-	"mllp.max_connections":    1024,
-	"mllp.read_timeout":       30 * time.Second,
-	"mllp.idle_timeout":       10 * time.Minute,
-	"mllp.idle_action":        "close",
-	"mllp.keep_alive":         time.Duration(0),
-	"mllp.write_timeout":      30 * time.Second,
-	"mllp.commit_ack":         false,
-	"mllp.tls.cert_file":      "",
-	"mllp.tls.key_file":       "",
-	"mllp.tls.client_ca_file": "",
-	"mllp.tls.client_auth":    "off",
-	"ack.point":               "durable",
-	"ack.duplicate_window":    24 * time.Hour,
-	"ack.versions":            []string{},
-	"ack.processing_ids":      []string{"P", "T", "D"},
-	"ack.message_types":       []string{},
-	"ack.parse_error_code":    "AE",
-	"ack.reject_text":         "Message rejected",
-	"http.addr":               ":8080",
-	"http.error_status":       false,
-	"http.max_body_size":      int64(16 << 20),
-	"admin.addr":              ":8081",
-	"admin.pprof":             false,
-	"log.level":               "info",
-	"log.format":              "text",
-	"fhir.mappings":           "",
-	"fhir.bundle":             "transaction",
+	"data_dir":                 "./data",
+	"hl7.default_charset":      "",
+	"hl7.timezone":             "Europe/London",
+	"mllp.addr":                ":2575",
+	"mllp.strict":              false,
+	"mllp.max_frame_size":      16 << 20,
+	"mllp.max_connections":     1024,
+	"mllp.read_timeout":        30 * time.Second,
+	"mllp.idle_timeout":        10 * time.Minute,
+	"mllp.idle_action":         "close",
+	"mllp.keep_alive":          time.Duration(0),
+	"mllp.write_timeout":       30 * time.Second,
+	"mllp.commit_ack":          false,
+	"mllp.tls.cert_file":       "",
+	"mllp.tls.key_file":        "",
+	"mllp.tls.client_ca_file":  "",
+	"mllp.tls.client_auth":     "off",
+	"ack.point":                "durable",
+	"ack.duplicate_window":     24 * time.Hour,
+	"ack.versions":             []string{},
+	"ack.processing_ids":       []string{"P", "T", "D"},
+	"ack.message_types":        []string{},
+	"ack.parse_error_code":     "AE",
+	"ack.reject_text":          "Message rejected",
+	"http.addr":                ":8080",
+	"http.error_status":        false,
+	"http.max_body_size":       int64(16 << 20),
+	"admin.addr":               ":8081",
+	"admin.pprof":              false,
+	"log.level":                "info",
+	"log.format":               "text",
+	"fhir.mappings":            "",
+	"fhir.bundle":              "transaction",
+	"routes.file":              "",
+	"routes.watch":             true,
+	"delivery.concurrency":     8,
+	"delivery.max_attempts":    10,
+	"delivery.initial_backoff": time.Second,
+	"delivery.max_backoff":     5 * time.Minute,
+	"delivery.max_pending":     20000,
 }
 
 // loadConfig builds the configuration for cmd. flags maps configuration keys to the

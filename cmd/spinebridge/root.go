@@ -6,6 +6,8 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/spinebridge/spinebridge/routes"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -66,6 +68,13 @@ systems, routes them through a declarative table, transforms them to FHIR R4
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().String("config", "", "configuration file (YAML); every key may also be set as SPINEBRIDGE_<KEY>")
-	root.AddCommand(newInspectCommand(), newServeCommand(), newSendCommand(), newMessagesCommand(), newBenchCommand(), newConvertCommand(), newConformanceCommand())
+	root.AddCommand(newInspectCommand(), newServeCommand(), newSendCommand(), newMessagesCommand(), newBenchCommand(), newConvertCommand(), newConformanceCommand(),
+		newRoutesCommand(routesDeps{Options: func(cmd *cobra.Command) (routes.TableOptions, error) {
+			cfg, err := loadConfig(cmd, nil)
+			if err != nil {
+				return routes.TableOptions{}, err
+			}
+			return tableOptions(cfg)
+		}}))
 	return root
 }

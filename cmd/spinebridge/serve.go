@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -31,7 +32,7 @@ const shutdownGrace = 15 * time.Second
 func newServeCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the engine: accept HL7 v2 over MLLP, journal every message, acknowledge",
+		Short: "Run the engine: accept, journal and acknowledge messages, route, transform and deliver them",
 		Long: `Serve runs the engine. With no flags it starts on its embedded defaults: MLLP on
 :2575, HL7 v2 over HTTP on :8080 (POST /hl7v2), the admin endpoint on :8081
 (/healthz, /readyz, /messages), and the journal in ./data.
@@ -44,10 +45,11 @@ journal.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd, map[string]string{
-				"mllp.addr":  "mllp-addr",
-				"http.addr":  "http-addr",
-				"admin.addr": "admin-addr",
-				"data_dir":   "data-dir",
+				"mllp.addr":   "mllp-addr",
+				"http.addr":   "http-addr",
+				"admin.addr":  "admin-addr",
+				"data_dir":    "data-dir",
+				"routes.file": "routes",
 			})
 			if err != nil {
 				return err
@@ -65,6 +67,7 @@ journal.`,
 	cmd.Flags().String("http-addr", ":8080", "inbound HTTP address, HL7 v2 over HTTP at /hl7v2 (config http.addr)")
 	cmd.Flags().String("admin-addr", ":8081", "admin HTTP address (config admin.addr)")
 	cmd.Flags().String("data-dir", "./data", "directory of the journal (config data_dir)")
+	cmd.Flags().String("routes", "", "routes file or directory; the embedded default table when empty (config routes.file)")
 	return cmd
 }
 
@@ -86,6 +89,7 @@ func newLogger(w io.Writer, c logConfig) (*slog.Logger, error) {
 // engine is what serve runs, built from a configuration before anything binds.
 type engine struct {
 	journal  *routes.Local
+	routing  *routing
 	listener *mllp.Listener
 	inbound  *http.Server // HL7 v2 over HTTP
 	admin    *http.Server
@@ -104,32 +108,41 @@ func buildEngine(cfg config, log *slog.Logger) (*engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open journal in %s: %w", dir, err)
 	}
-	intake, err := routes.NewIntake(icfg, j, log)
+	rt, err := buildRouting(cfg, j, log)
 	if err != nil {
 		j.Close(context.Background())
-		return nil, usageError{err}
+		return nil, err
+	}
+	fail := func(err error) (*engine, error) {
+		rt.reloader.Current().Close()
+		j.Close(context.Background())
+		return nil, err
+	}
+	icfg.Processor = rt.dispatcher
+	intake, err := routes.NewIntake(icfg, j, log)
+	if err != nil {
+		return fail(usageError{err})
 	}
 	icfg.Listener = "http"
 	httpIntake, err := routes.NewIntake(icfg, j, log)
 	if err != nil {
-		j.Close(context.Background())
-		return nil, usageError{err}
+		return fail(usageError{err})
 	}
-	e := &engine{journal: j, log: log}
-	l, err := mllp.NewListener(lcfg, mllpIntake{intake}, log)
+	e := &engine{journal: j, routing: rt, log: log}
+	l, err := mllp.NewListener(lcfg, mllpIntake{intake, rt.metrics}, log)
 	if err != nil {
-		j.Close(context.Background())
-		return nil, usageError{err}
+		return fail(usageError{err})
 	}
 	e.listener = l
 	inbound := http.NewServeMux()
-	inbound.Handle("/hl7v2", hl7http.NewHandler(hl7http.Config{ErrorStatus: cfg.HTTP.ErrorStatus, MaxBodySize: cfg.HTTP.MaxBodySize}, httpReceiver{httpIntake}, log))
+	inbound.Handle("/hl7v2", hl7http.NewHandler(hl7http.Config{ErrorStatus: cfg.HTTP.ErrorStatus, MaxBodySize: cfg.HTTP.MaxBodySize}, httpReceiver{httpIntake, rt.metrics}, log))
 	e.inbound = &http.Server{Addr: cfg.HTTP.Addr, Handler: inbound, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: cfg.MLLP.ReadTimeout}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", e.ready)
 	mux.HandleFunc("GET /messages", e.listMessages)
 	mux.HandleFunc("GET /messages/{id}", e.showMessage)
+	rt.handle(mux)
 	if cfg.Admin.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -235,7 +248,29 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	log.Info("spinebridge serving", "mllp", e.listener.Addr().String(), "admin", adminLn.Addr().String(),
 		"http", inboundLn.Addr().String(), "journal", filepath.Join(cfg.DataDir, "journal"), "version", version)
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
+	routingCtx, stopRouting := context.WithCancel(context.Background())
+	defer stopRouting()
+	routed := make(chan error, 1)
+	go func() { routed <- e.routing.dispatcher.Run(routingCtx) }()
+	if cfg.Routes.Watch && cfg.Routes.File != "" {
+		go e.routing.reloader.Run(routingCtx)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := e.routing.reloader.Reload(); err == nil {
+					log.Info("routes reloaded on SIGHUP")
+				}
+			case <-routingCtx.Done():
+				return
+			}
+		}
+	}()
 	go func() { errc <- e.listener.Serve(ctx) }()
 	serveHTTP := func(name string, s *http.Server, ln net.Listener) {
 		if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -263,6 +298,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := e.admin.Shutdown(sctx); err != nil {
 		log.Error("admin: shutdown", "err", err)
 	}
+	// Nothing new arrives now: let the attempts under way finish; what is not
+	// delivered stays pending in the journal for the next start.
+	stopRouting()
+	if err := <-routed; err != nil {
+		log.Error("routes: dispatcher", "err", err)
+	}
+	if err := e.routing.reloader.Current().Close(); err != nil {
+		log.Error("routes: closing destinations", "err", err)
+	}
 	if err := e.journal.Close(sctx); err != nil {
 		return fmt.Errorf("close journal: %w", err)
 	}
@@ -277,6 +321,11 @@ func (e *engine) ready(w http.ResponseWriter, r *http.Request) {
 	err := e.journal.List(ctx, routes.Query{Limit: 1, Descending: true}, func(*routes.Record) bool { return false })
 	if err != nil {
 		http.Error(w, "journal not ready", http.StatusServiceUnavailable)
+		return
+	}
+	if problems := e.routing.ready(ctx); len(problems) > 0 {
+		slices.Sort(problems)
+		http.Error(w, "not ready:\n"+strings.Join(problems, "\n"), http.StatusServiceUnavailable)
 		return
 	}
 	io.WriteString(w, "ready\n")
@@ -322,22 +371,30 @@ func (e *engine) showMessage(w http.ResponseWriter, r *http.Request) {
 }
 
 // httpReceiver adapts the intake to HL7 v2 over HTTP.
-type httpReceiver struct{ intake *routes.Intake }
+type httpReceiver struct {
+	intake  *routes.Intake
+	metrics *routes.Metrics
+}
 
 var _ hl7http.Receiver = httpReceiver{}
 
 func (h httpReceiver) ReceiveHTTP(ctx context.Context, payload []byte, peer string) ([]byte, string, func()) {
 	r, release := h.intake.Receive(ctx, routes.Arrival{Payload: payload, Peer: peer})
+	h.metrics.Received("http", string(r.Code))
 	return r.Ack, string(r.Code), release
 }
 
 // mllpIntake adapts the intake to the MLLP listener.
-type mllpIntake struct{ intake *routes.Intake }
+type mllpIntake struct {
+	intake  *routes.Intake
+	metrics *routes.Metrics
+}
 
 var _ mllp.Handler = mllpIntake{}
 
 func (h mllpIntake) HandleMLLP(ctx context.Context, in *mllp.Inbound) mllp.Response {
 	r, release := h.intake.Receive(ctx, routes.Arrival{Payload: in.Payload, Peer: in.Conn.Remote, FrameErr: in.Err})
+	h.metrics.Received("mllp", string(r.Code))
 	return mllp.Response{
 		Reply:     r.Ack,
 		Committed: r.Committed,

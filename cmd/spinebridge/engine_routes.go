@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/spinebridge/spinebridge/adapters/amqp"
+	"github.com/spinebridge/spinebridge/adapters/fhirrest"
+	"github.com/spinebridge/spinebridge/adapters/file"
+	"github.com/spinebridge/spinebridge/routes"
+	"github.com/spinebridge/spinebridge/transforms"
+	"github.com/spinebridge/spinebridge/transforms/fhirmodel"
+)
+
+// destinationKinds are the destination kinds a routes file may declare.
+func destinationKinds() map[string]routes.DestinationFactory {
+	return map[string]routes.DestinationFactory{
+		"fhir": fhirrest.Factory,
+		"amqp": amqp.Factory,
+		"file": file.Factory,
+	}
+}
+
+// transformersFor builds the transforms a route may name: the mapping set's
+// (fhir, and one per structure).
+func transformersFor(cfg config) (map[string]routes.Transformer, error) {
+	zone, err := time.LoadLocation(cfg.HL7.Timezone)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("config: hl7.timezone %q: unknown zone", cfg.HL7.Timezone)}
+	}
+	bt, err := transforms.ParseBundleType(cfg.FHIR.Bundle)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("config: fhir.bundle: %w", err)}
+	}
+	set, err := transforms.Default(cfg.FHIR.Mappings)
+	if err != nil {
+		return nil, fmt.Errorf("mappings:\n%w", err)
+	}
+	return routes.MappingTransformers(set, transforms.Options{Zone: zone, Bundle: bt}), nil
+}
+
+// tableOptions are what routes files are loaded with, by serve and by
+// `routes lint` and `routes test` alike.
+func tableOptions(cfg config) (routes.TableOptions, error) {
+	ts, err := transformersFor(cfg)
+	if err != nil {
+		return routes.TableOptions{}, err
+	}
+	return routes.TableOptions{Kinds: destinationKinds(), Transformers: ts}, nil
+}
+
+// routing is the engine's routing and delivery: the routes file, reloaded on
+// change, and the dispatcher that follows it.
+type routing struct {
+	reloader   *routes.Reloader
+	dispatcher *routes.Dispatcher
+	store      *routes.Local
+	metrics    *routes.Metrics
+	registry   *prometheus.Registry
+	log        *slog.Logger
+}
+
+// buildRouting loads the routes and builds the dispatcher over j.
+func buildRouting(cfg config, j *routes.Local, log *slog.Logger) (*routing, error) {
+	opts, err := tableOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	paths, err := routesPaths(cfg)
+	if err != nil {
+		return nil, err
+	}
+	reloader, err := routes.NewReloader(paths, opts, log)
+	if err != nil {
+		return nil, fmt.Errorf("routes:\n%w", err)
+	}
+	metrics := routes.NewMetrics()
+	d, err := routes.NewDispatcher(routes.DispatcherConfig{
+		Store:        j,
+		Routing:      reloader.Current().Routing(),
+		Transformers: opts.Transformers,
+		Validate:     validateFHIR,
+		Concurrency:  cfg.Delivery.Concurrency,
+		Retry: routes.RetryPolicy{
+			Initial:  cfg.Delivery.InitialBackoff,
+			Max:      cfg.Delivery.MaxBackoff,
+			Attempts: cfg.Delivery.MaxAttempts,
+		},
+		MaxPending: cfg.Delivery.MaxPending,
+		AckPoint:   routes.AckPoint(cfg.Ack.Point),
+		Metrics:    metrics,
+		Log:        log,
+	})
+	if err != nil {
+		reloader.Current().Close()
+		return nil, err
+	}
+	reloader.OnSwap = func(_, next *routes.Table) { d.SetRouting(next.Routing()) }
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(metrics.Collectors()...)
+	reg.MustRegister(reloader.Collectors()...)
+	return &routing{reloader: reloader, dispatcher: d, store: j, metrics: metrics, registry: reg, log: log}, nil
+}
+
+// routesPaths is where the routes come from: the configured file or
+// directory, or else the embedded default table, written afresh at each start
+// to default-routes.yaml in the data directory so that it can be read, copied,
+// and named by its errors' positions.
+func routesPaths(cfg config) ([]string, error) {
+	if cfg.Routes.File != "" {
+		return []string{cfg.Routes.File}, nil
+	}
+	path := filepath.Join(cfg.DataDir, "default-routes.yaml")
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, routes.DefaultTable, 0o640); err != nil {
+		return nil, fmt.Errorf("write the default routes: %w", err)
+	}
+	return []string{path}, nil
+}
+
+// handle mounts the routing's admin API on mux.
+func (rt *routing) handle(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", promhttp.HandlerFor(rt.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST /messages/{id}/replay", rt.replay)
+	mux.HandleFunc("GET /dead-letters", rt.deadLetters)
+	mux.HandleFunc("POST /dead-letters/replay", rt.reviveDeadLetters)
+	mux.HandleFunc("POST /routes/reload", rt.reload)
+}
+
+func (rt *routing) replay(w http.ResponseWriter, r *http.Request) {
+	id, err := routes.ParseID(r.PathValue("id"))
+	if err != nil {
+		http.Error(w, "not a journal id", http.StatusBadRequest)
+		return
+	}
+	if err := rt.dispatcher.Replay(r.Context(), id); errors.Is(err, routes.ErrNotFound) {
+		http.Error(w, "no such message", http.StatusNotFound)
+		return
+	} else if err != nil {
+		rt.log.Error("admin: replay", "id", id, "err", err)
+		http.Error(w, "journal error", http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintf(w, "%s: replaying\n", id)
+}
+
+func (rt *routing) deadLetters(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	err := rt.store.DeadLetters(r.Context(), r.URL.Query().Get("destination"), func(dl routes.DeadLetter) bool {
+		return enc.Encode(deadLetterToJSON(dl)) == nil
+	})
+	if err != nil {
+		rt.log.Error("admin: dead letters", "err", err)
+	}
+}
+
+func (rt *routing) reviveDeadLetters(w http.ResponseWriter, r *http.Request) {
+	n, err := rt.dispatcher.ReviveDeadLetters(r.Context(), r.URL.Query().Get("destination"))
+	if err != nil {
+		rt.log.Error("admin: replay dead letters", "err", err)
+		http.Error(w, "journal error", http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintf(w, "%d dead letters sent again\n", n)
+}
+
+func (rt *routing) reload(w http.ResponseWriter, _ *http.Request) {
+	if err := rt.reloader.Reload(); err != nil {
+		http.Error(w, "routes not reloaded; the running table stays:\n"+err.Error(), http.StatusUnprocessableEntity)
+		return
+	}
+	fmt.Fprintln(w, "routes reloaded")
+}
+
+// ready checks every destination of the current table, in parallel, within
+// the request's deadline; it returns the problems found.
+func (rt *routing) ready(ctx context.Context) []string {
+	t := rt.reloader.Current()
+	var (
+		mu       sync.Mutex
+		problems []string
+		wg       sync.WaitGroup
+	)
+	for name, d := range t.Destinations {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.Ready(ctx); err != nil {
+				mu.Lock()
+				problems = append(problems, fmt.Sprintf("destination %s: %v", name, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return problems
+}
+
+// validateFHIR is a route's run-time validation: google/fhir/go's R4 parsing
+// and validation of the transformed Bundle, with the checks fhirmodel adds.
+func validateFHIR(body []byte) error {
+	return fhirmodel.Validate(body)
+}
