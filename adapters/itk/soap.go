@@ -241,3 +241,21 @@ func ParseResponse(body []byte, lim Limits) (*Response, error) {
 	}
 	return &Response{Text: kids[0].local}, nil
 }
+
+// RequestFor returns doc ready to POST: a SOAP 1.1 envelope as it stands
+// (it is checked by the receiver, not here, so that a test harness can send
+// broken ones), or a Distribution Envelope wrapped by WrapSOAP with o.
+func RequestFor(doc []byte, o SOAPOptions) ([]byte, error) {
+	root, err := parseXML(doc, o.Limits.xml())
+	if err != nil {
+		return nil, err
+	}
+	if root.space == nsSOAP11 || root.space == nsSOAP12 {
+		return doc, nil
+	}
+	if !root.is(nsITK, "DistributionEnvelope") {
+		return nil, invalid("de-root", "DE0001", "/"+root.name(), "neither a SOAP envelope nor an itk:DistributionEnvelope", ErrRule)
+	}
+	b, _, err := WrapSOAP(doc, o)
+	return b, err
+}

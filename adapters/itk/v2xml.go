@@ -115,6 +115,9 @@ func appendSegment(dst []byte, seg *xmlElem, path string) ([]byte, error) {
 		dst = append(dst, er7Delims.Field)
 		dst = er7Delims.AppendEncodingCharacters(dst)
 		first = 3
+		// The encoding characters end where a field separator follows them;
+		// an MSH without MSH-3 still needs that one.
+		last = max(last, 3)
 	}
 	for n := first; n <= last; n++ {
 		dst = append(dst, er7Delims.Field)
