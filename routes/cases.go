@@ -111,7 +111,12 @@ func RunCases(dir string, t *Table) ([]CaseResult, error) {
 
 // readCases reads the cases of one test file.
 func (l *loader) readCases(path string, routeNames []string) []*testCase {
-	f, root := readYAML(path, func(line, col int, format string, args ...any) { l.add(path, line, col, format, args...) })
+	src, err := os.ReadFile(path)
+	if err != nil {
+		l.add(path, 0, 0, "%w", unwrapPathError(err))
+		return nil
+	}
+	f, root := readYAML(path, src, func(line, col int, format string, args ...any) { l.add(path, line, col, format, args...) })
 	if root == nil {
 		return nil
 	}

@@ -27,6 +27,38 @@ import (
 	"github.com/spinebridge/spinebridge/adapters/hl7v2"
 )
 
+// A routing table is read from YAML files:
+//
+//	routes:
+//	  - name: adt-to-pds
+//	    when: msg.Type == "ADT" && msg.Trigger in ["A01", "A04", "A08"]
+//	    transform: adt          # a transform's name; absent: the original bytes
+//	    to: [pds, spine-events]
+//	    order_by: msg.Get("PID-3.1")  # absent: the inbound connection
+//	    validate: true          # validate the transformed output
+//	    continue: true          # also try the routes after this one
+//	    ack: processed          # durable (the listener's default) or processed
+//	  - name: legacy-passthrough
+//	    when: "true"
+//	    to: [legacy-pas]
+//	destinations:
+//	  pds:          { kind: fhir, url: "https://example/FHIR/R4" }
+//	  legacy-pas:   { kind: mllp, addr: "pas.example.nhs.uk:2575" }
+//
+// A message takes the first route whose when holds, and goes on to later
+// routes only while the routes it takes say continue. to: [] takes a message
+// and delivers it nowhere. A table may span several files, read in order
+// (a directory's in name order); its routes keep that order, and a route
+// may name a destination declared in another file. A route or destination
+// name is declared once, in letters, digits, '-' and '_'.
+//
+// when (a boolean) and order_by (a string) are expr-lang expressions over msg
+// (Env, Msg), compiled when the table loads: a name msg does not have, a
+// comparison of a string with a number, a constant path given to msg.Get or
+// msg.Has that is not an HL7 v2 path are load errors, placed at their
+// character in the file. Each destination is built by the factory of its kind,
+// which receives its settings without the kind key.
+
 // TableOptions are what a routing table is built with.
 type TableOptions struct {
 	// Kinds builds each destination by its kind ("fhir", "amqp", "mllp", ...).
@@ -103,11 +135,25 @@ func LoadTable(paths []string, opts TableOptions) (*Table, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("routes: no routes files given")
 	}
-	l := &loader{opts: opts, dests: map[string]*destSpec{}, routeNames: map[string]string{}}
+	l := newLoader(opts)
 	files := l.files(paths)
 	for _, name := range files {
-		l.readFile(name)
+		src, err := os.ReadFile(name)
+		if err != nil {
+			l.add(name, 0, 0, "%w", unwrapPathError(err))
+			continue
+		}
+		l.readFile(name, src)
 	}
+	return l.build(files)
+}
+
+func newLoader(opts TableOptions) *loader {
+	return &loader{opts: opts, order: map[string]int{}, dests: map[string]*destSpec{}, routeNames: map[string]string{}}
+}
+
+// build builds the table from the files read, or returns every problem found.
+func (l *loader) build(files []string) (*Table, error) {
 	t := &Table{Destinations: map[string]Destination{}, Files: files}
 	l.buildDestinations(t)
 	l.buildRoutes(t)
@@ -356,7 +402,6 @@ func (l *loader) files(paths []string) []string {
 			}
 		}
 	}
-	l.order = make(map[string]int, len(files))
 	for i, f := range files {
 		l.order[f] = i
 	}
@@ -387,14 +432,9 @@ func isCaseFile(name string) bool {
 	return !strings.HasPrefix(name, ".") && (strings.HasSuffix(name, "_test.yaml") || strings.HasSuffix(name, "_test.yml"))
 }
 
-// readYAML reads the one YAML document of path, reporting problems through add.
-// It returns the document's root node, or nil.
-func readYAML(path string, add func(line, col int, format string, args ...any)) (*routesFile, *yaml.Node) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		add(0, 0, "%w", unwrapPathError(err))
-		return nil, nil
-	}
+// readYAML reads the one YAML document in src, the content of path, reporting
+// problems through add. It returns the document's root node, or nil.
+func readYAML(path string, src []byte, add func(line, col int, format string, args ...any)) (*routesFile, *yaml.Node) {
 	f := &routesFile{path: path, src: src, lines: []int{0}}
 	for i, c := range src {
 		if c == '\n' {
@@ -436,8 +476,8 @@ func yamlError(err error, add func(line, col int, format string, args ...any)) {
 }
 
 // readFile reads one routes file's routes and destinations.
-func (l *loader) readFile(path string) {
-	f, root := readYAML(path, func(line, col int, format string, args ...any) { l.add(path, line, col, format, args...) })
+func (l *loader) readFile(path string, src []byte) {
+	f, root := readYAML(path, src, func(line, col int, format string, args ...any) { l.add(path, line, col, format, args...) })
 	if root == nil {
 		return
 	}

@@ -1,6 +1,7 @@
 package routes
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -776,6 +777,72 @@ func BenchmarkMatch(b *testing.B) {
 		for b.Loop() {
 			msg.Reset(rec, &parsed)
 			dst, _ = m.Match(&msg, dst[:0])
+		}
+	})
+}
+
+// FuzzLoadTable loads arbitrary routes files: loading must not panic, and every
+// problem must be a TableError at a place inside the file.
+func FuzzLoadTable(f *testing.F) {
+	for _, seed := range []string{"good/routes.yaml", "good/destinations.yaml", "bad/a.yaml", "bad/b.yaml", "failing/routes.yaml"} {
+		src, err := os.ReadFile(filepath.Join("testdata/table", seed))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(src)
+	}
+	f.Add([]byte("routes:\n  - name: a\n    when: |\n      msg.Type == \"ADT\" &&\n        msg.Nope\n    to: []\n"))
+	f.Add([]byte("routes:\n  - {name: a, when: \"msg.Type == \\\"\\u00e9\\\" && \\\n  msg.Nope\", to: []}\n"))
+	opts := testOptions()
+	f.Fuzz(func(t *testing.T, src []byte) {
+		l := newLoader(opts)
+		l.order["r.yaml"] = 0
+		l.readFile("r.yaml", src)
+		tab, err := l.build([]string{"r.yaml"})
+		if err == nil {
+			tab.Close()
+			return
+		}
+		lines := bytes.Count(src, []byte("\n")) + 1
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			te, ok := e.(*TableError)
+			if !ok {
+				t.Fatalf("%v is not a *TableError", e)
+			}
+			if te.Line < 0 || te.Line > lines || te.Column < 0 {
+				t.Errorf("%v: outside a file of %d lines", te, lines)
+			}
+		}
+	})
+}
+
+// FuzzNativeMatchesVM compiles arbitrary when expressions: whenever one runs
+// as a closure, the closure and the VM must agree.
+func FuzzNativeMatchesVM(f *testing.F) {
+	for _, seed := range []string{
+		`msg.Type == "ADT" && msg.Trigger in ["A01", "A04"]`,
+		`msg.Has("PV1-3") ? msg.Get("PID-3.1") startsWith "999" : not msg.Has("OBX-5")`,
+		`msg.Sender contains "|" || msg.Get("PID-5.1") != "O^BRIEN"`,
+	} {
+		f.Add(seed)
+	}
+	msgs := []*Msg{message(f, adtA01), message(f, oruR01), {}}
+	f.Fuzz(func(t *testing.T, src string) {
+		l := newLoader(TableOptions{})
+		file := &routesFile{path: "r.yaml", src: []byte(src), lines: []int{0}}
+		p := l.compile(file, &yaml.Node{Kind: yaml.ScalarNode, Value: src, Line: 1, Column: 1}, "when", true)
+		if p == nil || p.boolean == nil {
+			return
+		}
+		var m Matcher
+		for i, msg := range msgs {
+			out, err := m.run(p, msg)
+			if err != nil {
+				t.Fatalf("%s: the VM fails on message %d (%v) where the closure gives %v", src, i, err, p.boolean(msg))
+			}
+			if out.(bool) != p.boolean(msg) {
+				t.Fatalf("%s on message %d: closure %v, VM %v", src, i, p.boolean(msg), out)
+			}
 		}
 	})
 }
