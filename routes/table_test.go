@@ -846,3 +846,41 @@ func FuzzNativeMatchesVM(f *testing.F) {
 		}
 	})
 }
+
+// TestMatchersConcurrent matches on one table from several goroutines, each
+// with its own Matcher and Msg, as the dispatcher's workers do (run with -race).
+func TestMatchersConcurrent(t *testing.T) {
+	tab := loadString(t, "  - {name: vm, when: 'len(msg.Get(\"PID-3.1\")) == 10', to: [pds], continue: true}"+tenRoutes)
+	raw := []byte(strings.ReplaceAll(adtA01, "\n", "\r"))
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			var parsed hl7v2.Message
+			if err := parsed.Parse(raw); err != nil {
+				errs <- err
+				return
+			}
+			rec := &Record{Raw: raw}
+			fillHeader(rec, &parsed)
+			m, msg := tab.NewMatcher(), new(Msg)
+			for range 200 {
+				msg.Reset(rec, &parsed)
+				got, err := m.Match(msg, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if names := routeNames(got); !slices.Equal(names, []string{"vm", "r7", "r8", "r10"}) {
+					errs <- fmt.Errorf("matched %q", names)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
