@@ -72,7 +72,7 @@ const (
 	SpecInteraction         = "urn:nhs-itk:ns:201005:interaction"
 	SpecBusAckRequested     = "urn:nhs-itk:ns:201005:ackrequested"
 	SpecInfAckRequested     = "urn:nhs-itk:ns:201005:infackrequested"
-	SpecBusResponseRequeted = "urn:nhs-itk:ns:201005:busresponserequested"
+	SpecBusResponseRequested = "urn:nhs-itk:ns:201005:busresponserequested"
 )
 
 // Default type OIDs of Toolkit addresses and identities.
@@ -594,7 +594,7 @@ func decodeHandling(c *checker, e *xmlElem, path string, env *Envelope) {
 		}
 		seen[key] = true
 		switch key {
-		case SpecBusAckRequested, SpecInfAckRequested, SpecBusResponseRequeted:
+		case SpecBusAckRequested, SpecInfAckRequested, SpecBusResponseRequested:
 			if value != "true" && value != "false" {
 				c.fail("de-spec-boolean", "DE0010", p+"/@value", "an acknowledgement request must be true or false")
 			}
