@@ -4,8 +4,36 @@
 // routes, and the delivery queues, retries, dead letters and acknowledgement
 // policy around them.
 //
-// The journal is built; the routing table, the dispatcher and the delivery
-// queues are not yet.
+// A message's way through the package: an Intake judges it, writes it to the
+// Journal and builds its ACK; the Dispatcher reads the journal in ID order,
+// matches each accepted record against the routing Table, stores one pending
+// delivery per destination in the Outbox, and hands the deliveries to their
+// destinations' queues, which transform (Transformer), deliver (Destination),
+// retry, and dead-letter. A Reloader replaces the Table when its files change.
+//
+// # The routing table
+//
+// A table is YAML (table.go describes the format): ordered routes, each with a
+// when expression over the message (expr-lang, compiled once against Env),
+// a transform, the destinations it delivers to, an ordering key, and whether
+// later routes are tried too; and the destinations by name, each built by the
+// factory of its kind. Every error is reported at once, as path:line:col.
+// Test cases beside the table (*_test.yaml, cases.go) say which routes a
+// message takes and what its transforms must state.
+//
+// # Delivery
+//
+// Each destination has a queue per ordering key: only a key's oldest delivery
+// is attempted, so one key's messages arrive in journal order, and a key held
+// back by a failing delivery holds back only itself. A failure is retried with
+// exponential backoff and jitter, as long as the destination asks
+// (RetryAfter), until the attempt limit; a Permanent failure, or the limit,
+// dead-letters the delivery with its reason. Dead letters and whole messages
+// can be sent again (ReviveDeadLetters, Replay). Every step is an Event of the
+// message's journey. Delivery is at least once: the outbox lives in the
+// journal's store, a delivery's outcome is stored after its attempt, and a
+// delivery's ID is the same on every attempt, so destinations can tell a
+// repeat.
 //
 // # The journal
 //

@@ -1130,7 +1130,7 @@ func (r *tableRouting) Match(rec *Record, parsed *hl7v2.Message, dst []Match) ([
 		if err != nil {
 			return dst[:n], err
 		}
-		dst = append(dst, Match{Route: rt.Name, Transform: rt.Transform, Validate: rt.Validate, Key: key, To: rt.To})
+		dst = append(dst, Match{Route: rt.Name, Transform: rt.Transform, Validate: rt.Validate, Key: key, To: rt.To, Ack: rt.Ack})
 	}
 	return dst, nil
 }
