@@ -69,9 +69,9 @@ type Payload struct {
 
 // Handling specification keys.
 const (
-	SpecInteraction         = "urn:nhs-itk:ns:201005:interaction"
-	SpecBusAckRequested     = "urn:nhs-itk:ns:201005:ackrequested"
-	SpecInfAckRequested     = "urn:nhs-itk:ns:201005:infackrequested"
+	SpecInteraction          = "urn:nhs-itk:ns:201005:interaction"
+	SpecBusAckRequested      = "urn:nhs-itk:ns:201005:ackrequested"
+	SpecInfAckRequested      = "urn:nhs-itk:ns:201005:infackrequested"
 	SpecBusResponseRequested = "urn:nhs-itk:ns:201005:busresponserequested"
 )
 
