@@ -1,0 +1,55 @@
+package file
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/spinebridge/spinebridge/routes"
+)
+
+// BenchmarkDeliver writes a new 2 KiB file per delivery with the default name
+// template, from one goroutine and from 8×GOMAXPROCS goroutines (as the
+// dispatcher's workers would), with fsync on (each file and its directory
+// synced) and off. The directory is the test's temporary directory, under
+// TMPDIR: what a file costs depends on the file system there.
+func BenchmarkDeliver(b *testing.B) {
+	body := make([]byte, 2048)
+	for i := range body {
+		body[i] = 'a' + byte(i%26)
+	}
+	for _, fsync := range []bool{false, true} {
+		for _, parallel := range []bool{false, true} {
+			b.Run(fmt.Sprintf("fsync=%v/parallel=%v", fsync, parallel), func(b *testing.B) {
+				d := newDest(b, fmt.Sprintf("dir: %s\nfsync: %v", b.TempDir(), fsync))
+				var next atomic.Uint64
+				deliver := func(del *routes.Delivery) {
+					del.MessageID = routes.ID(next.Add(1))
+					if err := d.Deliver(context.Background(), del); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportAllocs()
+				b.SetBytes(int64(len(body)))
+				if parallel {
+					b.SetParallelism(8)
+					b.RunParallel(func(pb *testing.PB) {
+						del := delivery("")
+						del.Body = body
+						for pb.Next() {
+							deliver(del)
+						}
+					})
+				} else {
+					del := delivery("")
+					del.Body = body
+					for b.Loop() {
+						deliver(del)
+					}
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+			})
+		}
+	}
+}

@@ -1,0 +1,165 @@
+package file
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/spinebridge/spinebridge/routes"
+)
+
+// Kind is the destination kind this package builds, as the routes file names
+// it.
+const Kind = "file"
+
+// Defaults.
+const (
+	DefaultName = `{{.Received.Format "20060102"}}/{{.MessageID}}-{{.Route}}.{{.Ext}}`
+	DefaultMode = 0o640
+)
+
+// Config configures a file destination. Its yaml tags are the keys of the
+// destination's mapping in the routes file.
+type Config struct {
+	// Kind is "file" when the mapping holds it; the loader picks the factory by
+	// it.
+	Kind string `yaml:"kind"`
+	// Dir is the directory files are written to, created when first needed.
+	// A relative path is taken from the working directory at build time.
+	Dir string `yaml:"dir"`
+	// Name is the template of a file's path below Dir; DefaultName when empty.
+	// The package comment lists what it sees.
+	Name string `yaml:"name"`
+	// Mode is the files' permissions in octal, "0640" (DefaultMode) when empty.
+	// Directories created get the same bits plus search where read is given.
+	Mode string `yaml:"mode"`
+	// Fsync syncs each file and its directory before a delivery counts as done;
+	// true when absent.
+	Fsync *bool `yaml:"fsync"`
+}
+
+// Factory builds a file destination from its mapping in the routes file,
+// without touching the file system. Its errors name the line and column of
+// the value at fault, every one found.
+func Factory(name string, node *yaml.Node) (routes.Destination, error) {
+	if node == nil {
+		node = &yaml.Node{Kind: yaml.MappingNode}
+	}
+	var cfg Config
+	if err := routes.Decode(node, &cfg); err != nil {
+		return nil, err
+	}
+	d, ps := build(name, cfg)
+	if len(ps) > 0 {
+		return nil, ps.at(node)
+	}
+	return d, nil
+}
+
+// New builds a file destination from cfg, without touching the file system:
+// the directory is created by the first delivery or Ready.
+func New(name string, cfg Config) (*Destination, error) {
+	d, ps := build(name, cfg)
+	if len(ps) > 0 {
+		return nil, ps.plain(name)
+	}
+	return d, nil
+}
+
+// sample is the delivery a name template is tried on when it is loaded.
+var sample = routes.Delivery{
+	ID: "1.route.destination", MessageID: 1, Route: "route", Destination: "destination",
+	Key: "key", ContentType: routes.ContentTypeFHIR, Type: "ADT", Trigger: "A01", Version: "2.5.1",
+	ControlID: "MSG00001", Sender: "PAS|RX1", NHSNumber: "9000000009",
+	Received: time.Date(2026, 11, 21, 9, 30, 15, 0, time.UTC),
+}
+
+func build(name string, cfg Config) (*Destination, problems) {
+	var ps problems
+	if cfg.Kind != "" && cfg.Kind != Kind {
+		ps.add(fmt.Errorf("%q is not %q", cfg.Kind, Kind), "kind")
+	}
+	d := &Destination{name: name, mode: DefaultMode, fsync: cfg.Fsync == nil || *cfg.Fsync}
+	if cfg.Dir == "" {
+		ps.add(errors.New("required"), "dir")
+	} else if dir, err := filepath.Abs(cfg.Dir); err != nil {
+		ps.add(err, "dir")
+	} else {
+		d.dir = dir
+	}
+	if cfg.Mode != "" {
+		m, err := strconv.ParseUint(strings.TrimPrefix(cfg.Mode, "0o"), 8, 32)
+		if err != nil || m > 0o777 {
+			ps.add(fmt.Errorf("%q: want permissions in octal, such as 0640", cfg.Mode), "mode")
+		}
+		d.mode = os.FileMode(m)
+	}
+	src := cfg.Name
+	if src == "" {
+		src = DefaultName
+	}
+	tmpl, err := template.New("name").Parse(src)
+	if err != nil {
+		ps.add(err, "name")
+	} else {
+		d.tmpl = tmpl
+		if _, err := d.fileName(&sample); err != nil {
+			ps.add(err, "name")
+		}
+	}
+	if len(ps) > 0 {
+		return nil, ps
+	}
+	d.dirMode = d.mode | d.mode&0o444>>2
+	return d, nil
+}
+
+// problem is a value of the configuration at fault, named by its path of keys
+// from the destination's mapping.
+type problem struct {
+	path []string
+	err  error
+}
+
+type problems []problem
+
+func (ps *problems) add(err error, path ...string) {
+	*ps = append(*ps, problem{path: path, err: err})
+}
+
+// at returns the problems as one error, each with the line and column of its
+// value in node, as routes.Decode reports them; a missing key points at the
+// mapping that lacks it.
+func (ps problems) at(node *yaml.Node) error {
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		n := node
+		for _, key := range p.path {
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == key {
+					n = n.Content[j+1]
+					break
+				}
+			}
+		}
+		errs[i] = fmt.Errorf("%d:%d: %s: %w", n.Line, n.Column, strings.Join(p.path, "."), p.err)
+	}
+	return errors.Join(errs...)
+}
+
+// plain returns the problems as one error, each naming the destination and
+// the key.
+func (ps problems) plain(name string) error {
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = fmt.Errorf("file destination %s: %s: %w", name, strings.Join(p.path, "."), p.err)
+	}
+	return errors.Join(errs...)
+}
