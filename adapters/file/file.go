@@ -191,7 +191,7 @@ func (d *Destination) Close() error { return nil }
 // nameFields is what a name template sees; the package comment describes
 // each field.
 type nameFields struct {
-	ID, MessageID, Route, Destination, Key                   string
+	ID, MessageID, Route, Destination, Key                    string
 	Type, Trigger, Version, ControlID, Sender, NHSNumber, Ext string
 	Received                                                  time.Time
 }
