@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spinebridge/spinebridge/routes"
 )
 
 func ackMeta(t *testing.T) Meta {
@@ -109,5 +111,26 @@ func TestAckNeedsAddress(t *testing.T) {
 	}
 	if _, err := BuildBusinessAck(ackMeta(t), BusinessAccept, AckOptions{Time: ackOpts.Time}); err == nil {
 		t.Error("an ack without this receiver's identity was built")
+	}
+}
+
+func TestInfrastructureAckTransformer(t *testing.T) {
+	m := Meta{Remote: "10.0.0.1:1234", Service: "urn:nhs-itk:services:201005:SendCDADocument-v2-0", TrackingID: "7D6F23E0-AE1A-11DB-9808-B18E1E0994CD",
+		SenderAddress: "urn:nhs-uk:addressing:ods:RX1", Recipient: "urn:nhs-uk:addressing:ods:X26", AuditIdentity: "urn:nhs-uk:identity:ods:RX1", InfAckRequested: true}
+	rec := &routes.Record{Listener: Listener, Peer: m.Peer(), Received: time.Date(2026, 11, 21, 9, 30, 0, 0, time.UTC)}
+	tr := InfrastructureAckTransformer{Identity: "urn:nhs-uk:identity:ods:X26"}
+	out, ctype, err := tr.Transform(nil, rec)
+	if err != nil || ctype != routes.ContentTypeXML {
+		t.Fatalf("Transform: %q, %v", ctype, err)
+	}
+	for _, want := range []string{"7D6F23E0-AE1A-11DB-9808-B18E1E0994CD", "ITKInfrastructureAcknowledgement", "urn:nhs-uk:addressing:ods:RX1"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the acknowledgement lacks %q:\n%s", want, out)
+		}
+	}
+	m.InfAckRequested = false
+	rec.Peer = m.Peer()
+	if _, _, err := tr.Transform(nil, rec); !errors.Is(err, ErrNoAckRequested) {
+		t.Errorf("no acknowledgement asked for: %v", err)
 	}
 }

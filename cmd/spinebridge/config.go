@@ -26,6 +26,22 @@ type config struct {
 	FHIR     fhirConfig     `mapstructure:"fhir"`
 	Routes   routesConfig   `mapstructure:"routes"`
 	Delivery deliveryConfig `mapstructure:"delivery"`
+	ITK      itkConfig      `mapstructure:"itk"`
+}
+
+// itkConfig is the ITK 2.x listener: SOAP POSTs at /itk.
+type itkConfig struct {
+	// Addr is where /itk is served; when it equals http.addr (the default) it
+	// shares that listener.
+	Addr string `mapstructure:"addr"`
+	// Identity is this engine's audit identity URI in the acknowledgements it
+	// sends, e.g. urn:nhs-uk:identity:ods:X26.
+	Identity        string        `mapstructure:"identity"`
+	MaxBodySize     int64         `mapstructure:"max_body_size"`
+	Timeout         time.Duration `mapstructure:"timeout"`
+	TimestampWindow time.Duration `mapstructure:"timestamp_window"`
+	// Services are the service URNs accepted; empty accepts every known one.
+	Services []string `mapstructure:"services"`
 }
 
 // routesConfig is where the routing table comes from.
@@ -162,6 +178,12 @@ var defaults = map[string]any{
 	"delivery.initial_backoff": time.Second,
 	"delivery.max_backoff":     5 * time.Minute,
 	"delivery.max_pending":     20000,
+	"itk.addr":                 ":8080",
+	"itk.identity":             "urn:nhs-uk:identity:ods:SPINEBRIDGE",
+	"itk.max_body_size":        int64(16 << 20),
+	"itk.timeout":              30 * time.Second,
+	"itk.timestamp_window":     5 * time.Minute,
+	"itk.services":             []string{},
 }
 
 // loadConfig builds the configuration for cmd. flags maps configuration keys to the

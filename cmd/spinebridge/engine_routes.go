@@ -19,6 +19,7 @@ import (
 	"github.com/spinebridge/spinebridge/adapters/amqp"
 	"github.com/spinebridge/spinebridge/adapters/fhirrest"
 	"github.com/spinebridge/spinebridge/adapters/file"
+	"github.com/spinebridge/spinebridge/adapters/itk"
 	"github.com/spinebridge/spinebridge/routes"
 	"github.com/spinebridge/spinebridge/transforms"
 	"github.com/spinebridge/spinebridge/transforms/fhirmodel"
@@ -27,14 +28,16 @@ import (
 // destinationKinds are the destination kinds a routes file may declare.
 func destinationKinds() map[string]routes.DestinationFactory {
 	return map[string]routes.DestinationFactory{
-		"fhir": fhirrest.Factory,
-		"amqp": amqp.Factory,
-		"file": file.Factory,
+		"fhir":    fhirrest.Factory,
+		"amqp":    amqp.Factory,
+		"file":    file.Factory,
+		"itk-ack": itk.AckFactory,
 	}
 }
 
 // transformersFor builds the transforms a route may name: the mapping set's
-// (fhir, and one per structure).
+// (fhir, and one per structure), cda for ITK CDA documents, and
+// itk-infrastructure-ack for the acknowledgements ITK senders ask for.
 func transformersFor(cfg config) (map[string]routes.Transformer, error) {
 	zone, err := time.LoadLocation(cfg.HL7.Timezone)
 	if err != nil {
@@ -48,7 +51,10 @@ func transformersFor(cfg config) (map[string]routes.Transformer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mappings:\n%w", err)
 	}
-	return routes.MappingTransformers(set, transforms.Options{Zone: zone, Bundle: bt}), nil
+	ts := routes.MappingTransformers(set, transforms.Options{Zone: zone, Bundle: bt})
+	ts["cda"] = &itk.CDATransformer{Zone: zone}
+	ts["itk-infrastructure-ack"] = itk.InfrastructureAckTransformer{Identity: cfg.ITK.Identity}
+	return ts, nil
 }
 
 // tableOptions are what routes files are loaded with, by serve and by

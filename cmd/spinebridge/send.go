@@ -22,20 +22,31 @@ func newSendCommand() *cobra.Command {
 		serverName             string
 		dialTimeout, ackTimout time.Duration
 		retries                int
+		itkURL                 string
 	)
 	cmd := &cobra.Command{
-		Use:   "send --addr HOST:PORT FILE...",
-		Short: "Send HL7 v2 messages over MLLP and print each acknowledgement code",
+		Use:   "send (--addr HOST:PORT | --itk URL) FILE...",
+		Short: "Send HL7 v2 messages over MLLP, or ITK envelopes over SOAP, and print each answer",
 		Long: `Send sends every message in each FILE (a file may hold several messages or a
 batch; - reads standard input) over one MLLP connection, waits for each
 acknowledgement and prints one line per message: its MSH-10 and the ACK code.
 
 It exits 0 when every message got AA or CA, and 1 when any got AE, AR, CE or CR,
-timed out, or could not be sent.`,
+timed out, or could not be sent.
+
+With --itk URL each FILE is an ITK 2.x request (a SOAP envelope, or a bare
+Distribution Envelope, which is wrapped in fresh SOAP headers) POSTed to URL;
+one line per file says OK or FAULT with the ITK error code and diagnostic.`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if itkURL != "" {
+				if addr != "" {
+					return usageError{errors.New("send: --addr and --itk are alternatives")}
+				}
+				return sendITK(cmd, itkURL, args)
+			}
 			if addr == "" {
-				return usageError{errors.New("send: --addr HOST:PORT is required")}
+				return usageError{errors.New("send: --addr HOST:PORT (MLLP) or --itk URL (ITK) is required")}
 			}
 			scfg := mllp.SenderConfig{
 				Addr:        addr,
@@ -102,6 +113,7 @@ timed out, or could not be sent.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&addr, "addr", "", "MLLP address of the receiver, HOST:PORT")
+	f.StringVar(&itkURL, "itk", "", "ITK endpoint URL to POST SOAP envelopes to, e.g. http://127.0.0.1:8080/itk")
 	f.BoolVar(&useTLS, "tls", false, "use TLS (implied by --ca or --cert)")
 	f.StringVar(&caFile, "ca", "", "PEM file of the CA that signed the receiver's certificate (default: system roots)")
 	f.StringVar(&certFile, "cert", "", "PEM client certificate, for mutual TLS")

@@ -17,15 +17,15 @@ import (
 	"github.com/spinebridge/spinebridge/routes"
 )
 
-// itkJournal takes everything.
-type itkJournal struct{ n int }
+// fakeITKJournal takes everything.
+type fakeITKJournal struct{ n int }
 
-func (j *itkJournal) ReceiveV2(ctx context.Context, a routes.Arrival) (routes.Reply, func()) {
+func (j *fakeITKJournal) ReceiveV2(ctx context.Context, a routes.Arrival) (routes.Reply, func()) {
 	j.n++
 	return routes.Reply{Code: "AA", Committed: true, ID: routes.ID(j.n)}, func() {}
 }
 
-func (j *itkJournal) Append(ctx context.Context, rec *routes.Record) error {
+func (j *fakeITKJournal) Append(ctx context.Context, rec *routes.Record) error {
 	j.n++
 	rec.ID = routes.ID(j.n)
 	return nil
@@ -34,7 +34,7 @@ func (j *itkJournal) Append(ctx context.Context, rec *routes.Record) error {
 func TestSendITK(t *testing.T) {
 	// The fixtures' timestamps are fixed; a window of years admits them and
 	// the fresh ones a bare envelope is wrapped with.
-	h, err := itk.NewHandler(itk.Config{TimestampWindow: 10 * 365 * 24 * time.Hour}, &itkJournal{}, nil)
+	h, err := itk.NewHandler(itk.Config{TimestampWindow: 10 * 365 * 24 * time.Hour}, &fakeITKJournal{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/spinebridge/spinebridge/adapters/hl7http"
 	"github.com/spinebridge/spinebridge/adapters/hl7v2"
+	"github.com/spinebridge/spinebridge/adapters/itk"
 	"github.com/spinebridge/spinebridge/adapters/mllp"
 	"github.com/spinebridge/spinebridge/routes"
 )
@@ -50,6 +51,7 @@ journal.`,
 				"admin.addr":  "admin-addr",
 				"data_dir":    "data-dir",
 				"routes.file": "routes",
+				"itk.addr":    "itk-addr",
 			})
 			if err != nil {
 				return err
@@ -67,6 +69,7 @@ journal.`,
 	cmd.Flags().String("http-addr", ":8080", "inbound HTTP address, HL7 v2 over HTTP at /hl7v2 (config http.addr)")
 	cmd.Flags().String("admin-addr", ":8081", "admin HTTP address (config admin.addr)")
 	cmd.Flags().String("data-dir", "./data", "directory of the journal (config data_dir)")
+	cmd.Flags().String("itk-addr", ":8080", "ITK 2.x SOAP address, path /itk; shares the HTTP listener when equal to --http-addr (config itk.addr)")
 	cmd.Flags().String("routes", "", "routes file or directory; the embedded default table when empty (config routes.file)")
 	return cmd
 }
@@ -90,6 +93,7 @@ func newLogger(w io.Writer, c logConfig) (*slog.Logger, error) {
 type engine struct {
 	journal  *routes.Local
 	routing  *routing
+	itk      *http.Server // nil when ITK shares the inbound HTTP listener
 	listener *mllp.Listener
 	inbound  *http.Server // HL7 v2 over HTTP
 	admin    *http.Server
@@ -137,6 +141,23 @@ func buildEngine(cfg config, log *slog.Logger) (*engine, error) {
 	inbound := http.NewServeMux()
 	inbound.Handle("/hl7v2", hl7http.NewHandler(hl7http.Config{ErrorStatus: cfg.HTTP.ErrorStatus, MaxBodySize: cfg.HTTP.MaxBodySize}, httpReceiver{httpIntake, rt.metrics}, log))
 	e.inbound = &http.Server{Addr: cfg.HTTP.Addr, Handler: inbound, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: cfg.MLLP.ReadTimeout}
+	icfg.Listener = itk.Listener
+	itkIntake, err := routes.NewIntake(icfg, j, log)
+	if err != nil {
+		return fail(usageError{err})
+	}
+	itkHandler, err := itk.NewHandler(itk.Config{MaxBodySize: cfg.ITK.MaxBodySize, Timeout: cfg.ITK.Timeout,
+		TimestampWindow: cfg.ITK.TimestampWindow, Services: cfg.ITK.Services}, itkJournal{itkIntake, j, rt.metrics}, log)
+	if err != nil {
+		return fail(usageError{fmt.Errorf("config: itk: %w", err)})
+	}
+	if cfg.ITK.Addr == cfg.HTTP.Addr {
+		inbound.Handle("/itk", itkHandler)
+	} else {
+		itkMux := http.NewServeMux()
+		itkMux.Handle("/itk", itkHandler)
+		e.itk = &http.Server{Addr: cfg.ITK.Addr, Handler: itkMux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: cfg.ITK.Timeout}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", e.ready)
@@ -238,8 +259,20 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		e.journal.Close(context.Background())
 		return fmt.Errorf("http: listen on %s: %w", cfg.HTTP.Addr, err)
 	}
+	var itkLn net.Listener
+	if e.itk != nil {
+		if itkLn, err = net.Listen("tcp", cfg.ITK.Addr); err != nil {
+			inboundLn.Close()
+			e.listener.Shutdown(context.Background())
+			e.journal.Close(context.Background())
+			return fmt.Errorf("itk: listen on %s: %w", cfg.ITK.Addr, err)
+		}
+	}
 	adminLn, err := net.Listen("tcp", cfg.Admin.Addr)
 	if err != nil {
+		if itkLn != nil {
+			itkLn.Close()
+		}
 		inboundLn.Close()
 		e.listener.Shutdown(context.Background())
 		e.journal.Close(context.Background())
@@ -279,6 +312,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	go serveHTTP("http", e.inbound, inboundLn)
 	go serveHTTP("admin", e.admin, adminLn)
+	itkAddr := inboundLn.Addr().String()
+	if e.itk != nil {
+		go serveHTTP("itk", e.itk, itkLn)
+		itkAddr = itkLn.Addr().String()
+	}
+	log.Info("itk listening", "url", "http://"+itkAddr+"/itk")
 
 	var runErr error
 	select {
@@ -294,6 +333,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	if err := e.inbound.Shutdown(sctx); err != nil {
 		log.Error("http: shutdown", "err", err)
+	}
+	if e.itk != nil {
+		if err := e.itk.Shutdown(sctx); err != nil {
+			log.Error("itk: shutdown", "err", err)
+		}
 	}
 	if err := e.admin.Shutdown(sctx); err != nil {
 		log.Error("admin: shutdown", "err", err)
@@ -382,6 +426,31 @@ func (h httpReceiver) ReceiveHTTP(ctx context.Context, payload []byte, peer stri
 	r, release := h.intake.Receive(ctx, routes.Arrival{Payload: payload, Peer: peer})
 	h.metrics.Received("http", string(r.Code))
 	return r.Ack, string(r.Code), release
+}
+
+// itkJournal adapts the intake and the journal to the ITK listener: v2
+// payloads go through the intake like MLLP messages, CDA documents straight to
+// the journal.
+type itkJournal struct {
+	intake  *routes.Intake
+	journal routes.Journal
+	metrics *routes.Metrics
+}
+
+var _ itk.Journal = itkJournal{}
+
+func (j itkJournal) ReceiveV2(ctx context.Context, a routes.Arrival) (routes.Reply, func()) {
+	r, release := j.intake.Receive(ctx, a)
+	j.metrics.Received(itk.Listener, string(r.Code))
+	return r, release
+}
+
+func (j itkJournal) Append(ctx context.Context, rec *routes.Record) error {
+	err := j.journal.Append(ctx, rec)
+	if err == nil {
+		j.metrics.Received(itk.Listener, "OK")
+	}
+	return err
 }
 
 // mllpIntake adapts the intake to the MLLP listener.
