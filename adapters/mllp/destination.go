@@ -1,0 +1,349 @@
+package mllp
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"mime"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/spinebridge/spinebridge/routes"
+)
+
+// DestinationKind is the destination kind DestinationFactory builds, as the
+// routes file names it.
+const DestinationKind = "mllp"
+
+// maxConnections bounds DestinationConfig.Connections: a legacy receiver
+// rarely takes more than a handful.
+const maxConnections = 64
+
+// DestinationConfig configures an MLLP destination: a legacy system that is
+// passed the original HL7 v2 messages, unchanged, during the migration. Its
+// yaml tags are the keys of the destination's mapping in the routes file.
+type DestinationConfig struct {
+	// Kind is "mllp" when the mapping holds it; the loader picks the factory by
+	// it.
+	Kind string `yaml:"kind"`
+	// Addr is the receiver's host:port.
+	Addr string `yaml:"addr"`
+	// TLS configures TLS; plain TCP when it sets nothing.
+	TLS ClientTLSConfig `yaml:"tls"`
+	// CommitACK expects an MLLP release 2 commit acknowledgement before the
+	// HL7 one.
+	CommitACK bool `yaml:"commit_ack"`
+	// AckTimeout bounds each delivery from sending the message to reading its
+	// acknowledgement; 30 s when zero.
+	AckTimeout time.Duration `yaml:"ack_timeout"`
+	// DialTimeout bounds connecting, TLS handshake included; 10 s when zero.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// Connections is the number of connections kept open to the receiver, 1
+	// when zero. Messages with one ordering key always take the same
+	// connection, so they arrive in order; more connections let messages of
+	// different keys pass each other.
+	Connections int `yaml:"connections"`
+}
+
+// ClientTLSConfig is a TLS client configuration as files on disk.
+type ClientTLSConfig struct {
+	// Enabled turns TLS on with nothing else set: the system's CAs and the
+	// address's host name. Setting any other key turns it on too.
+	Enabled bool `yaml:"enabled"`
+	// CAFile holds PEM certificates of the CAs trusted to sign the receiver's
+	// certificate, instead of the system's.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile hold the PEM client certificate chain and its key,
+	// for mutual TLS. Both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name the receiver's certificate must carry, when it is
+	// not the address's host.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any certificate. For tests only.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// Destination sends deliveries' original HL7 v2 messages to a receiver over
+// MLLP, one attempt per Deliver (the dispatcher retries), on connections it
+// keeps open between deliveries. It is safe for concurrent use.
+type Destination struct {
+	name  string
+	cfg   SenderConfig
+	slots []senderSlot
+}
+
+// senderSlot is one connection: its Sender, made on first use.
+type senderSlot struct {
+	mu     sync.Mutex // guards s and closed
+	s      *Sender
+	closed bool
+	// healthy says the last exchange on the connection worked, so Ready need
+	// not dial.
+	healthy atomic.Bool
+}
+
+var _ routes.Destination = (*Destination)(nil)
+
+// DestinationFactory builds an MLLP destination from its mapping in the
+// routes file, without connecting. Its errors name the line and column of the
+// value at fault, every one found.
+func DestinationFactory(name string, node *yaml.Node) (routes.Destination, error) {
+	if node == nil {
+		node = &yaml.Node{Kind: yaml.MappingNode}
+	}
+	var cfg DestinationConfig
+	if err := routes.Decode(node, &cfg); err != nil {
+		return nil, err
+	}
+	d, ps := buildDestination(name, cfg)
+	if len(ps) > 0 {
+		return nil, ps.at(node)
+	}
+	return d, nil
+}
+
+// NewDestination builds an MLLP destination from cfg, without connecting. It
+// reads the TLS files.
+func NewDestination(name string, cfg DestinationConfig) (*Destination, error) {
+	d, ps := buildDestination(name, cfg)
+	if len(ps) > 0 {
+		return nil, ps.plain(name)
+	}
+	return d, nil
+}
+
+func buildDestination(name string, cfg DestinationConfig) (*Destination, configProblems) {
+	var ps configProblems
+	if cfg.Kind != "" && cfg.Kind != DestinationKind {
+		ps.add(fmt.Errorf("%q is not %q", cfg.Kind, DestinationKind), "kind")
+	}
+	if cfg.Addr == "" {
+		ps.add(errors.New("required"), "addr")
+	} else if host, port, err := net.SplitHostPort(cfg.Addr); err != nil || host == "" {
+		ps.add(errors.New("want host:port"), "addr")
+	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		ps.add(errors.New("the port is not a number from 1 to 65535"), "addr")
+	}
+	if cfg.AckTimeout < 0 {
+		ps.add(fmt.Errorf("%v is negative", cfg.AckTimeout), "ack_timeout")
+	}
+	if cfg.DialTimeout < 0 {
+		ps.add(fmt.Errorf("%v is negative", cfg.DialTimeout), "dial_timeout")
+	}
+	switch {
+	case cfg.Connections < 0 || cfg.Connections > maxConnections:
+		ps.add(fmt.Errorf("%d: want 1 to %d", cfg.Connections, maxConnections), "connections")
+	case cfg.Connections == 0:
+		cfg.Connections = 1
+	}
+	tc := cfg.TLS.client(&ps)
+	if len(ps) > 0 {
+		return nil, ps
+	}
+	sc, err := SenderConfig{
+		Addr:        cfg.Addr,
+		TLS:         tc,
+		DialTimeout: cfg.DialTimeout,
+		AckTimeout:  cfg.AckTimeout,
+		CommitACK:   cfg.CommitACK,
+		// One attempt per delivery: the dispatcher retries, with its backoff and
+		// its dead letters.
+		Retries: 0,
+	}.validate()
+	if err != nil {
+		ps.add(err, "addr")
+		return nil, ps
+	}
+	return &Destination{name: name, cfg: sc, slots: make([]senderSlot, cfg.Connections)}, nil
+}
+
+// client loads the files and returns the TLS client configuration, or nil
+// when c turns TLS off, adding any problem to ps.
+func (c ClientTLSConfig) client(ps *configProblems) *tls.Config {
+	if c == (ClientTLSConfig{}) {
+		return nil
+	}
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         c.ServerName,
+		InsecureSkipVerify: c.InsecureSkipVerify,
+	}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			ps.add(err, "tls", "ca_file")
+		} else {
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				ps.add(fmt.Errorf("%s holds no PEM certificate", c.CAFile), "tls", "ca_file")
+			}
+		}
+	}
+	switch {
+	case c.CertFile == "" && c.KeyFile != "":
+		ps.add(errors.New("set without cert_file"), "tls", "key_file")
+	case c.CertFile != "" && c.KeyFile == "":
+		ps.add(errors.New("set without key_file"), "tls", "cert_file")
+	case c.CertFile != "":
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			ps.add(fmt.Errorf("with key file %s: %w", c.KeyFile, err), "tls", "cert_file")
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc
+}
+
+// Deliver sends del's body, the original message, and checks its
+// acknowledgement: AA or CA delivers; AE, CE, a timeout, a lost connection and
+// an acknowledgement of another message are retried (on a new connection where
+// the old one cannot be trusted); AR and CR, and a message that cannot be
+// sent, are refused for good.
+func (d *Destination) Deliver(ctx context.Context, del *routes.Delivery) error {
+	if mt, _, _ := mime.ParseMediaType(del.ContentType); mt != routes.ContentTypeHL7v2 && mt != "application/hl7-v2" {
+		return routes.Permanent(fmt.Errorf("mllp: %s: the body is %s, not HL7 v2: an mllp destination takes the original message, without a transform", d.name, mt))
+	}
+	if bytes.IndexByte(del.Body, EndBlock) >= 0 {
+		return routes.Permanent(fmt.Errorf("mllp: %s: the message holds the end block byte 0x1C and cannot be framed", d.name))
+	}
+	sl := &d.slots[d.slotOf(del.Key)]
+	s, err := sl.sender(ctx, d.cfg)
+	if err != nil {
+		sl.healthy.Store(false)
+		return fmt.Errorf("mllp: %s: %w", d.name, err)
+	}
+	_, err = s.Send(ctx, del.Body)
+	var ae *AckError
+	sl.healthy.Store(err == nil || errors.As(err, &ae))
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ae) && !ae.Retryable(), errors.Is(err, ErrNoControlID):
+		return routes.Permanent(fmt.Errorf("mllp: %s: %w", d.name, err))
+	case errors.Is(err, ErrAckMismatch):
+		return fmt.Errorf("mllp: %s: ACK for another message: %w", d.name, err)
+	}
+	return fmt.Errorf("mllp: %s: %w", d.name, err)
+}
+
+// slotOf returns the connection a key's messages take.
+func (d *Destination) slotOf(key string) int {
+	if len(d.slots) == 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(len(d.slots)))
+}
+
+// sender returns the slot's Sender, connecting it on first use.
+func (sl *senderSlot) sender(ctx context.Context, cfg SenderConfig) (*Sender, error) {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.closed {
+		return nil, ErrClosed
+	}
+	if sl.s == nil {
+		s, err := Dial(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		sl.s = s
+	}
+	return sl.s, nil
+}
+
+// Ready reports whether the receiver can be reached: at once when the last
+// exchange on a connection worked, else by connecting (TLS handshake
+// included) within ctx and hanging up.
+func (d *Destination) Ready(ctx context.Context) error {
+	for i := range d.slots {
+		if d.slots[i].healthy.Load() {
+			return nil
+		}
+	}
+	dialer := &net.Dialer{Timeout: d.cfg.DialTimeout}
+	var (
+		nc  net.Conn
+		err error
+	)
+	if d.cfg.TLS != nil {
+		nc, err = (&tls.Dialer{NetDialer: dialer, Config: d.cfg.TLS}).DialContext(ctx, "tcp", d.cfg.Addr)
+	} else {
+		nc, err = dialer.DialContext(ctx, "tcp", d.cfg.Addr)
+	}
+	if err != nil {
+		return fmt.Errorf("mllp: %s: %w", d.name, err)
+	}
+	return nc.Close()
+}
+
+// Close closes the connections, waiting for a delivery in progress on each.
+func (d *Destination) Close() error {
+	var errs []error
+	for i := range d.slots {
+		sl := &d.slots[i]
+		sl.mu.Lock()
+		sl.closed = true
+		if sl.s != nil {
+			errs = append(errs, sl.s.Close())
+		}
+		sl.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// configProblem is a value of a destination's configuration at fault, named
+// by its path of keys from the destination's mapping.
+type configProblem struct {
+	path []string
+	err  error
+}
+
+type configProblems []configProblem
+
+func (ps *configProblems) add(err error, path ...string) {
+	*ps = append(*ps, configProblem{path: path, err: err})
+}
+
+// at returns the problems as one error, each with the line and column of its
+// value in node, as routes.Decode reports them; a missing key points at the
+// mapping that lacks it.
+func (ps configProblems) at(node *yaml.Node) error {
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		n := node
+		for _, key := range p.path {
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == key {
+					n = n.Content[j+1]
+					break
+				}
+			}
+		}
+		errs[i] = fmt.Errorf("%d:%d: %s: %w", n.Line, n.Column, strings.Join(p.path, "."), p.err)
+	}
+	return errors.Join(errs...)
+}
+
+// plain returns the problems as one error, each naming the destination and
+// the key.
+func (ps configProblems) plain(name string) error {
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = fmt.Errorf("mllp destination %s: %s: %w", name, strings.Join(p.path, "."), p.err)
+	}
+	return errors.Join(errs...)
+}
