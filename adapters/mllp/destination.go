@@ -274,20 +274,11 @@ func (d *Destination) Ready(ctx context.Context) error {
 			return nil
 		}
 	}
-	dialer := &net.Dialer{Timeout: d.cfg.DialTimeout}
-	var (
-		nc  net.Conn
-		err error
-	)
-	if d.cfg.TLS != nil {
-		nc, err = (&tls.Dialer{NetDialer: dialer, Config: d.cfg.TLS}).DialContext(ctx, "tcp", d.cfg.Addr)
-	} else {
-		nc, err = dialer.DialContext(ctx, "tcp", d.cfg.Addr)
-	}
+	s, err := Dial(ctx, d.cfg)
 	if err != nil {
 		return fmt.Errorf("mllp: %s: %w", d.name, err)
 	}
-	return nc.Close()
+	return s.Close()
 }
 
 // Close closes the connections, waiting for a delivery in progress on each.
