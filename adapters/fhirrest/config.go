@@ -297,7 +297,15 @@ func (ps *problems) add(err error, path ...string) {
 func (ps problems) at(node *yaml.Node) error {
 	errs := make([]error, len(ps))
 	for i, p := range ps {
-		n := valueNode(node, p.path)
+		n := node
+		for _, key := range p.path {
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == key {
+					n = n.Content[j+1]
+					break
+				}
+			}
+		}
 		errs[i] = fmt.Errorf("%d:%d: %s: %w", n.Line, n.Column, strings.Join(p.path, "."), p.err)
 	}
 	return errors.Join(errs...)
@@ -311,27 +319,4 @@ func (ps problems) plain(name string) error {
 		errs[i] = fmt.Errorf("fhir destination %s: %s: %w", name, strings.Join(p.path, "."), p.err)
 	}
 	return errors.Join(errs...)
-}
-
-// valueNode returns the node at path below node, or the deepest mapping on the
-// way when a key is missing.
-func valueNode(node *yaml.Node, path []string) *yaml.Node {
-	for _, key := range path {
-		if node.Kind == yaml.AliasNode && node.Alias != nil {
-			node = node.Alias
-		}
-		next := (*yaml.Node)(nil)
-		if node.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(node.Content); i += 2 {
-				if node.Content[i].Value == key {
-					next = node.Content[i+1]
-				}
-			}
-		}
-		if next == nil {
-			return node
-		}
-		node = next
-	}
-	return node
 }
