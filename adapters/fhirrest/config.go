@@ -18,10 +18,6 @@ import (
 	"github.com/spinebridge/spinebridge/routes"
 )
 
-// Kind is the destination kind this package builds, as the routes file names
-// it.
-const Kind = "fhir"
-
 // Modes of sending a Bundle.
 const (
 	// ModeBundle POSTs the Bundle to the base URL as it stands.
@@ -35,9 +31,6 @@ const defaultTimeout = 30 * time.Second
 // Config configures a FHIR destination. Its yaml tags are the keys of the
 // destination's mapping in the routes file.
 type Config struct {
-	// Kind is "fhir" when the mapping holds it; the loader picks the factory by
-	// it.
-	Kind string `yaml:"kind"`
 	// URL is the server's FHIR base, http or https, without credentials, query
 	// or fragment: "https://int.api.service.nhs.uk/personal-demographics/FHIR/R4".
 	URL string `yaml:"url"`
@@ -116,9 +109,6 @@ var reservedHeaders = []string{
 // build checks cfg and builds the destination, or returns every problem found.
 func build(name string, cfg Config) (*Destination, problems) {
 	var ps problems
-	if cfg.Kind != "" && cfg.Kind != Kind {
-		ps.add(fmt.Errorf("%q is not %q", cfg.Kind, Kind), "kind")
-	}
 	base, err := parseBase(cfg.URL)
 	if err != nil {
 		ps.add(err, "url")

@@ -423,8 +423,7 @@ func TestDeliverRefused(t *testing.T) {
 
 // Factory reports every problem at once, each at its value's line and column.
 func TestFactoryErrors(t *testing.T) {
-	src := `kind: fhir
-url: ftp://example.nhs.uk/fhir
+	src := `url: ftp://example.nhs.uk/fhir
 mode: everything
 timeout: -1s
 token_file: /nonexistent/token
@@ -441,13 +440,13 @@ tls:
 	}
 	got := strings.Split(err.Error(), "\n")
 	want := []string{
-		"2:6: url: want an http or https URL",
-		"3:7: mode: \"everything\": want bundle or resources",
-		"4:10: timeout: -1s is negative",
-		"8:18: headers.Authorization: set by the destination itself; a token goes in token_file or token_env",
-		"9:15: headers.Bad Name: not a valid header name",
-		"6:12: token_env: token_file is set too; choose one",
-		"11:13: tls.key_file: set without cert_file",
+		"1:6: url: want an http or https URL",
+		"2:7: mode: \"everything\": want bundle or resources",
+		"3:10: timeout: -1s is negative",
+		"7:18: headers.Authorization: set by the destination itself; a token goes in token_file or token_env",
+		"8:15: headers.Bad Name: not a valid header name",
+		"5:12: token_env: token_file is set too; choose one",
+		"10:13: tls.key_file: set without cert_file",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -459,7 +458,6 @@ tls:
 		{"url: http://example.nhs.uk/fhir\ntls: {ca_file: /x}", "2:6: tls: set for a url that is not https"},
 		{"url: https://example.nhs.uk/fhir\ntoken_env: SPINEBRIDGE_TEST_UNSET", "2:12: token_env: environment variable SPINEBRIDGE_TEST_UNSET: empty token"},
 		{"url: https://example.nhs.uk/fhir\ntoken_file: /nonexistent/token", "2:13: token_file: token file: stat /nonexistent/token"},
-		{"url: https://example.nhs.uk/fhir\nkind: mllp", "2:7: kind: \"mllp\" is not \"fhir\""},
 		{"url: https://example.nhs.uk/fhir\ntimeout: 5", "2:10: timeout: cannot unmarshal"},
 		{"url: https://example.nhs.uk/fhir\nretries: 3", "2:1: unknown key \"retries\""},
 	} {

@@ -15,10 +15,6 @@ import (
 	"github.com/spinebridge/spinebridge/routes"
 )
 
-// Kind is the destination kind this package builds, as the routes file names
-// it.
-const Kind = "file"
-
 // Defaults.
 const (
 	DefaultName = `{{.Received.Format "20060102"}}/{{.MessageID}}-{{.Route}}.{{.Ext}}`
@@ -28,9 +24,6 @@ const (
 // Config configures a file destination. Its yaml tags are the keys of the
 // destination's mapping in the routes file.
 type Config struct {
-	// Kind is "file" when the mapping holds it; the loader picks the factory by
-	// it.
-	Kind string `yaml:"kind"`
 	// Dir is the directory files are written to, created when first needed.
 	// A relative path is taken from the working directory at build time.
 	Dir string `yaml:"dir"`
@@ -83,9 +76,6 @@ var sample = routes.Delivery{
 
 func build(name string, cfg Config) (*Destination, problems) {
 	var ps problems
-	if cfg.Kind != "" && cfg.Kind != Kind {
-		ps.add(fmt.Errorf("%q is not %q", cfg.Kind, Kind), "kind")
-	}
 	d := &Destination{name: name, mode: DefaultMode, fsync: cfg.Fsync == nil || *cfg.Fsync}
 	if cfg.Dir == "" {
 		ps.add(errors.New("required"), "dir")

@@ -22,10 +22,6 @@ import (
 	"github.com/spinebridge/spinebridge/routes"
 )
 
-// DestinationKind is the destination kind DestinationFactory builds, as the
-// routes file names it.
-const DestinationKind = "mllp"
-
 // maxConnections bounds DestinationConfig.Connections: a legacy receiver
 // rarely takes more than a handful.
 const maxConnections = 64
@@ -34,9 +30,6 @@ const maxConnections = 64
 // passed the original HL7 v2 messages, unchanged, during the migration. Its
 // yaml tags are the keys of the destination's mapping in the routes file.
 type DestinationConfig struct {
-	// Kind is "mllp" when the mapping holds it; the loader picks the factory by
-	// it.
-	Kind string `yaml:"kind"`
 	// Addr is the receiver's host:port.
 	Addr string `yaml:"addr"`
 	// TLS configures TLS; plain TCP when it sets nothing.
@@ -126,9 +119,6 @@ func NewDestination(name string, cfg DestinationConfig) (*Destination, error) {
 
 func buildDestination(name string, cfg DestinationConfig) (*Destination, configProblems) {
 	var ps configProblems
-	if cfg.Kind != "" && cfg.Kind != DestinationKind {
-		ps.add(fmt.Errorf("%q is not %q", cfg.Kind, DestinationKind), "kind")
-	}
 	if cfg.Addr == "" {
 		ps.add(errors.New("required"), "addr")
 	} else if host, port, err := net.SplitHostPort(cfg.Addr); err != nil || host == "" {

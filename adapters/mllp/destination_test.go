@@ -348,8 +348,7 @@ func TestDestinationMutualTLS(t *testing.T) {
 }
 
 func TestDestinationFactoryErrors(t *testing.T) {
-	src := `kind: mllp
-addr: pas.example.nhs.uk
+	src := `addr: pas.example.nhs.uk
 ack_timeout: -1s
 dial_timeout: -2s
 connections: 100
@@ -358,11 +357,11 @@ tls:
 `
 	_, err := DestinationFactory("legacy-pas", destNode(t, src))
 	want := []string{
-		"2:7: addr: want host:port",
-		"3:14: ack_timeout: -1s is negative",
-		"4:15: dial_timeout: -2s is negative",
-		"5:14: connections: 100: want 1 to 64",
-		"7:14: tls.cert_file: set without key_file",
+		"1:7: addr: want host:port",
+		"2:14: ack_timeout: -1s is negative",
+		"3:15: dial_timeout: -2s is negative",
+		"4:14: connections: 100: want 1 to 64",
+		"6:14: tls.cert_file: set without key_file",
 	}
 	if err == nil || err.Error() != strings.Join(want, "\n") {
 		t.Errorf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
@@ -372,7 +371,6 @@ tls:
 		{"addr: pas:99999", "1:7: addr: the port is not a number from 1 to 65535"},
 		{"addr: pas:2575\ntls: {ca_file: /nonexistent/ca.pem}", "2:16: tls.ca_file: open /nonexistent/ca.pem"},
 		{"addr: pas:2575\nack_timeout: 30", "2:14: ack_timeout: cannot unmarshal"},
-		{"addr: pas:2575\nkind: file", `2:7: kind: "file" is not "mllp"`},
 		{"addr: pas:2575\nretries: 3", `2:1: unknown key "retries"`},
 	} {
 		_, err := DestinationFactory("legacy-pas", destNode(t, tt.src))
