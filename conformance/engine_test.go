@@ -88,6 +88,9 @@ func startEngineIn(t *testing.T, dataDir, yaml string) *engine {
 	cmd := exec.Command(binary, "serve", "--config", conf, "--data-dir", dataDir,
 		"--mllp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
 	// The default routes write under ./out: keep that inside the test's data.
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	cmd.Dir = dataDir
 	pipe, err := cmd.StderrPipe()
 	if err != nil {

@@ -31,8 +31,8 @@ type config struct {
 
 // itkConfig is the ITK 2.x listener: SOAP POSTs at /itk.
 type itkConfig struct {
-	// Addr is where /itk is served; when it equals http.addr (the default) it
-	// shares that listener.
+	// Addr is where /itk is served; empty (the default) or equal to http.addr
+	// serves it on the HTTP listener, :8080 by default.
 	Addr string `mapstructure:"addr"`
 	// Identity is this engine's audit identity URI in the acknowledgements it
 	// sends, e.g. urn:nhs-uk:identity:ods:X26.
@@ -178,7 +178,7 @@ var defaults = map[string]any{
 	"delivery.initial_backoff": time.Second,
 	"delivery.max_backoff":     5 * time.Minute,
 	"delivery.max_pending":     20000,
-	"itk.addr":                 ":8080",
+	"itk.addr":                 "",
 	"itk.identity":             "urn:nhs-uk:identity:ods:SPINEBRIDGE",
 	"itk.max_body_size":        int64(16 << 20),
 	"itk.timeout":              30 * time.Second,

@@ -20,6 +20,7 @@ import (
 	"github.com/spinebridge/spinebridge/adapters/fhirrest"
 	"github.com/spinebridge/spinebridge/adapters/file"
 	"github.com/spinebridge/spinebridge/adapters/itk"
+	"github.com/spinebridge/spinebridge/adapters/mllp"
 	"github.com/spinebridge/spinebridge/routes"
 	"github.com/spinebridge/spinebridge/transforms"
 	"github.com/spinebridge/spinebridge/transforms/fhirmodel"
@@ -31,6 +32,7 @@ func destinationKinds() map[string]routes.DestinationFactory {
 		"fhir":    fhirrest.Factory,
 		"amqp":    amqp.Factory,
 		"file":    file.Factory,
+		"mllp":    mllp.DestinationFactory,
 		"itk-ack": itk.AckFactory,
 	}
 }

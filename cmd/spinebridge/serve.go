@@ -69,7 +69,7 @@ journal.`,
 	cmd.Flags().String("http-addr", ":8080", "inbound HTTP address, HL7 v2 over HTTP at /hl7v2 (config http.addr)")
 	cmd.Flags().String("admin-addr", ":8081", "admin HTTP address (config admin.addr)")
 	cmd.Flags().String("data-dir", "./data", "directory of the journal (config data_dir)")
-	cmd.Flags().String("itk-addr", ":8080", "ITK 2.x SOAP address, path /itk; shares the HTTP listener when equal to --http-addr (config itk.addr)")
+	cmd.Flags().String("itk-addr", "", "ITK 2.x SOAP address, path /itk; empty shares the HTTP listener, :8080 by default (config itk.addr)")
 	cmd.Flags().String("routes", "", "routes file or directory; the embedded default table when empty (config routes.file)")
 	return cmd
 }
@@ -151,7 +151,7 @@ func buildEngine(cfg config, log *slog.Logger) (*engine, error) {
 	if err != nil {
 		return fail(usageError{fmt.Errorf("config: itk: %w", err)})
 	}
-	if cfg.ITK.Addr == cfg.HTTP.Addr {
+	if cfg.ITK.Addr == "" || cfg.ITK.Addr == cfg.HTTP.Addr {
 		inbound.Handle("/itk", itkHandler)
 	} else {
 		itkMux := http.NewServeMux()
