@@ -69,7 +69,7 @@ func newDestination(name string, cfg Config, base *url.URL, headers http.Header,
 // body that is not FHIR JSON is refused for good.
 func (d *Destination) Deliver(ctx context.Context, del *routes.Delivery) error {
 	if mt, _, _ := mime.ParseMediaType(del.ContentType); mt != routes.ContentTypeFHIR && mt != "application/json" {
-		return routes.Permanent(fmt.Errorf("fhir: the body is %s, not FHIR JSON: the route needs a transform", mt))
+		return routes.Permanent(fmt.Errorf("fhir: the body is %q, not FHIR JSON: the route needs a transform", mt))
 	}
 	tok, err := d.bearer()
 	if err != nil {

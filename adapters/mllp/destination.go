@@ -203,7 +203,7 @@ func (c ClientTLSConfig) client(ps *configProblems) *tls.Config {
 // sent, are refused for good.
 func (d *Destination) Deliver(ctx context.Context, del *routes.Delivery) error {
 	if mt, _, _ := mime.ParseMediaType(del.ContentType); mt != routes.ContentTypeHL7v2 && mt != "application/hl7-v2" {
-		return routes.Permanent(fmt.Errorf("mllp: %s: the body is %s, not HL7 v2: an mllp destination takes the original message, without a transform", d.name, mt))
+		return routes.Permanent(fmt.Errorf("mllp: %s: the body is %q, not HL7 v2: an mllp destination takes the original message, without a transform", d.name, mt))
 	}
 	if bytes.IndexByte(del.Body, EndBlock) >= 0 {
 		return routes.Permanent(fmt.Errorf("mllp: %s: the message holds the end block byte 0x1C and cannot be framed", d.name))
