@@ -75,9 +75,10 @@ type Config struct {
 	// Headers are added to every message. Names starting x-spinebridge- and the
 	// x-hl7- headers the publisher sets are refused.
 	Headers map[string]string `yaml:"headers"`
-	// Channels is how many confirm-mode channels the deliveries share. Default 1,
-	// which BenchmarkPublish measured fastest against a broker sharing two cores
-	// with the engine; a broker with cores to spare may take more.
+	// Channels is how many confirm-mode channels the deliveries share. Default 1:
+	// in BenchmarkPublish, against a broker sharing two cores with the engine,
+	// more were never faster, as the broker's CPU is what limits; a broker with
+	// cores to spare may do better with more.
 	Channels int `yaml:"channels"`
 	// InFlight bounds the publishes waiting for their confirm. Default 256.
 	InFlight int `yaml:"in_flight"`
