@@ -313,10 +313,10 @@ func TestEngineITKFromTheCLIIsJournaledRoutedAndConverted(t *testing.T) {
 			t.Errorf("the bundles lack %s", want)
 		}
 	}
+	// A file is renamed into place before its delivery's outcome is stored.
 	for _, r := range recs {
-		show := e.show(r.ID)
-		if !strings.Contains(show, "fhir-files via ") || !strings.Contains(show, "delivered") {
-			t.Errorf("journey of %s:\n%s", r.ID, show)
-		}
+		waitUntil(t, 30*time.Second, "record "+r.ID+"'s FHIR delivery in its journey", func() bool {
+			return regexp.MustCompile(`fhir-files via \S+: attempt 1 delivered`).MatchString(e.show(r.ID))
+		})
 	}
 }

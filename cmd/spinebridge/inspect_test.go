@@ -197,7 +197,7 @@ func TestEveryKeyFromEnvironment(t *testing.T) {
 		case []string:
 			val = "X1,X2"
 		default:
-			if strings.HasSuffix(key, "timeout") || strings.HasSuffix(key, "window") || strings.HasSuffix(key, "keep_alive") {
+			if strings.HasSuffix(key, "timeout") || strings.HasSuffix(key, "window") || strings.HasSuffix(key, "keep_alive") || strings.HasSuffix(key, "backoff") {
 				val = "42s"
 			} else {
 				val = "set-" + key
@@ -224,6 +224,11 @@ func TestEveryKeyFromEnvironment(t *testing.T) {
 		"hl7.timezone":         c.HL7.Timezone == "set-hl7.timezone",
 		"data_dir":             c.DataDir == "set-data_dir",
 		"log.format":           c.Log.Format == "set-log.format",
+		"routes.file":          c.Routes.File == "set-routes.file",
+		"delivery.concurrency": c.Delivery.Concurrency == 4242,
+		"delivery.max_backoff": c.Delivery.MaxBackoff == 42*time.Second,
+		"itk.identity":         c.ITK.Identity == "set-itk.identity",
+		"itk.services":         len(c.ITK.Services) == 2,
 	}
 	for key, ok := range checks {
 		if !ok {
