@@ -192,3 +192,49 @@ type Transformer interface {
 	// deliveries are dead-lettered with it as the reason).
 	Transform(dst []byte, rec *Record) (body []byte, contentType string, err error)
 }
+
+// ConfigProblems collects what is wrong with a destination's configuration,
+// each problem at the path of keys of the value at fault (["tls",
+// "cert_file"]), so that a factory reports all of them at their positions.
+type ConfigProblems []ConfigProblem
+
+// ConfigProblem is one value of a configuration at fault.
+type ConfigProblem struct {
+	Path []string
+	Err  error
+}
+
+// Add records err against the value at path.
+func (ps *ConfigProblems) Add(err error, path ...string) {
+	*ps = append(*ps, ConfigProblem{Path: path, Err: err})
+}
+
+// At returns the problems as one error, each with the line and column of its
+// value in node, as Decode reports them ("line:col: key.path: message"); a
+// missing key points at the mapping that lacks it.
+func (ps ConfigProblems) At(node *yaml.Node) error {
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		n := node
+		for _, key := range p.Path {
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == key {
+					n = n.Content[j+1]
+					break
+				}
+			}
+		}
+		errs[i] = fmt.Errorf("%d:%d: %s: %w", n.Line, n.Column, strings.Join(p.Path, "."), p.Err)
+	}
+	return errors.Join(errs...)
+}
+
+// Plain returns the problems as one error for a configuration built in code,
+// each as "prefix: key.path: message".
+func (ps ConfigProblems) Plain(prefix string) error {
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = fmt.Errorf("%s: %s: %w", prefix, strings.Join(p.Path, "."), p.Err)
+	}
+	return errors.Join(errs...)
+}

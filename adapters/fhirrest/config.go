@@ -85,7 +85,7 @@ func Factory(name string, node *yaml.Node) (routes.Destination, error) {
 	}
 	d, ps := build(name, cfg)
 	if len(ps) > 0 {
-		return nil, ps.at(node)
+		return nil, ps.At(node)
 	}
 	return d, nil
 }
@@ -95,7 +95,7 @@ func Factory(name string, node *yaml.Node) (routes.Destination, error) {
 func New(name string, cfg Config) (*Destination, error) {
 	d, ps := build(name, cfg)
 	if len(ps) > 0 {
-		return nil, ps.plain(name)
+		return nil, ps.Plain("fhir destination " + name)
 	}
 	return d, nil
 }
@@ -111,18 +111,18 @@ func build(name string, cfg Config) (*Destination, problems) {
 	var ps problems
 	base, err := parseBase(cfg.URL)
 	if err != nil {
-		ps.add(err, "url")
+		ps.Add(err, "url")
 	}
 	switch cfg.Mode {
 	case "":
 		cfg.Mode = ModeBundle
 	case ModeBundle, ModeResources:
 	default:
-		ps.add(fmt.Errorf("%q: want %s or %s", cfg.Mode, ModeBundle, ModeResources), "mode")
+		ps.Add(fmt.Errorf("%q: want %s or %s", cfg.Mode, ModeBundle, ModeResources), "mode")
 	}
 	switch {
 	case cfg.Timeout < 0:
-		ps.add(fmt.Errorf("%v is negative", cfg.Timeout), "timeout")
+		ps.Add(fmt.Errorf("%v is negative", cfg.Timeout), "timeout")
 	case cfg.Timeout == 0:
 		cfg.Timeout = defaultTimeout
 	}
@@ -131,11 +131,11 @@ func build(name string, cfg Config) (*Destination, problems) {
 		v := cfg.Headers[k]
 		switch {
 		case !validHeaderName(k):
-			ps.add(errors.New("not a valid header name"), "headers", k)
+			ps.Add(errors.New("not a valid header name"), "headers", k)
 		case isReserved(k):
-			ps.add(errors.New("set by the destination itself; a token goes in token_file or token_env"), "headers", k)
+			ps.Add(errors.New("set by the destination itself; a token goes in token_file or token_env"), "headers", k)
 		case !validHeaderValue(v):
-			ps.add(errors.New("value holds a control character"), "headers", k)
+			ps.Add(errors.New("value holds a control character"), "headers", k)
 		default:
 			headers.Set(k, v)
 		}
@@ -143,22 +143,22 @@ func build(name string, cfg Config) (*Destination, problems) {
 	var tok *tokenSource
 	switch {
 	case cfg.TokenFile != "" && cfg.TokenEnv != "":
-		ps.add(errors.New("token_file is set too; choose one"), "token_env")
+		ps.Add(errors.New("token_file is set too; choose one"), "token_env")
 	case cfg.TokenFile != "":
 		tok = &tokenSource{file: cfg.TokenFile}
 		if _, err := tok.get(); err != nil {
-			ps.add(err, "token_file")
+			ps.Add(err, "token_file")
 		}
 	case cfg.TokenEnv != "":
 		tok = &tokenSource{}
 		if err := tok.set(os.Getenv(cfg.TokenEnv)); err != nil {
-			ps.add(fmt.Errorf("environment variable %s: %w", cfg.TokenEnv, err), "token_env")
+			ps.Add(fmt.Errorf("environment variable %s: %w", cfg.TokenEnv, err), "token_env")
 		}
 	}
 	var tc *tls.Config
 	if !cfg.TLS.isZero() {
 		if base != nil && base.Scheme != "https" {
-			ps.add(errors.New("set for a url that is not https"), "tls")
+			ps.Add(errors.New("set for a url that is not https"), "tls")
 		}
 		tc = cfg.TLS.client(&ps)
 	}
@@ -208,24 +208,24 @@ func (c TLSConfig) client(ps *problems) *tls.Config {
 		pem, err := os.ReadFile(c.CAFile)
 		switch {
 		case err != nil:
-			ps.add(err, "tls", "ca_file")
+			ps.Add(err, "tls", "ca_file")
 		default:
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				ps.add(fmt.Errorf("%s holds no PEM certificate", c.CAFile), "tls", "ca_file")
+				ps.Add(fmt.Errorf("%s holds no PEM certificate", c.CAFile), "tls", "ca_file")
 			}
 			tc.RootCAs = pool
 		}
 	}
 	switch {
 	case c.CertFile == "" && c.KeyFile != "":
-		ps.add(errors.New("set without cert_file"), "tls", "key_file")
+		ps.Add(errors.New("set without cert_file"), "tls", "key_file")
 	case c.CertFile != "" && c.KeyFile == "":
-		ps.add(errors.New("set without key_file"), "tls", "cert_file")
+		ps.Add(errors.New("set without key_file"), "tls", "cert_file")
 	case c.CertFile != "":
 		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			ps.add(fmt.Errorf("with key file %s: %w", c.KeyFile, err), "tls", "cert_file")
+			ps.Add(fmt.Errorf("with key file %s: %w", c.KeyFile, err), "tls", "cert_file")
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
@@ -268,45 +268,5 @@ func isReserved(name string) bool {
 	return false
 }
 
-// problem is a value of the configuration at fault, named by its path of keys
-// from the destination's mapping: ["tls", "cert_file"].
-type problem struct {
-	path []string
-	err  error
-}
-
-type problems []problem
-
-func (ps *problems) add(err error, path ...string) {
-	*ps = append(*ps, problem{path: path, err: err})
-}
-
-// at returns the problems as one error, each with the line and column of its
-// value in node, as routes.Decode reports them; a missing key points at the
-// mapping that lacks it.
-func (ps problems) at(node *yaml.Node) error {
-	errs := make([]error, len(ps))
-	for i, p := range ps {
-		n := node
-		for _, key := range p.path {
-			for j := 0; j+1 < len(n.Content); j += 2 {
-				if n.Content[j].Value == key {
-					n = n.Content[j+1]
-					break
-				}
-			}
-		}
-		errs[i] = fmt.Errorf("%d:%d: %s: %w", n.Line, n.Column, strings.Join(p.path, "."), p.err)
-	}
-	return errors.Join(errs...)
-}
-
-// plain returns the problems as one error, each naming the destination and
-// the key.
-func (ps problems) plain(name string) error {
-	errs := make([]error, len(ps))
-	for i, p := range ps {
-		errs[i] = fmt.Errorf("fhir destination %s: %s: %w", name, strings.Join(p.path, "."), p.err)
-	}
-	return errors.Join(errs...)
-}
+// problems are the problems of a configuration, each at its key.
+type problems = routes.ConfigProblems

@@ -51,7 +51,7 @@ func Factory(name string, node *yaml.Node) (routes.Destination, error) {
 	}
 	d, ps := build(name, cfg)
 	if len(ps) > 0 {
-		return nil, ps.at(node)
+		return nil, ps.At(node)
 	}
 	return d, nil
 }
@@ -61,7 +61,7 @@ func Factory(name string, node *yaml.Node) (routes.Destination, error) {
 func New(name string, cfg Config) (*Destination, error) {
 	d, ps := build(name, cfg)
 	if len(ps) > 0 {
-		return nil, ps.plain(name)
+		return nil, ps.Plain("file destination " + name)
 	}
 	return d, nil
 }
@@ -78,16 +78,16 @@ func build(name string, cfg Config) (*Destination, problems) {
 	var ps problems
 	d := &Destination{name: name, mode: DefaultMode, fsync: cfg.Fsync == nil || *cfg.Fsync}
 	if cfg.Dir == "" {
-		ps.add(errors.New("required"), "dir")
+		ps.Add(errors.New("required"), "dir")
 	} else if dir, err := filepath.Abs(cfg.Dir); err != nil {
-		ps.add(err, "dir")
+		ps.Add(err, "dir")
 	} else {
 		d.dir = dir
 	}
 	if cfg.Mode != "" {
 		m, err := strconv.ParseUint(strings.TrimPrefix(cfg.Mode, "0o"), 8, 32)
 		if err != nil || m > 0o777 {
-			ps.add(fmt.Errorf("%q: want permissions in octal, such as 0640", cfg.Mode), "mode")
+			ps.Add(fmt.Errorf("%q: want permissions in octal, such as 0640", cfg.Mode), "mode")
 		}
 		d.mode = os.FileMode(m)
 	}
@@ -97,11 +97,11 @@ func build(name string, cfg Config) (*Destination, problems) {
 	}
 	tmpl, err := template.New("name").Parse(src)
 	if err != nil {
-		ps.add(err, "name")
+		ps.Add(err, "name")
 	} else {
 		d.tmpl = tmpl
 		if _, err := d.fileName(&sample); err != nil {
-			ps.add(err, "name")
+			ps.Add(err, "name")
 		}
 	}
 	if len(ps) > 0 {
@@ -111,45 +111,5 @@ func build(name string, cfg Config) (*Destination, problems) {
 	return d, nil
 }
 
-// problem is a value of the configuration at fault, named by its path of keys
-// from the destination's mapping.
-type problem struct {
-	path []string
-	err  error
-}
-
-type problems []problem
-
-func (ps *problems) add(err error, path ...string) {
-	*ps = append(*ps, problem{path: path, err: err})
-}
-
-// at returns the problems as one error, each with the line and column of its
-// value in node, as routes.Decode reports them; a missing key points at the
-// mapping that lacks it.
-func (ps problems) at(node *yaml.Node) error {
-	errs := make([]error, len(ps))
-	for i, p := range ps {
-		n := node
-		for _, key := range p.path {
-			for j := 0; j+1 < len(n.Content); j += 2 {
-				if n.Content[j].Value == key {
-					n = n.Content[j+1]
-					break
-				}
-			}
-		}
-		errs[i] = fmt.Errorf("%d:%d: %s: %w", n.Line, n.Column, strings.Join(p.path, "."), p.err)
-	}
-	return errors.Join(errs...)
-}
-
-// plain returns the problems as one error, each naming the destination and
-// the key.
-func (ps problems) plain(name string) error {
-	errs := make([]error, len(ps))
-	for i, p := range ps {
-		errs[i] = fmt.Errorf("file destination %s: %s: %w", name, strings.Join(p.path, "."), p.err)
-	}
-	return errors.Join(errs...)
-}
+// problems are the problems of a configuration, each at its key.
+type problems = routes.ConfigProblems

@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,7 +101,7 @@ func DestinationFactory(name string, node *yaml.Node) (routes.Destination, error
 	}
 	d, ps := buildDestination(name, cfg)
 	if len(ps) > 0 {
-		return nil, ps.at(node)
+		return nil, ps.At(node)
 	}
 	return d, nil
 }
@@ -112,7 +111,7 @@ func DestinationFactory(name string, node *yaml.Node) (routes.Destination, error
 func NewDestination(name string, cfg DestinationConfig) (*Destination, error) {
 	d, ps := buildDestination(name, cfg)
 	if len(ps) > 0 {
-		return nil, ps.plain(name)
+		return nil, ps.Plain("mllp destination " + name)
 	}
 	return d, nil
 }
@@ -120,21 +119,21 @@ func NewDestination(name string, cfg DestinationConfig) (*Destination, error) {
 func buildDestination(name string, cfg DestinationConfig) (*Destination, configProblems) {
 	var ps configProblems
 	if cfg.Addr == "" {
-		ps.add(errors.New("required"), "addr")
+		ps.Add(errors.New("required"), "addr")
 	} else if host, port, err := net.SplitHostPort(cfg.Addr); err != nil || host == "" {
-		ps.add(errors.New("want host:port"), "addr")
+		ps.Add(errors.New("want host:port"), "addr")
 	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		ps.add(errors.New("the port is not a number from 1 to 65535"), "addr")
+		ps.Add(errors.New("the port is not a number from 1 to 65535"), "addr")
 	}
 	if cfg.AckTimeout < 0 {
-		ps.add(fmt.Errorf("%v is negative", cfg.AckTimeout), "ack_timeout")
+		ps.Add(fmt.Errorf("%v is negative", cfg.AckTimeout), "ack_timeout")
 	}
 	if cfg.DialTimeout < 0 {
-		ps.add(fmt.Errorf("%v is negative", cfg.DialTimeout), "dial_timeout")
+		ps.Add(fmt.Errorf("%v is negative", cfg.DialTimeout), "dial_timeout")
 	}
 	switch {
 	case cfg.Connections < 0 || cfg.Connections > maxConnections:
-		ps.add(fmt.Errorf("%d: want 1 to %d", cfg.Connections, maxConnections), "connections")
+		ps.Add(fmt.Errorf("%d: want 1 to %d", cfg.Connections, maxConnections), "connections")
 	case cfg.Connections == 0:
 		cfg.Connections = 1
 	}
@@ -153,7 +152,7 @@ func buildDestination(name string, cfg DestinationConfig) (*Destination, configP
 		Retries: 0,
 	}.validate()
 	if err != nil {
-		ps.add(err, "addr")
+		ps.Add(err, "addr")
 		return nil, ps
 	}
 	return &Destination{name: name, cfg: sc, slots: make([]senderSlot, cfg.Connections)}, nil
@@ -173,23 +172,23 @@ func (c ClientTLSConfig) client(ps *configProblems) *tls.Config {
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			ps.add(err, "tls", "ca_file")
+			ps.Add(err, "tls", "ca_file")
 		} else {
 			tc.RootCAs = x509.NewCertPool()
 			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				ps.add(fmt.Errorf("%s holds no PEM certificate", c.CAFile), "tls", "ca_file")
+				ps.Add(fmt.Errorf("%s holds no PEM certificate", c.CAFile), "tls", "ca_file")
 			}
 		}
 	}
 	switch {
 	case c.CertFile == "" && c.KeyFile != "":
-		ps.add(errors.New("set without cert_file"), "tls", "key_file")
+		ps.Add(errors.New("set without cert_file"), "tls", "key_file")
 	case c.CertFile != "" && c.KeyFile == "":
-		ps.add(errors.New("set without key_file"), "tls", "cert_file")
+		ps.Add(errors.New("set without key_file"), "tls", "cert_file")
 	case c.CertFile != "":
 		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			ps.add(fmt.Errorf("with key file %s: %w", c.KeyFile, err), "tls", "cert_file")
+			ps.Add(fmt.Errorf("with key file %s: %w", c.KeyFile, err), "tls", "cert_file")
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
@@ -286,45 +285,5 @@ func (d *Destination) Close() error {
 	return errors.Join(errs...)
 }
 
-// configProblem is a value of a destination's configuration at fault, named
-// by its path of keys from the destination's mapping.
-type configProblem struct {
-	path []string
-	err  error
-}
-
-type configProblems []configProblem
-
-func (ps *configProblems) add(err error, path ...string) {
-	*ps = append(*ps, configProblem{path: path, err: err})
-}
-
-// at returns the problems as one error, each with the line and column of its
-// value in node, as routes.Decode reports them; a missing key points at the
-// mapping that lacks it.
-func (ps configProblems) at(node *yaml.Node) error {
-	errs := make([]error, len(ps))
-	for i, p := range ps {
-		n := node
-		for _, key := range p.path {
-			for j := 0; j+1 < len(n.Content); j += 2 {
-				if n.Content[j].Value == key {
-					n = n.Content[j+1]
-					break
-				}
-			}
-		}
-		errs[i] = fmt.Errorf("%d:%d: %s: %w", n.Line, n.Column, strings.Join(p.path, "."), p.err)
-	}
-	return errors.Join(errs...)
-}
-
-// plain returns the problems as one error, each naming the destination and
-// the key.
-func (ps configProblems) plain(name string) error {
-	errs := make([]error, len(ps))
-	for i, p := range ps {
-		errs[i] = fmt.Errorf("mllp destination %s: %s: %w", name, strings.Join(p.path, "."), p.err)
-	}
-	return errors.Join(errs...)
-}
+// configProblems are the problems of a configuration, each at its key.
+type configProblems = routes.ConfigProblems
