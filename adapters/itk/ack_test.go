@@ -134,3 +134,25 @@ func TestInfrastructureAckTransformer(t *testing.T) {
 		t.Errorf("no acknowledgement asked for: %v", err)
 	}
 }
+
+func TestBusinessAckTransformer(t *testing.T) {
+	m := Meta{Remote: "10.0.0.1:1234", Service: "urn:nhs-itk:services:201005:SendCDADocument-v2-0", TrackingID: "7D6F23E0-AE1A-11DB-9808-B18E1E0994CD",
+		PayloadID: "uuid_2A4C6E80-1B3D-4F57-9A1C-3E5F7A9B1C2D", SenderAddress: "urn:nhs-uk:addressing:ods:RX1", Recipient: "urn:nhs-uk:addressing:ods:X26",
+		AuditIdentity: "urn:nhs-uk:identity:ods:RX1", BusAckRequested: true}
+	rec := &routes.Record{Listener: Listener, Peer: m.Peer(), Received: time.Date(2026, 11, 21, 9, 30, 0, 0, time.UTC)}
+	tr := BusinessAckTransformer{Identity: "urn:nhs-uk:identity:ods:X26"}
+	out, _, err := tr.Transform(nil, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ITKBusinessAcknowledgement", `typeCode="AA"`, "7D6F23E0-AE1A-11DB-9808-B18E1E0994CD"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the acknowledgement lacks %q:\n%s", want, out)
+		}
+	}
+	m.BusAckRequested = false
+	rec.Peer = m.Peer()
+	if _, _, err := tr.Transform(nil, rec); !errors.Is(err, ErrNoBusinessAckRequested) {
+		t.Errorf("no acknowledgement asked for: %v", err)
+	}
+}

@@ -34,3 +34,31 @@ func (t InfrastructureAckTransformer) Transform(dst []byte, rec *routes.Record) 
 	}
 	return append(dst, ack...), routes.ContentTypeXML, nil
 }
+
+// BusinessAckTransformer makes the business acknowledgement of an ITK record
+// whose sender asked for one: an acceptance, since the message was journaled
+// and the route naming this transform takes it. A route that sends it after
+// the routes delivering the document (continue: true on those) reports their
+// acceptance in the order the sender expects.
+type BusinessAckTransformer struct {
+	Identity string // this receiver's audit identity URI
+}
+
+var _ routes.Transformer = BusinessAckTransformer{}
+
+// ErrNoBusinessAckRequested reports a record whose sender asked for no
+// business acknowledgement (or that did not arrive by ITK).
+var ErrNoBusinessAckRequested = errors.New("itk: the sender asked for no business acknowledgement")
+
+// Transform builds the business acknowledgement of rec.
+func (t BusinessAckTransformer) Transform(dst []byte, rec *routes.Record) ([]byte, string, error) {
+	m, ok := MetaOf(rec)
+	if !ok || !m.BusAckRequested {
+		return dst, "", ErrNoBusinessAckRequested
+	}
+	ack, err := BuildBusinessAck(m, BusinessAccept, AckOptions{Identity: t.Identity, Time: rec.Received})
+	if err != nil {
+		return dst, "", err
+	}
+	return append(dst, ack...), routes.ContentTypeXML, nil
+}

@@ -39,7 +39,8 @@ func destinationKinds() map[string]routes.DestinationFactory {
 
 // transformersFor builds the transforms a route may name: the mapping set's
 // (fhir, and one per structure), cda for ITK CDA documents, and
-// itk-infrastructure-ack for the acknowledgements ITK senders ask for.
+// itk-infrastructure-ack and itk-business-ack for the acknowledgements ITK
+// senders ask for.
 func transformersFor(cfg config) (map[string]routes.Transformer, error) {
 	zone, err := time.LoadLocation(cfg.HL7.Timezone)
 	if err != nil {
@@ -56,6 +57,7 @@ func transformersFor(cfg config) (map[string]routes.Transformer, error) {
 	ts := routes.MappingTransformers(set, transforms.Options{Zone: zone, Bundle: bt})
 	ts["cda"] = &itk.CDATransformer{Zone: zone}
 	ts["itk-infrastructure-ack"] = itk.InfrastructureAckTransformer{Identity: cfg.ITK.Identity}
+	ts["itk-business-ack"] = itk.BusinessAckTransformer{Identity: cfg.ITK.Identity}
 	return ts, nil
 }
 
