@@ -339,7 +339,11 @@ func (l *loader) add(path string, line, col int, format string, args ...any) {
 
 // at records a problem at node n of f.
 func (l *loader) at(f *routesFile, n *yaml.Node, format string, args ...any) {
-	l.add(f.path, n.Line, n.Column, format, args...)
+	line, col := n.Line, n.Column
+	if line > len(f.lines) { // see readYAML
+		line, col = len(f.lines), 0
+	}
+	l.add(f.path, line, col, format, args...)
 }
 
 // err returns the problems found, sorted by file and position, or nil.
@@ -440,6 +444,16 @@ func readYAML(path string, src []byte, add func(line, col int, format string, ar
 		if c == '\n' {
 			f.lines = append(f.lines, i+1)
 		}
+	}
+	// YAML counts a lone CR as a line break too, and places end-of-stream
+	// errors on the line after the last: keep positions inside the file as an
+	// editor shows it.
+	inner := add
+	add = func(line, col int, format string, args ...any) {
+		if line > len(f.lines) {
+			line, col = len(f.lines), 0
+		}
+		inner(line, col, format, args...)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	var doc yaml.Node
