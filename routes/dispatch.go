@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -320,7 +321,7 @@ func (d *Dispatcher) routeOne(rec *Record, msg *hl7v2.Message, matches []Match, 
 		if d.metrics != nil {
 			d.metrics.routed.WithLabelValues(m.Route).Inc()
 		}
-		events = append(events, Event{MessageID: rec.ID, Kind: kind, Route: m.Route, Detail: joinNames(m.To)})
+		events = append(events, Event{MessageID: rec.ID, Kind: kind, Route: m.Route, Detail: strings.Join(m.To, ", ")})
 		key := m.Key
 		if key == "" {
 			key = rec.Listener + " " + rec.Peer
@@ -341,17 +342,6 @@ func (d *Dispatcher) routeOne(rec *Record, msg *hl7v2.Message, matches []Match, 
 		}
 	}
 	return pending, events, bodies
-}
-
-func joinNames(names []string) string {
-	s := ""
-	for i, n := range names {
-		if i > 0 {
-			s += ", "
-		}
-		s += n
-	}
-	return s
 }
 
 // advance moves the routed cursor and wakes whoever waits for it.
