@@ -193,6 +193,25 @@ type Transformer interface {
 	Transform(dst []byte, rec *Record) (body []byte, contentType string, err error)
 }
 
+// DecodeDestination is the body of a DestinationFactory whose kind builds from
+// a config struct C: it decodes node into a C (see Decode) and calls build,
+// reporting the decode errors, or else build's problems at the positions of
+// their values. A nil node is an empty mapping.
+func DecodeDestination[C any, D Destination](name string, node *yaml.Node, build func(string, C) (D, ConfigProblems)) (Destination, error) {
+	if node == nil {
+		node = &yaml.Node{Kind: yaml.MappingNode}
+	}
+	var cfg C
+	if err := Decode(node, &cfg); err != nil {
+		return nil, err
+	}
+	d, ps := build(name, cfg)
+	if len(ps) > 0 {
+		return nil, ps.At(node)
+	}
+	return d, nil
+}
+
 // ConfigProblems collects what is wrong with a destination's configuration,
 // each problem at the path of keys of the value at fault (["tls",
 // "cert_file"]), so that a factory reports all of them at their positions.

@@ -76,18 +76,7 @@ func (c TLSConfig) isZero() bool { return c == TLSConfig{} }
 // without connecting. Its errors name the line and column of the value at
 // fault, every one found.
 func Factory(name string, node *yaml.Node) (routes.Destination, error) {
-	if node == nil {
-		node = &yaml.Node{Kind: yaml.MappingNode}
-	}
-	var cfg Config
-	if err := routes.Decode(node, &cfg); err != nil {
-		return nil, err
-	}
-	d, ps := build(name, cfg)
-	if len(ps) > 0 {
-		return nil, ps.At(node)
-	}
-	return d, nil
+	return routes.DecodeDestination(name, node, build)
 }
 
 // New builds a FHIR destination from cfg, without connecting. It reads the

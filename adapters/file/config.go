@@ -42,18 +42,7 @@ type Config struct {
 // without touching the file system. Its errors name the line and column of
 // the value at fault, every one found.
 func Factory(name string, node *yaml.Node) (routes.Destination, error) {
-	if node == nil {
-		node = &yaml.Node{Kind: yaml.MappingNode}
-	}
-	var cfg Config
-	if err := routes.Decode(node, &cfg); err != nil {
-		return nil, err
-	}
-	d, ps := build(name, cfg)
-	if len(ps) > 0 {
-		return nil, ps.At(node)
-	}
-	return d, nil
+	return routes.DecodeDestination(name, node, build)
 }
 
 // New builds a file destination from cfg, without touching the file system:

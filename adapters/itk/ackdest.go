@@ -82,100 +82,46 @@ var (
 // without connecting. Its errors carry the line and column of the value at
 // fault, every one found.
 func AckFactory(name string, node *yaml.Node) (routes.Destination, error) {
-	if node == nil {
-		node = &yaml.Node{Kind: yaml.MappingNode}
-	}
-	var cfg AckConfig
-	if err := routes.Decode(node, &cfg); err != nil {
-		return nil, err
-	}
-	d, errs := buildAckDestination(name, cfg)
-	if len(errs) > 0 {
-		for i, e := range errs {
-			n := keyValue(node, e.key)
-			errs[i].err = fmt.Errorf("%d:%d: %s: %w", n.Line, n.Column, e.key, e.err)
-		}
-		return nil, joinKeyed(errs)
-	}
-	return d, nil
+	return routes.DecodeDestination(name, node, buildAckDestination)
 }
 
 // NewAckDestination builds an AckDestination from cfg, without connecting.
 func NewAckDestination(name string, cfg AckConfig) (*AckDestination, error) {
-	d, errs := buildAckDestination(name, cfg)
-	if len(errs) > 0 {
-		for i, e := range errs {
-			errs[i].err = fmt.Errorf("itk-ack destination %s: %s: %w", name, e.key, e.err)
-		}
-		return nil, joinKeyed(errs)
+	d, ps := buildAckDestination(name, cfg)
+	if len(ps) > 0 {
+		return nil, ps.Plain("itk-ack destination " + name)
 	}
 	return d, nil
 }
 
-type keyedError struct {
-	key string // the key at fault; "addresses.<uri>" for an entry of addresses
-	err error
-}
-
-func joinKeyed(errs []keyedError) error {
-	out := make([]error, len(errs))
-	for i, e := range errs {
-		out[i] = e.err
-	}
-	return errors.Join(out...)
-}
-
-// keyValue is the value node at key in a mapping, or the mapping itself when
-// the key is missing. A key "addresses.<uri>" is the entry of addresses (the
-// URI itself may hold dots).
-func keyValue(node *yaml.Node, key string) *yaml.Node {
-	path := []string{key}
-	if rest, ok := strings.CutPrefix(key, "addresses."); ok {
-		path = []string{"addresses", rest}
-	}
-	for _, k := range path {
-		next := node
-		for i := 0; i+1 < len(node.Content); i += 2 {
-			if node.Content[i].Value == k {
-				next = node.Content[i+1]
-			}
-		}
-		if next == node {
-			return node
-		}
-		node = next
-	}
-	return node
-}
-
-func buildAckDestination(name string, cfg AckConfig) (*AckDestination, []keyedError) {
-	var errs []keyedError
+func buildAckDestination(name string, cfg AckConfig) (*AckDestination, routes.ConfigProblems) {
+	var ps routes.ConfigProblems
 	if cfg.Kind != "" && cfg.Kind != AckKind {
-		errs = append(errs, keyedError{"kind", fmt.Errorf("%q is not %q", cfg.Kind, AckKind)})
+		ps.Add(fmt.Errorf("%q is not %q", cfg.Kind, AckKind), "kind")
 	}
 	if cfg.URL != "" && !isHTTPURL(cfg.URL) {
-		errs = append(errs, keyedError{"url", errors.New("must be an http or https URL")})
+		ps.Add(errors.New("must be an http or https URL"), "url")
 	}
 	for addr, u := range cfg.Addresses {
 		if !isHTTPURL(u) {
-			errs = append(errs, keyedError{"addresses." + addr, errors.New("must be an http or https URL")})
+			ps.Add(errors.New("must be an http or https URL"), "addresses", addr)
 		}
 	}
 	if cfg.URL == "" && len(cfg.Addresses) == 0 {
-		errs = append(errs, keyedError{"url", errors.New("url or addresses is required")})
+		ps.Add(errors.New("url or addresses is required"), "url")
 	}
 	if cfg.Timeout < 0 {
-		errs = append(errs, keyedError{"timeout", errors.New("must not be negative")})
+		ps.Add(errors.New("must not be negative"), "timeout")
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
 	}
 	tc, err := ackTLS(cfg.TLS)
 	if err != nil {
-		errs = append(errs, keyedError{"tls", err})
+		ps.Add(err, "tls")
 	}
-	if len(errs) > 0 {
-		return nil, errs
+	if len(ps) > 0 {
+		return nil, ps
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = tc

@@ -92,18 +92,7 @@ var _ routes.Destination = (*Destination)(nil)
 // routes file, without connecting. Its errors name the line and column of the
 // value at fault, every one found.
 func DestinationFactory(name string, node *yaml.Node) (routes.Destination, error) {
-	if node == nil {
-		node = &yaml.Node{Kind: yaml.MappingNode}
-	}
-	var cfg DestinationConfig
-	if err := routes.Decode(node, &cfg); err != nil {
-		return nil, err
-	}
-	d, ps := buildDestination(name, cfg)
-	if len(ps) > 0 {
-		return nil, ps.At(node)
-	}
-	return d, nil
+	return routes.DecodeDestination(name, node, buildDestination)
 }
 
 // NewDestination builds an MLLP destination from cfg, without connecting. It
