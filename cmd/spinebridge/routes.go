@@ -43,14 +43,9 @@ without connecting to any. Every problem is printed as path:line:col: message,
 and the exit status is 1 when there is one.`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts, err := deps.Options(cmd)
+			t, err := loadTable(cmd, deps, args)
 			if err != nil {
 				return err
-			}
-			t, err := routes.LoadTable(args, opts)
-			if err != nil {
-				printTableErrors(cmd.ErrOrStderr(), err)
-				return exitError{1}
 			}
 			defer t.Close()
 			fmt.Fprintf(cmd.OutOrStdout(), "ok: %s, %s in %s\n",
@@ -74,14 +69,9 @@ Each case is printed with its file and line, pass or fail, and for a failure
 what differed. The exit status is 1 when a case fails or a file has errors.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts, err := deps.Options(cmd)
+			t, err := loadTable(cmd, deps, args)
 			if err != nil {
 				return err
-			}
-			t, err := routes.LoadTable(args, opts)
-			if err != nil {
-				printTableErrors(cmd.ErrOrStderr(), err)
-				return exitError{1}
 			}
 			defer t.Close()
 			results, err := routes.RunCases(args[0], t)
@@ -114,6 +104,21 @@ what differed. The exit status is 1 when a case fails or a file has errors.`,
 			return nil
 		},
 	}
+}
+
+// loadTable loads the table in paths as serve would; its errors are printed
+// and make the command exit 1.
+func loadTable(cmd *cobra.Command, deps routesDeps, paths []string) (*routes.Table, error) {
+	opts, err := deps.Options(cmd)
+	if err != nil {
+		return nil, err
+	}
+	t, err := routes.LoadTable(paths, opts)
+	if err != nil {
+		printTableErrors(cmd.ErrOrStderr(), err)
+		return nil, exitError{1}
+	}
+	return t, nil
 }
 
 // printTableErrors prints each of a table's errors on a line of its own, and
