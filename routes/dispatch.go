@@ -32,6 +32,9 @@ type Routing interface {
 	Match(rec *Record, m *hl7v2.Message, dst []Match) ([]Match, error)
 	// Destination returns the destination declared under name, or nil.
 	Destination(name string) Destination
+	// HoldsAcks reports whether any route acknowledges at AckProcessed, so
+	// that Process need not match messages when none does.
+	HoldsAcks() bool
 	// Close releases the table's destinations.
 	Close() error
 }
@@ -108,6 +111,7 @@ type Dispatcher struct {
 	pending    atomic.Int64  // deliveries held in memory
 	drained    chan struct{} // signalled when pending drops below MaxPending
 	wake       chan struct{} // replays asked for through this process
+	replayDue  atomic.Bool   // replays may be waiting: at start, and after Replay
 	cursor     atomic.Uint64
 	routedUpTo chan struct{} // closed and replaced each time the cursor moves
 	routedMu   sync.Mutex
@@ -164,6 +168,7 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 		routedUpTo: make(chan struct{}),
 	}
 	d.routing.Store(&generation{Routing: cfg.Routing})
+	d.replayDue.Store(true) // replays stored while no engine ran
 	return d, nil
 }
 
@@ -237,11 +242,14 @@ func (d *Dispatcher) route(ctx context.Context) error {
 		matches []Match
 	)
 	for {
-		if err := d.runReplays(ctx, &msg); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		if d.replayDue.Swap(false) {
+			if err := d.runReplays(ctx, &msg); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				d.log.Error("routes: replaying", "err", err)
+				d.replayDue.Store(true) // try again on the next pass
 			}
-			d.log.Error("routes: replaying", "err", err)
 		}
 		for d.pending.Load() >= int64(d.cfg.MaxPending) {
 			select {
@@ -397,13 +405,17 @@ func (d *Dispatcher) runReplays(ctx context.Context, msg *hl7v2.Message) error {
 // returns at once and the ACK leaves after the durable write. It transforms
 // apart from the deliveries, which transform again when they are made.
 func (d *Dispatcher) Process(ctx context.Context, rec *Record) error {
+	gen := d.routing.Load()
+	if d.cfg.AckPoint != AckProcessed && !gen.HoldsAcks() {
+		return nil // the common case: the ACK leaves after the durable write
+	}
 	var msg *hl7v2.Message
 	if rec.Format == FormatHL7v2 {
 		if m, err := hl7v2.Parse(rec.Raw); err == nil {
 			msg = m
 		}
 	}
-	matches, err := d.routing.Load().match(rec, msg, nil)
+	matches, err := gen.match(rec, msg, nil)
 	if err != nil {
 		return fmt.Errorf("routing: %w", err)
 	}
@@ -437,6 +449,7 @@ func (d *Dispatcher) Replay(ctx context.Context, ids ...ID) error {
 			return err
 		}
 	}
+	d.replayDue.Store(true)
 	select {
 	case d.wake <- struct{}{}:
 	default:

@@ -36,6 +36,8 @@ func (f *fakeRouting) Match(rec *Record, m *hl7v2.Message, dst []Match) ([]Match
 
 func (f *fakeRouting) Destination(name string) Destination { return f.dests[name] }
 
+func (f *fakeRouting) HoldsAcks() bool { return f.ack == AckProcessed }
+
 func (f *fakeRouting) Close() error {
 	if f.closed != nil {
 		close(f.closed)

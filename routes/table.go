@@ -1151,4 +1151,13 @@ func (r *tableRouting) Match(rec *Record, parsed *hl7v2.Message, dst []Match) ([
 
 func (r *tableRouting) Destination(name string) Destination { return r.t.Destinations[name] }
 
+func (r *tableRouting) HoldsAcks() bool {
+	for _, rt := range r.t.Routes {
+		if rt.Ack == AckProcessed {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *tableRouting) Close() error { return r.t.Close() }
