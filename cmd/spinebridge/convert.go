@@ -75,19 +75,29 @@ check digit fails) are warnings on standard error.`,
 
 // newConverter loads the mapping set the configuration names.
 func newConverter(cfg config) (*transforms.Converter, error) {
+	set, opts, err := loadMappings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return set.NewConverter(opts), nil
+}
+
+// loadMappings loads the configured mapping set and the options it converts
+// with, for convert, conformance run and the engine's transforms alike.
+func loadMappings(cfg config) (*transforms.Set, transforms.Options, error) {
 	zone, err := time.LoadLocation(cfg.HL7.Timezone)
 	if err != nil {
-		return nil, usageError{fmt.Errorf("time zone %q: %w", cfg.HL7.Timezone, err)}
+		return nil, transforms.Options{}, usageError{fmt.Errorf("time zone %q: %w", cfg.HL7.Timezone, err)}
 	}
 	bt, err := transforms.ParseBundleType(cfg.FHIR.Bundle)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, transforms.Options{}, usageError{err}
 	}
 	set, err := transforms.Default(cfg.FHIR.Mappings)
 	if err != nil {
-		return nil, fmt.Errorf("mappings:\n%w", err)
+		return nil, transforms.Options{}, fmt.Errorf("mappings:\n%w", err)
 	}
-	return set.NewConverter(transforms.Options{Zone: zone, Bundle: bt}), nil
+	return set, transforms.Options{Zone: zone, Bundle: bt}, nil
 }
 
 // convertFile converts every message in data, writing bundles to out and

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -22,7 +21,6 @@ import (
 	"github.com/spinebridge/spinebridge/adapters/itk"
 	"github.com/spinebridge/spinebridge/adapters/mllp"
 	"github.com/spinebridge/spinebridge/routes"
-	"github.com/spinebridge/spinebridge/transforms"
 	"github.com/spinebridge/spinebridge/transforms/fhirmodel"
 )
 
@@ -42,20 +40,12 @@ func destinationKinds() map[string]routes.DestinationFactory {
 // itk-infrastructure-ack and itk-business-ack for the acknowledgements ITK
 // senders ask for.
 func transformersFor(cfg config) (map[string]routes.Transformer, error) {
-	zone, err := time.LoadLocation(cfg.HL7.Timezone)
+	set, opts, err := loadMappings(cfg)
 	if err != nil {
-		return nil, usageError{fmt.Errorf("config: hl7.timezone %q: unknown zone", cfg.HL7.Timezone)}
+		return nil, err
 	}
-	bt, err := transforms.ParseBundleType(cfg.FHIR.Bundle)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("config: fhir.bundle: %w", err)}
-	}
-	set, err := transforms.Default(cfg.FHIR.Mappings)
-	if err != nil {
-		return nil, fmt.Errorf("mappings:\n%w", err)
-	}
-	ts := routes.MappingTransformers(set, transforms.Options{Zone: zone, Bundle: bt})
-	ts["cda"] = &itk.CDATransformer{Zone: zone}
+	ts := routes.MappingTransformers(set, opts)
+	ts["cda"] = &itk.CDATransformer{Zone: opts.Zone}
 	ts["itk-infrastructure-ack"] = itk.InfrastructureAckTransformer{Identity: cfg.ITK.Identity}
 	ts["itk-business-ack"] = itk.BusinessAckTransformer{Identity: cfg.ITK.Identity}
 	return ts, nil
