@@ -119,15 +119,20 @@ func decodeEvent(val []byte) (Event, error) {
 	return ev, nil
 }
 
-// addEvents puts evs for message id into b.
-func (l *Local) addEvents(b *pebble.Batch, id ID, evs []Event) {
+// addEvent puts ev into b, under the message it names.
+func (l *Local) addEvent(b *pebble.Batch, ev Event) {
+	if ev.At.IsZero() {
+		ev.At = time.Now().UTC()
+	}
+	k := idKey(make([]byte, 0, 17), kindEvent, ev.MessageID)
+	k = binary.BigEndian.AppendUint64(k, l.eventSeq.Add(1))
+	b.Set(k, encodeEvent(nil, &ev), nil)
+}
+
+// addEvents puts each of evs into b.
+func (l *Local) addEvents(b *pebble.Batch, evs []Event) {
 	for i := range evs {
-		if evs[i].At.IsZero() {
-			evs[i].At = time.Now().UTC()
-		}
-		k := idKey(make([]byte, 0, 17), kindEvent, id)
-		k = binary.BigEndian.AppendUint64(k, l.eventSeq.Add(1))
-		b.Set(k, encodeEvent(nil, &evs[i]), nil)
+		l.addEvent(b, evs[i])
 	}
 }
 
@@ -224,9 +229,7 @@ func (l *Local) Routed(ctx context.Context, next ID, pending []PendingDelivery, 
 		for i := range pending {
 			b.Set(deliveryKey(kindPending, &pending[i]), encodePending(nil, &pending[i]), nil)
 		}
-		for i := range events {
-			l.addEvents(b, events[i].MessageID, events[i:i+1])
-		}
+		l.addEvents(b, events)
 		b.Set(keyCursor, binary.BigEndian.AppendUint64(nil, uint64(next)), nil)
 		return nil
 	})
@@ -250,7 +253,8 @@ func (l *Local) Settle(ctx context.Context, p *PendingDelivery, outcome Outcome,
 		default:
 			return fmt.Errorf("unknown outcome %q", outcome)
 		}
-		l.addEvents(b, p.MessageID, []Event{ev})
+		ev.MessageID = p.MessageID
+		l.addEvent(b, ev)
 		return nil
 	})
 }
@@ -311,7 +315,8 @@ func (l *Local) Revive(ctx context.Context, letters []DeadLetter, ev Event) ([]P
 			b.Set(deliveryKey(kindPending, &p), encodePending(nil, &p), nil)
 			e := ev
 			e.Route, e.Destination = p.Route, p.Destination
-			l.addEvents(b, p.MessageID, []Event{e})
+			e.MessageID = p.MessageID
+			l.addEvent(b, e)
 			out = append(out, p)
 		}
 		return nil
@@ -329,7 +334,7 @@ func (l *Local) RequestReplay(ctx context.Context, id ID) error {
 	}
 	err := l.write(ctx, "replay", func(b *pebble.Batch) error {
 		b.Set(idKey(nil, kindReplay, id), nil, nil)
-		l.addEvents(b, id, []Event{{Kind: EventReplay}})
+		l.addEvent(b, Event{MessageID: id, Kind: EventReplay})
 		return nil
 	})
 	if err == nil {
@@ -364,9 +369,7 @@ func (l *Local) Replayed(ctx context.Context, id ID, pending []PendingDelivery, 
 			b.Delete(deliveryKey(kindDeadLetter, &pending[i]), nil)
 			b.Set(deliveryKey(kindPending, &pending[i]), encodePending(nil, &pending[i]), nil)
 		}
-		for i := range events {
-			l.addEvents(b, events[i].MessageID, events[i:i+1])
-		}
+		l.addEvents(b, events)
 		b.Delete(idKey(nil, kindReplay, id), nil)
 		return nil
 	})
