@@ -195,34 +195,6 @@ func (l *Local) Cursor(ctx context.Context) (ID, error) {
 	return next, err
 }
 
-// Read calls fn with records from id from on. See Outbox.Read.
-func (l *Local) Read(ctx context.Context, from ID, limit int, fn func(*Record) bool) error {
-	return l.read(ctx, "read", func() error {
-		it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: idKey(nil, kindMeta, from), UpperBound: []byte{kindMeta + 1}})
-		if err != nil {
-			return err
-		}
-		n := 0
-		for ok := it.First(); ok && n < limit; ok = it.Next() {
-			id, ok := keyID(it.Key())
-			if !ok {
-				it.Close()
-				return fmt.Errorf("%w: record key", ErrCorrupt)
-			}
-			rec, err := readRecord(l.db, id, it.Value())
-			if err != nil {
-				it.Close()
-				return err
-			}
-			n++
-			if !fn(rec) {
-				break
-			}
-		}
-		return it.Close()
-	})
-}
-
 // Routed stores routing's result. See Outbox.Routed.
 func (l *Local) Routed(ctx context.Context, next ID, pending []PendingDelivery, events []Event) error {
 	return l.write(ctx, "routed", func(b *pebble.Batch) error {

@@ -409,3 +409,31 @@ func (s *scan) firstZone(zit *pebble.Iterator) (uint64, error) {
 	}
 	return lo, nil
 }
+
+// Read calls fn with records from id from on. See Outbox.Read.
+func (l *Local) Read(ctx context.Context, from ID, limit int, fn func(*Record) bool) error {
+	return l.read(ctx, "read", func() error {
+		it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: idKey(nil, kindMeta, from), UpperBound: []byte{kindMeta + 1}})
+		if err != nil {
+			return err
+		}
+		n := 0
+		for ok := it.First(); ok && n < limit; ok = it.Next() {
+			id, ok := keyID(it.Key())
+			if !ok {
+				it.Close()
+				return fmt.Errorf("%w: record key", ErrCorrupt)
+			}
+			rec, err := readRecord(l.db, id, it.Value())
+			if err != nil {
+				it.Close()
+				return err
+			}
+			n++
+			if !fn(rec) {
+				break
+			}
+		}
+		return it.Close()
+	})
+}
