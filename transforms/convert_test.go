@@ -86,7 +86,13 @@ func (b *bundle) byRef(t *testing.T, ref any) map[string]any {
 // must be: valid R4, ids unique, every reference resolving inside it.
 func convert(t *testing.T, name string, opts Options) (*bundle, []Issue, []byte) {
 	t.Helper()
-	m, err := hl7v2.Parse(fixture(t, name))
+	return convertMessage(t, fixture(t, name), opts)
+}
+
+// convertMessage is convert for a message given inline.
+func convertMessage(t *testing.T, raw []byte, opts Options) (*bundle, []Issue, []byte) {
+	t.Helper()
+	m, err := hl7v2.Parse(raw)
 	if err != nil {
 		t.Fatal(err)
 	}

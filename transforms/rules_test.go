@@ -1,0 +1,124 @@
+package transforms
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// The embedded mapping set, rule by rule: each case converts a small message
+// and asserts the values the rules under test write, named by the IG rows they
+// implement.
+
+// at returns every value at the dotted path below each resource of type typ,
+// in bundle order: strings as they are, numbers and booleans as written, and a
+// Reference as "->Type" of the resource it resolves to.
+func (b *bundle) at(typ, path string) []string {
+	var out []string
+	var walk func(v any, steps []string)
+	walk = func(v any, steps []string) {
+		switch x := v.(type) {
+		case []any:
+			for _, item := range x {
+				walk(item, steps)
+			}
+			return
+		case map[string]any:
+			if len(steps) == 0 {
+				if ref, ok := x["reference"].(string); ok {
+					out = append(out, "->"+b.typeOf(ref))
+				}
+				return
+			}
+			walk(x[steps[0]], steps[1:])
+			return
+		case nil:
+			return
+		}
+		if len(steps) == 0 {
+			out = append(out, fmt.Sprint(v))
+		}
+	}
+	for _, r := range b.all(typ) {
+		walk(r, strings.Split(path, "."))
+	}
+	return out
+}
+
+// typeOf is the resource type a reference inside the bundle names, or "?".
+func (b *bundle) typeOf(ref string) string {
+	for _, e := range b.Entry {
+		if e.FullURL == ref {
+			return e.Resource["resourceType"].(string)
+		}
+	}
+	return "?"
+}
+
+// want is one assertion: the values at Path below every Type resource, in
+// bundle order.
+type want struct {
+	typ, path string
+	values    []string
+}
+
+// message joins segments into a message after a standard MSH of the given type.
+func message(typ string, segments ...string) []byte {
+	msh := "MSH|^~\\&|APP|FAC|RAPP|RFAC|20260101120000||" + typ + "|MSG1|P|2.5.1"
+	return []byte(strings.Join(append([]string{msh}, segments...), "\r"))
+}
+
+func checkRules(t *testing.T, raw []byte, wants []want) {
+	t.Helper()
+	b, _, out := convertMessage(t, raw, Options{Bundle: Collection})
+	for _, w := range wants {
+		if got := b.at(w.typ, w.path); !slices.Equal(got, w.values) {
+			t.Errorf("%s.%s = %q, want %q", w.typ, w.path, got, w.values)
+		}
+	}
+	if t.Failed() {
+		t.Logf("bundle: %s", out)
+	}
+}
+
+func TestRulesDatatypes(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		raw   []byte
+		wants []want
+	}{
+		{
+			"XAD.1 is a SAD: street, street name and dwelling number, then XAD.2 and XAD.19",
+			message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE||19700101|F|||1000&Hospital Lane&Flat 2^Ste. 123^Ann Arbor^MI^99999^USA^^^County&Washtenaw^^^^^^^^^^Near Highway"),
+			[]want{
+				{"Patient", "address.line", []string{"1000", "Hospital Lane", "Flat 2", "Ste. 123", "Near Highway"}},
+				{"Patient", "address.city", []string{"Ann Arbor"}},
+				{"Patient", "address.district", []string{"Washtenaw"}},
+			},
+		},
+		{
+			"XTN value: XTN.4 for Internet, XTN.12 before XTN.1, assembled XTN.5-8, XTN.1 as the last resort",
+			message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE||19700101|F|||||"+
+				"78788788^^CP^5555^^^1111^^^^^2222~"+
+				"^NET^Internet^jane@example.org~"+
+				"^WPN^PH^^44^20^7946000^12~"+
+				"01234567~"+
+				"89898989^WPN^Internet"),
+			[]want{
+				{"Patient", "telecom.value", []string{"2222", "jane@example.org", "+44 20 7946000 X12", "01234567", "89898989"}},
+				{"Patient", "telecom.system", []string{"phone", "email", "phone", "email"}},
+			},
+		},
+		{
+			"XPN.10 is the name's period when XPN.12 and XPN.13 are empty",
+			message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE^^^^^L^^^20200101&20251231~ROE^JO^^^^^L^^^20200101&20251231^^20210101"),
+			[]want{
+				{"Patient", "name.period.start", []string{"2020-01-01", "2021-01-01"}},
+				{"Patient", "name.period.end", []string{"2025-12-31"}},
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
+	}
+}
