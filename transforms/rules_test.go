@@ -122,3 +122,27 @@ func TestRulesDatatypes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
 }
+
+func TestRulesSegments(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		raw   []byte
+		wants []want
+	}{
+		{
+			"PID-21 is the mother, a RelatedPerson of the patient (CX[RelatedPerson-Mother])",
+			message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE||19700101|F|||||||||||||1212121^^^NTH&rt23&HCD^AND^^20200101"),
+			[]want{
+				{"RelatedPerson", "identifier.value", []string{"1212121"}},
+				{"RelatedPerson", "identifier.type.coding.code", []string{"AND"}},
+				{"RelatedPerson", "identifier.period.start", []string{"2020-01-01"}},
+				{"RelatedPerson", "identifier.assigner", []string{"->Organization"}},
+				{"RelatedPerson", "relationship.coding.code", []string{"MTH"}},
+				{"RelatedPerson", "relationship.coding.system", []string{"http://terminology.hl7.org/CodeSystem/v3-RoleCode"}},
+				{"RelatedPerson", "patient", []string{"->Patient"}},
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
+	}
+}
