@@ -142,6 +142,33 @@ func TestRulesSegments(t *testing.T) {
 				{"RelatedPerson", "patient", []string{"->Patient"}},
 			},
 		},
+		{
+			"EVN is a Provenance of the message: EVN-5 the agent, EVN-7 the location, EVN-2 recorded",
+			message("ADT^A04", "EVN|A04|202601011200+0000||01^Patient request^HL70062|C08^Woolfson^Kathleen^^^Dr^^^DRNBR&1.2.3&ISO^L^^^ANON|20260101115500+0000|Cona_Health^1.3.6.1.4.1.44750.1.4^ISO",
+				"PID|1||123^^^^MR||DOE^JANE||19700101|F"),
+			[]want{
+				{"Provenance", "recorded", []string{"2026-01-01T12:00:00+00:00"}},
+				{"Provenance", "occurredDateTime", []string{"2026-01-01T11:55:00+00:00"}},
+				{"Provenance", "target", []string{"->MessageHeader"}},
+				{"Provenance", "agent.who", []string{"->Practitioner"}},
+				{"Provenance", "location", []string{"->Location"}},
+				{"Provenance", "reason.coding.code", []string{"01"}},
+				{"Practitioner", "identifier.value", []string{"C08"}},
+				{"Practitioner", "identifier.type.coding.code", []string{"ANON"}},
+				{"Location", "identifier.value", []string{"urn:oid:1.3.6.1.4.1.44750.1.4"}},
+				{"Location", "physicalType.coding.code", []string{"si"}},
+			},
+		},
+		{
+			"EVN without EVN-5: the sending facility (MSH-4) is the agent; without a recorded time, no Provenance",
+			message("ADT^A04", "EVN|A04|202601011200", "PID|1||123^^^^MR||DOE^JANE||19700101|F"),
+			[]want{{"Provenance", "agent.who", []string{"->Organization"}}},
+		},
+		{
+			"EVN-2 to the day is not an instant: no Provenance",
+			message("ADT^A04", "EVN|A04|20260101|||C08^Woolfson", "PID|1||123^^^^MR||DOE^JANE||19700101|F"),
+			[]want{{"Provenance", "recorded", nil}, {"Practitioner", "identifier.value", nil}},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
