@@ -169,6 +169,19 @@ func TestRulesSegments(t *testing.T) {
 			message("ADT^A04", "EVN|A04|20260101|||C08^Woolfson", "PID|1||123^^^^MR||DOE^JANE||19700101|F"),
 			[]want{{"Provenance", "recorded", nil}, {"Practitioner", "identifier.value", nil}},
 		},
+		{
+			"ADT OBX-23..25: the performing organisation and its medical director perform the observation",
+			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"OBX|1|NM|8867-4^Heart rate^LN||60|/min|||||F||||||||||||FairOaks Hospital|Research Park^^Fairfax^VA^22031|MD-25^Atchinson^Christopher"),
+			[]want{
+				{"Observation", "performer", []string{"->PractitionerRole"}},
+				{"PractitionerRole", "code.coding.code", []string{"MDIR"}},
+				{"PractitionerRole", "organization", []string{"->Organization"}},
+				{"Practitioner", "name.family", []string{"Atchinson"}},
+				{"Organization", "name", []string{"FAC", "RFAC", "FairOaks Hospital"}},
+				{"Organization", "address.city", []string{"Fairfax"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
