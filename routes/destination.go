@@ -61,6 +61,15 @@ type Destination interface {
 	Close() error
 }
 
+// Concurrent is a Destination that knows how many deliveries it is best given
+// at once: a broker's window of unconfirmed publishes, a directory whose
+// writes are made durable in groups. The dispatcher runs that many of its
+// deliveries in flight unless the routes file sets the destination's
+// concurrency.
+type Concurrent interface {
+	Concurrency() int
+}
+
 // DestinationFactory builds a destination of one kind from its node in the
 // routes file. It must not connect anywhere: lint builds destinations too.
 // Errors should name positions as Decode does ("line:col: message"); several

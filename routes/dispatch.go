@@ -32,6 +32,9 @@ type Routing interface {
 	Match(rec *Record, m *hl7v2.Message, dst []Match) ([]Match, error)
 	// Destination returns the destination declared under name, or nil.
 	Destination(name string) Destination
+	// Concurrency is how many deliveries destination name may have in flight,
+	// or 0 to leave it to DispatcherConfig.Concurrency.
+	Concurrency(name string) int
 	// HoldsAcks reports whether any route acknowledges at AckProcessed, so
 	// that Process need not match messages when none does.
 	HoldsAcks() bool
@@ -74,7 +77,8 @@ type DispatcherConfig struct {
 	// failure dead-letters the delivery as invalid output.
 	Validate func(body []byte) error
 	// Concurrency is how many deliveries each destination has in flight at
-	// most; 8 when zero. Deliveries with one key are never in flight together.
+	// most, unless the routing table says otherwise for it (Routing.Concurrency);
+	// 8 when zero. Deliveries with one key are never in flight together.
 	Concurrency int
 	// Retry is the retry policy; 1 s, 5 min and 10 attempts when zero.
 	Retry RetryPolicy
@@ -176,6 +180,11 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 // the old table is closed once the deliveries in flight through it are done.
 func (d *Dispatcher) SetRouting(r Routing) {
 	old := d.routing.Swap(&generation{Routing: r})
+	d.mu.Lock()
+	for name, q := range d.queues {
+		q.setWorkers(d.concurrency(r, name))
+	}
+	d.mu.Unlock()
 	go func() {
 		old.inflight.Wait()
 		if err := old.Close(); err != nil {
@@ -507,10 +516,20 @@ func (d *Dispatcher) enqueue(pending []PendingDelivery, bodies []*body) {
 		q := d.queues[p.Destination]
 		if q == nil {
 			q = newDestQueue(d, p.Destination)
+			q.setWorkers(d.concurrency(d.routing.Load(), p.Destination))
 			d.queues[p.Destination] = q
 		}
 		q.add(&item{p: *p, body: bodies[i]})
 	}
+}
+
+// concurrency is how many deliveries destination name may have in flight
+// under r.
+func (d *Dispatcher) concurrency(r Routing, name string) int {
+	if n := r.Concurrency(name); n > 0 {
+		return n
+	}
+	return d.cfg.Concurrency
 }
 
 // released counts deliveries settled for good.

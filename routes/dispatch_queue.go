@@ -27,27 +27,44 @@ type keyQueue struct {
 }
 
 // destQueue is one destination's delivery queue: keys with work ready, and
-// Concurrency workers taking them in turn.
+// workers taking them in turn, as many as the destination's concurrency.
 type destQueue struct {
 	d    *Dispatcher
 	name string
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	keys   map[string]*keyQueue
-	ready  []*keyQueue
-	depth  int
-	closed bool
+	mu      sync.Mutex
+	cond    *sync.Cond
+	keys    map[string]*keyQueue
+	ready   []*keyQueue
+	depth   int
+	closed  bool
+	workers int // running
+	want    int // the destination's concurrency: surplus workers stop
 }
 
+// newDestQueue returns a queue with no workers; setWorkers starts them.
 func newDestQueue(d *Dispatcher, name string) *destQueue {
 	q := &destQueue{d: d, name: name, keys: map[string]*keyQueue{}}
 	q.cond = sync.NewCond(&q.mu)
-	for range d.cfg.Concurrency {
-		d.wg.Add(1)
+	return q
+}
+
+// setWorkers makes n workers take the queue's deliveries: more start at once,
+// and a surplus stops as each finishes its attempt under way.
+func (q *destQueue) setWorkers(n int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	q.want = n
+	for ; q.workers < n; q.workers++ {
+		q.d.wg.Add(1)
 		go q.work()
 	}
-	return q
+	if q.workers > n {
+		q.cond.Broadcast()
+	}
 }
 
 // add queues it behind its key's earlier deliveries. Deliveries of one key
@@ -121,15 +138,17 @@ func (q *destQueue) close() {
 	q.mu.Unlock()
 }
 
-// work takes ready keys and attempts their heads until the queue closes.
+// work takes ready keys and attempts their heads until the queue closes or
+// has more workers than it wants.
 func (q *destQueue) work() {
 	defer q.d.wg.Done()
 	for {
 		q.mu.Lock()
-		for len(q.ready) == 0 && !q.closed {
+		for len(q.ready) == 0 && !q.closed && q.workers <= q.want {
 			q.cond.Wait()
 		}
-		if q.closed {
+		if q.closed || q.workers > q.want {
+			q.workers--
 			q.mu.Unlock()
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ type fakeRouting struct {
 	dests     map[string]Destination
 	closed    chan struct{}
 	ack       AckPoint
+	conc      map[string]int // Concurrency by destination
 }
 
 func (f *fakeRouting) Match(rec *Record, m *hl7v2.Message, dst []Match) ([]Match, error) {
@@ -35,6 +37,8 @@ func (f *fakeRouting) Match(rec *Record, m *hl7v2.Message, dst []Match) ([]Match
 }
 
 func (f *fakeRouting) Destination(name string) Destination { return f.dests[name] }
+
+func (f *fakeRouting) Concurrency(name string) int { return f.conc[name] }
 
 func (f *fakeRouting) HoldsAcks() bool { return f.ack == AckProcessed }
 
@@ -483,4 +487,68 @@ func TestDispatchProcessHoldsTheAckOnlyForProcessedRoutes(t *testing.T) {
 	if r2.Code != hl7v2.AA {
 		t.Errorf("with a durable ack point a failing transform changed the ACK to %s", r2.Code)
 	}
+}
+
+// gateDest holds every attempt until its gate opens, counting attempts in
+// flight.
+type gateDest struct {
+	gate     atomic.Pointer[chan struct{}]
+	inflight atomic.Int32
+	peak     atomic.Int32 // the most in flight since the last reset
+	rec      *recorder
+}
+
+func (g *gateDest) Deliver(ctx context.Context, d *Delivery) error {
+	n := g.inflight.Add(1)
+	defer g.inflight.Add(-1)
+	for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
+	}
+	<-*g.gate.Load()
+	return g.rec.Deliver(ctx, d)
+}
+
+func (g *gateDest) Ready(context.Context) error { return nil }
+func (g *gateDest) Close() error                { return nil }
+
+// TestDispatchConcurrencyFollowsTheTable checks that a destination has as many
+// deliveries in flight as its table says, and that a new table's figure takes
+// over: more workers at once, fewer as attempts under way end.
+func TestDispatchConcurrencyFollowsTheTable(t *testing.T) {
+	j, _ := openTest(t)
+	dest := &gateDest{rec: newRecorder(nil)}
+	first := make(chan struct{})
+	dest.gate.Store(&first)
+	table := func(n int) *fakeRouting {
+		return &fakeRouting{to: []string{"d"}, dests: map[string]Destination{"d": dest}, conc: map[string]int{"d": n}}
+	}
+	d, _ := startDispatcher(t, DispatcherConfig{Store: j, Routing: table(6), Concurrency: 2})
+	ids := appendRecords(t, j, 200, 40, 0)
+
+	settle := func(want int32) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%d deliveries in flight", want), func() bool { return dest.inflight.Load() == want })
+		// Long enough for a surplus worker to take one of the ready keys.
+		time.Sleep(50 * time.Millisecond)
+		if got := dest.peak.Load(); got != want {
+			t.Errorf("%d deliveries were in flight at once, want %d", got, want)
+		}
+	}
+	settle(6)
+
+	// Fewer: the six attempts under way finish, and only three go on.
+	second := make(chan struct{})
+	dest.gate.Store(&second)
+	d.SetRouting(table(3))
+	close(first)
+	waitFor(t, "the first six to finish", func() bool { return len(dest.rec.delivered()) >= 6 })
+	dest.peak.Store(dest.inflight.Load())
+	settle(3)
+
+	// More: new workers start at once.
+	d.SetRouting(table(10))
+	settle(10)
+
+	close(second)
+	waitFor(t, "every delivery", func() bool { return len(dest.rec.delivered()) == len(ids) })
+	checkOrder(t, "d", dest.rec.delivered())
 }

@@ -74,6 +74,9 @@ type TableOptions struct {
 type Table struct {
 	Routes       []*Route
 	Destinations map[string]Destination
+	// Concurrency holds the destinations' concurrency: keys, where the routes
+	// file sets them.
+	Concurrency map[string]int
 	Files        []string // the files read, in the order their routes stand
 }
 
@@ -154,7 +157,7 @@ func newLoader(opts TableOptions) *loader {
 
 // build builds the table from the files read, or returns every problem found.
 func (l *loader) build(files []string) (*Table, error) {
-	t := &Table{Destinations: map[string]Destination{}, Files: files}
+	t := &Table{Destinations: map[string]Destination{}, Concurrency: map[string]int{}, Files: files}
 	l.buildDestinations(t)
 	l.buildRoutes(t)
 	if err := l.err(); err != nil {
@@ -686,8 +689,11 @@ func (l *loader) readDestinations(f *routesFile, n *yaml.Node) {
 	}
 }
 
+// maxConcurrency bounds a destination's concurrency: key.
+const maxConcurrency = 4096
+
 // buildDestinations builds every declared destination through its kind's
-// factory.
+// factory, and reads the keys every kind shares (kind, concurrency).
 func (l *loader) buildDestinations(t *Table) {
 	known := slices.Sorted(maps.Keys(l.opts.Kinds))
 	for _, d := range l.destOrder {
@@ -696,15 +702,26 @@ func (l *loader) buildDestinations(t *Table) {
 			l.at(d.f, d.node, "%s: expected a mapping with kind:", where)
 			continue
 		}
-		var kind *yaml.Node
+		var kind, concurrency *yaml.Node
 		rest := *d.node
 		rest.Content = nil
 		for i := 0; i+1 < len(d.node.Content); i += 2 {
-			if d.node.Content[i].Value == "kind" {
+			switch d.node.Content[i].Value {
+			case "kind":
 				kind = resolve(d.node.Content[i+1])
-				continue
+			case "concurrency":
+				concurrency = resolve(d.node.Content[i+1])
+			default:
+				rest.Content = append(rest.Content, d.node.Content[i], d.node.Content[i+1])
 			}
-			rest.Content = append(rest.Content, d.node.Content[i], d.node.Content[i+1])
+		}
+		if concurrency != nil {
+			n, err := strconv.Atoi(concurrency.Value)
+			if concurrency.Kind != yaml.ScalarNode || err != nil || n < 1 || n > maxConcurrency {
+				l.at(d.f, concurrency, "%s.concurrency: want a whole number from 1 to %d", where, maxConcurrency)
+			} else {
+				t.Concurrency[d.name] = n
+			}
 		}
 		if kind == nil {
 			l.at(d.f, d.node, "%s: kind: is required (known: %s)", where, listOr(known))
@@ -1150,6 +1167,16 @@ func (r *tableRouting) Match(rec *Record, parsed *hl7v2.Message, dst []Match) ([
 }
 
 func (r *tableRouting) Destination(name string) Destination { return r.t.Destinations[name] }
+
+func (r *tableRouting) Concurrency(name string) int {
+	if n := r.t.Concurrency[name]; n > 0 {
+		return n
+	}
+	if c, ok := r.t.Destinations[name].(Concurrent); ok {
+		return c.Concurrency()
+	}
+	return 0
+}
 
 func (r *tableRouting) HoldsAcks() bool {
 	for _, rt := range r.t.Routes {

@@ -301,6 +301,10 @@ func TestLoadTableProblems(t *testing.T) {
 		{"destination twice in a file", "destinations:\n  a: {kind: fhir, url: x}\n  a: {kind: fhir, url: y}\n", []string{
 			"3:3: destinations.a: already declared at "}},
 		{"factory error without position", "destinations:\n  a: {kind: fhir}\n", []string{"2:6: destinations.a: url: required"}},
+		{"concurrency zero", "destinations:\n  a: {kind: fhir, url: x, concurrency: 0}\n", []string{
+			"2:40: destinations.a.concurrency: want a whole number from 1 to 4096"}},
+		{"concurrency not a number", "destinations:\n  a: {kind: fhir, url: x, concurrency: [8]}\n", []string{
+			"2:40: destinations.a.concurrency: want a whole number from 1 to 4096"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -705,6 +709,41 @@ func TestRouting(t *testing.T) {
 	}
 	if err := r.Close(); err != nil || !tab.Destinations["pds"].(*fakeDest).closed.Load() {
 		t.Errorf("Close: %v; the table's destinations must be closed", err)
+	}
+}
+
+// hintDest is a destination that suggests its own concurrency.
+type hintDest struct{ fakeDest }
+
+func (*hintDest) Concurrency() int { return 256 }
+
+// TestRoutingConcurrency checks where a destination's concurrency comes from:
+// the routes file's concurrency: key first, then the destination's own
+// suggestion, else 0 for the dispatcher's default.
+func TestRoutingConcurrency(t *testing.T) {
+	opts := testOptions()
+	opts.Kinds["hint"] = func(name string, node *yaml.Node) (Destination, error) {
+		return &hintDest{fakeDest{name: name}}, nil
+	}
+	dir := writeTable(t, map[string]string{"r.yaml": `destinations:
+  set: {kind: fhir, url: x, concurrency: 32}
+  plain: {kind: fhir, url: x}
+  hinted: {kind: hint}
+  overridden: {kind: hint, concurrency: 4}
+`})
+	tab, err := LoadTable([]string{dir}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	r := tab.Routing()
+	for name, want := range map[string]int{"set": 32, "plain": 0, "hinted": 256, "overridden": 4, "absent": 0} {
+		if got := r.Concurrency(name); got != want {
+			t.Errorf("Concurrency(%q) = %d, want %d", name, got, want)
+		}
+	}
+	if got := tab.Destinations["set"].(*fakeDest).url; got != "x" {
+		t.Errorf("the factory got url %q: concurrency: must be taken out, the rest passed on", got)
 	}
 }
 

@@ -48,7 +48,10 @@ type Publisher struct {
 	tables sync.Pool     // amqp091.Table, reused for headers once a publish is written
 }
 
-var _ routes.Destination = (*Publisher)(nil)
+var (
+	_ routes.Destination = (*Publisher)(nil)
+	_ routes.Concurrent  = (*Publisher)(nil)
+)
 
 func newPublisher(name string, s *settings, log *slog.Logger) *Publisher {
 	p := &Publisher{
@@ -129,6 +132,11 @@ func (p *Publisher) Deliver(ctx context.Context, d *routes.Delivery) error {
 		return fmt.Errorf("amqp: waiting for the broker's confirm, the message may or may not have arrived: %w", ctx.Err())
 	}
 }
+
+// Concurrency is the publisher's in_flight window: that many deliveries at
+// once keep the window full, which is what lets the broker confirm publishes
+// in groups instead of one disk write each.
+func (p *Publisher) Concurrency() int { return p.set.inFlight }
 
 // publishing builds the message for d, with its headers in t.
 func (p *Publisher) publishing(d *routes.Delivery, t amqp091.Table) amqp091.Publishing {
