@@ -33,8 +33,9 @@ type Config struct {
 	// Mode is the files' permissions in octal, "0640" (DefaultMode) when empty.
 	// Directories created get the same bits plus search where read is given.
 	Mode string `yaml:"mode"`
-	// Fsync syncs each file and its directory before a delivery counts as done;
-	// true when absent.
+	// Fsync makes each file durable before its delivery counts as done, with
+	// syncs shared between deliveries (see the package comment); true when
+	// absent.
 	Fsync *bool `yaml:"fsync"`
 }
 
@@ -97,6 +98,9 @@ func build(name string, cfg Config) (*Destination, problems) {
 		return nil, ps
 	}
 	d.dirMode = d.mode | d.mode&0o444>>2
+	if d.fsync {
+		d.group = newGroupSync(d.dir)
+	}
 	return d, nil
 }
 

@@ -6,14 +6,23 @@
 // A reader watching the directory must never see half a message, and a crash
 // must never leave one. Each delivery is written to a temporary file in the
 // directory it is going to (".spinebridge-*.tmp"; readers should skip names
-// starting with a dot), flushed to disk with fsync, given its mode, and
-// renamed to its name; then the directory itself is synced, so that the
-// rename survives a power cut too. A rename replaces a file of the same name
-// in one step, so a delivery sent again (a retry, a replay) overwrites the
-// file it wrote before rather than adding a second one: file names come from
-// the delivery, never from a clock or a counter. With fsync off the two syncs
-// are skipped: a crash may then lose deliveries the dispatcher counted as
-// done.
+// starting with a dot), given its mode, and renamed to its name. A rename
+// replaces a file of the same name in one step, so a delivery sent again (a
+// retry, a replay) overwrites the file it wrote before rather than adding a
+// second one: file names come from the delivery, never from a clock or a
+// counter.
+//
+// A delivery counts as done only once its file and the rename would survive
+// a power cut. Deliveries in flight together share that work: after its
+// rename, each waits for one syncfs(2) of the file system under the
+// destination's directory, begun after the rename, and one syncfs serves
+// every delivery waiting when it begins (one journal commit for them all,
+// where syncing each file and then its directory costs two per delivery). A
+// subdirectory on another file system (a mount point below the directory) is
+// synced the old way, the file and then its directory. The destination asks
+// for 32 deliveries in flight so that the syncs have something to share; the
+// routes file's concurrency: key overrides it. With fsync off nothing is
+// synced: a crash may then lose deliveries the dispatcher counted as done.
 //
 // # File names
 //

@@ -14,6 +14,8 @@ import (
 	"text/template"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/spinebridge/spinebridge/routes"
 )
 
@@ -26,12 +28,16 @@ type Destination struct {
 	mode    os.FileMode
 	dirMode os.FileMode
 	fsync   bool
+	group   *groupSync // with fsync: one syncfs for the files of many deliveries
 
-	dirs sync.Map  // directories known to exist → struct{}
+	dirs sync.Map  // directories known to exist → whether they are on dir's file system
 	bufs sync.Pool // *bytes.Buffer for executing tmpl
 }
 
-var _ routes.Destination = (*Destination)(nil)
+var (
+	_ routes.Destination = (*Destination)(nil)
+	_ routes.Concurrent  = (*Destination)(nil)
+)
 
 // tempPattern names files being written; the leading dot hides them from
 // readers that skip dot files.
@@ -50,10 +56,11 @@ func (d *Destination) Deliver(ctx context.Context, del *routes.Delivery) error {
 	}
 	path := filepath.Join(d.dir, rel)
 	dir := filepath.Dir(path)
-	if err := d.ensureDir(dir); err != nil {
+	sameFS, err := d.ensureDir(dir)
+	if err != nil {
 		return fmt.Errorf("file: %s: create directory: %w", d.name, bare(err))
 	}
-	if err := d.write(dir, path, del.Body); err != nil {
+	if err := d.write(ctx, dir, path, del.Body, sameFS); err != nil {
 		if errors.Is(err, syscall.ENAMETOOLONG) {
 			return routes.Permanent(fmt.Errorf("file: %s: %w", d.name, err))
 		}
@@ -62,8 +69,12 @@ func (d *Destination) Deliver(ctx context.Context, del *routes.Delivery) error {
 	return nil
 }
 
-// write writes body to a temporary file in dir and renames it to path.
-func (d *Destination) write(dir, path string, body []byte) (err error) {
+// write writes body to a temporary file in dir and renames it to path. With
+// fsync, a file in a directory on the destination directory's file system is
+// made durable by the group sync; elsewhere (a subdirectory another file
+// system is mounted on) by syncing the file and its directory.
+func (d *Destination) write(ctx context.Context, dir, path string, body []byte, sameFS bool) (err error) {
+	grouped := d.fsync && sameFS
 	f, err := os.CreateTemp(dir, tempPattern)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -87,7 +98,7 @@ func (d *Destination) write(dir, path string, body []byte) (err error) {
 	if err := f.Chmod(d.mode); err != nil {
 		return fmt.Errorf("chmod: %w", bare(err))
 	}
-	if d.fsync {
+	if d.fsync && !grouped {
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("sync: %w", bare(err))
 		}
@@ -101,7 +112,13 @@ func (d *Destination) write(dir, path string, body []byte) (err error) {
 	if err := syscall.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename into place: %w", err)
 	}
-	if d.fsync {
+	switch {
+	case grouped:
+		// One syncfs writes the file's data and the rename's directory entry.
+		if err := d.group.sync(ctx); err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+	case d.fsync:
 		// The rename is an entry in the directory: sync it, or a crash may undo
 		// it.
 		if err := syncDir(dir); err != nil {
@@ -112,10 +129,11 @@ func (d *Destination) write(dir, path string, body []byte) (err error) {
 }
 
 // ensureDir creates dir and its missing parents, syncing the parent of each
-// one created when fsync is on, and remembers that it exists.
-func (d *Destination) ensureDir(dir string) error {
-	if _, ok := d.dirs.Load(dir); ok {
-		return nil
+// one created when fsync is on, and remembers that it exists. It reports
+// whether dir is on the same file system as the destination's directory.
+func (d *Destination) ensureDir(dir string) (sameFS bool, err error) {
+	if v, ok := d.dirs.Load(dir); ok {
+		return v.(bool), nil
 	}
 	var missing []string
 	for p := dir; ; p = filepath.Dir(p) {
@@ -124,7 +142,7 @@ func (d *Destination) ensureDir(dir string) error {
 			break
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
-			return err
+			return false, err
 		}
 		missing = append(missing, p)
 		if filepath.Dir(p) == p {
@@ -132,17 +150,37 @@ func (d *Destination) ensureDir(dir string) error {
 		}
 	}
 	if err := os.MkdirAll(dir, d.dirMode); err != nil {
-		return err
+		return false, err
 	}
 	if d.fsync {
 		for _, p := range missing {
 			if err := syncDir(filepath.Dir(p)); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
-	d.dirs.Store(dir, struct{}{})
-	return nil
+	sameFS, err = d.onDirFS(dir)
+	if err != nil {
+		return false, err
+	}
+	d.dirs.Store(dir, sameFS)
+	return sameFS, nil
+}
+
+// onDirFS reports whether dir is on the file system of the destination's
+// directory, which must exist.
+func (d *Destination) onDirFS(dir string) (bool, error) {
+	if dir == d.dir {
+		return true, nil
+	}
+	var st, root unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return false, err
+	}
+	if err := unix.Stat(d.dir, &root); err != nil {
+		return false, err
+	}
+	return st.Dev == root.Dev, nil
 }
 
 func syncDir(dir string) error {
@@ -173,7 +211,7 @@ func bare(err error) error {
 // Ready creates the directory if it is missing and checks that a file can be
 // created in it.
 func (d *Destination) Ready(ctx context.Context) error {
-	if err := d.ensureDir(d.dir); err != nil {
+	if _, err := d.ensureDir(d.dir); err != nil {
 		return fmt.Errorf("file: %s: %w", d.name, err)
 	}
 	f, err := os.CreateTemp(d.dir, ".spinebridge-ready-*")
@@ -185,8 +223,25 @@ func (d *Destination) Ready(ctx context.Context) error {
 	return os.Remove(f.Name())
 }
 
-// Close does nothing: no file stays open between deliveries.
-func (d *Destination) Close() error { return nil }
+// Concurrency asks for enough deliveries in flight for the group sync to
+// share its syncs; without fsync it leaves the dispatcher's default.
+func (d *Destination) Concurrency() int {
+	if d.fsync {
+		return groupConcurrency
+	}
+	return 0
+}
+
+// groupConcurrency is the destination's concurrency with fsync on.
+const groupConcurrency = 32
+
+// Close releases the directory the group sync holds open.
+func (d *Destination) Close() error {
+	if d.group != nil {
+		return d.group.close()
+	}
+	return nil
+}
 
 // nameFields is what a name template sees; the package comment describes
 // each field.
