@@ -2,6 +2,7 @@ package transforms
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -182,5 +183,51 @@ func TestNewItemAndFirstReference(t *testing.T) {
 		"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: \"birthDate[+]\"}\n",
 	})}); err == nil || !strings.Contains(err.Error(), "does not repeat") {
 		t.Errorf("birthDate[+] loaded: %v", err)
+	}
+}
+
+// TestAbsolutePathReadsItsOwnSegment: a path naming the segment a rule reads,
+// without [n], reads that segment (each IN1's own IN1-5), while a path naming
+// another segment, or with [n], reads the message's segment of that name.
+func TestAbsolutePathReadsItsOwnSegment(t *testing.T) {
+	set, err := Load(Layer{FS: files(map[string]string{
+		"datatypes/XON-Payor.yaml": "datatype: XON\nfhir: Organization\nname: XON-Payor\nrules:\n" +
+			"  - {from: \"1\", to: name}\n" +
+			"  - {from: IN1-5.3, to: address.city}\n" +
+			"  - {from: \"IN1[1]-5.3\", to: address.district}\n" +
+			"  - {from: PID-5.1, to: alias}\n",
+		"segments/IN1-Coverage.yaml": "segment: IN1\nresource: Coverage\nrules:\n" +
+			"  - {value: active, to: status}\n" +
+			"  - {from: \"4\", to: payor, map: XON-Payor, resource: Organization}\n" +
+			"  - {expr: 'Get(\"IN1-5.3\")', to: subscriberId}\n",
+		"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient, name: patient}\n" +
+			"  - {map: IN1-Coverage, refs: {beneficiary: patient}}\n",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m hl7v2.Message
+	if err := m.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||DOE^JANE\r" +
+		"IN1|1|||FIRST INSURER|1 High St^^LEEDS\rIN1|2|||SECOND INSURER|2 Low St^^YORK\r")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := set.NewConverter(Options{Bundle: Collection}).Convert(nil, &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bundle
+	if err := json.Unmarshal(out, &b); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []want{
+		{"Organization", "name", []string{"FIRST INSURER", "SECOND INSURER"}},
+		{"Organization", "address.city", []string{"LEEDS", "YORK"}},
+		{"Organization", "address.district", []string{"LEEDS", "LEEDS"}},
+		{"Organization", "alias", []string{"DOE", "DOE"}},
+		{"Coverage", "subscriberId", []string{"LEEDS", "YORK"}},
+	} {
+		if got := b.at(w.typ, w.path); !slices.Equal(got, w.values) {
+			t.Errorf("%s.%s = %q, want %q", w.typ, w.path, got, w.values)
+		}
 	}
 }

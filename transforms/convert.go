@@ -345,6 +345,23 @@ func (c *Converter) values(src source, f frame, all bool) int {
 		}
 	}
 	switch {
+	case src.abs && src.path.Occurrence == 0 && f.seg.Exists() && f.seg.Is(src.path.Segment):
+		// A path naming the segment being read, with no [n], means that
+		// segment: a data-type map applied to IN1-4 reads IN1-5 of the same
+		// IN1, not of the message's first.
+		field := f.seg.Field(src.path.Field)
+		if src.path.Repetition == 0 && src.path.Component == 0 {
+			c.reps(field, 0, nil, all)
+			return start
+		}
+		v, depth := field.Rep(max(src.path.Repetition, 1)), 0
+		if src.path.Component > 0 {
+			v, depth = v.Comp(src.path.Component), 1
+			if src.path.Sub > 0 {
+				v, depth = v.Sub(src.path.Sub), 2
+			}
+		}
+		add(v, depth)
 	case src.abs:
 		if src.path.Repetition != 0 || src.path.Component != 0 {
 			depth := 0

@@ -11,7 +11,8 @@ import (
 //
 //	Value        the text of the value the rule reads (its first, for a field
 //	             that repeats), unescaped; "" when the rule has no from
-//	Get(path)    the text at path: "PID-8" anywhere in the message; "8" or
+//	Get(path)    the text at path: "PID-8" anywhere in the message (the
+//	             current segment when it is a PID, else the first PID); "8" or
 //	             "3.4" in the current segment; in a data-type map "1" or "4.2"
 //	             in the current value
 //	Has(path)    whether Get(path) is not empty

@@ -182,6 +182,17 @@ func TestRulesSegments(t *testing.T) {
 				{"Organization", "address.city", []string{"Fairfax"}},
 			},
 		},
+		{
+			"IN1-5 is the address of the payor named in IN1-4 (or IN1-3), each IN1 its own",
+			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"IN1|1|BAV^Blue Advantage|IC-1.31|Blue Cross|1979 MILKY WAY^^VERONA^WI^53593",
+				"IN1|2|GOLD^Gold Plan|IC-2^^^^NIIP||2 High St^^LEEDS^^LS1 1AA"),
+			[]want{
+				{"Coverage", "payor", []string{"->Organization", "->Organization"}},
+				{"Organization", "address.city", []string{"VERONA", "LEEDS"}},
+				{"Organization", "identifier.value", []string{"FAC", "RFAC", "IC-2"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
