@@ -193,6 +193,15 @@ func TestRulesSegments(t *testing.T) {
 				{"Organization", "identifier.value", []string{"FAC", "RFAC", "IC-2"}},
 			},
 		},
+		{
+			"MSH-22, the sending responsible organisation, is the message's responsible",
+			[]byte("MSH|^~\\&|APP|FAC|RAPP|RFAC|20260101120000||ADT^A04|MSG1|P|2.5.1|||||GBR||en|||GHH Inc.^^^^^^XX^^^22\rPID|1||123^^^^MR||DOE^JANE"),
+			[]want{
+				{"MessageHeader", "responsible", []string{"->Organization"}},
+				{"Organization", "identifier.value", []string{"FAC", "RFAC", "22"}},
+				{"Organization", "identifier.type.coding.code", []string{"XX"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
