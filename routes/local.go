@@ -39,6 +39,10 @@ type LocalOptions struct {
 	// each); 0 means 1,048,576. Older lookups read the store.
 	RecentControlIDs int
 
+	// tailBytes caps the recent records kept in memory for reading back;
+	// 0 means defaultTailBytes. Tests make it small to reach the store.
+	tailBytes int
+
 	// fs replaces the disk, for tests that drop what was never synced.
 	fs vfs.FS
 }
@@ -63,6 +67,7 @@ type Local struct {
 	zoneValid bool // false until the first record
 
 	recent *recentControlIDs // nil when read-only
+	tail   *tailCache        // nil when read-only
 
 	appended chan struct{} // signalled after each commit; see Outbox.Appended
 	eventSeq atomic.Uint64 // the last event key's sequence number
@@ -270,6 +275,7 @@ func openLocal(fsys vfs.FS, dir string, opts LocalOptions, log *slog.Logger) (*L
 			db.Close()
 			return nil, err
 		}
+		l.tail = newTailCache(opts.tailBytes)
 	}
 	opened = true
 	if l.readOnly {
@@ -477,6 +483,13 @@ func (l *Local) commitLoop() {
 // the one goroutine that commits, makes ID order the order of the write-ahead
 // log: a record is never visible, or durable, before one with a lower ID.
 func (l *Local) commit(group []*appendReq) {
+	for _, r := range group {
+		r.id = l.next
+		l.next++
+	}
+	l.tail.add(group[0].id, len(group),
+		func(i int) []byte { return group[i].meta },
+		func(i int) []byte { return group[i].body })
 	b := l.db.NewBatch()
 	defer b.Close()
 	// Set copies keys and values, so one buffer serves them all; it fails only on
@@ -484,8 +497,6 @@ func (l *Local) commit(group []*appendReq) {
 	// not checked.
 	var key []byte
 	for _, r := range group {
-		r.id = l.next
-		l.next++
 		key = idKey(key[:0], kindMeta, r.id)
 		b.Set(key, r.meta, nil)
 		key = idKey(key[:0], kindBody, r.id)
@@ -522,8 +533,10 @@ func (l *Local) commit(group []*appendReq) {
 	b.Set(keyHighWater, binary.BigEndian.AppendUint64(nil, uint64(l.next-1)), nil)
 	err := b.Commit(pebble.Sync)
 	if err != nil {
+		l.tail.reset()
 		err = fmt.Errorf("journal: append: commit: %w", err)
 	} else {
+		l.tail.publish(group[len(group)-1].id)
 		l.recent.add(time.Now(), group)
 		l.notify()
 	}
@@ -580,9 +593,10 @@ func (l *Local) SetStatus(ctx context.Context, id ID, s Status) error {
 
 	// Written even when the status is unchanged: an earlier SetStatus to the
 	// same value may still be syncing, and this call must not return first.
+	meta := encodeMeta(nil, &rec)
 	b := l.db.NewBatch()
 	defer b.Close()
-	b.Set(metaKey, encodeMeta(nil, &rec), nil)
+	b.Set(metaKey, meta, nil)
 	if old != s {
 		b.Delete(appendID(indexPrefix(nil, kindStatus, string(old)), id), nil)
 		b.Set(appendID(indexPrefix(nil, kindStatus, string(s)), id), nil, nil)
@@ -592,6 +606,7 @@ func (l *Local) SetStatus(ctx context.Context, id ID, s Status) error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("journal: set status of %d: %w", id, err)
 	}
+	l.tail.setMeta(id, meta)
 	return nil
 }
 

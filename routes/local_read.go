@@ -26,11 +26,23 @@ func (l *Local) Get(ctx context.Context, id ID) (*Record, error) {
 		return nil, fmt.Errorf("journal: get %d: %w", id, err)
 	}
 	defer l.leave()
-	rec, err := readRecord(l.db, id, nil)
+	rec, err := l.readRecent(id)
 	if err != nil {
 		return nil, fmt.Errorf("journal: get %d: %w", id, err)
 	}
 	return rec, nil
+}
+
+// readRecent reads record id from the tail cache when it holds it, else from
+// the store.
+func (l *Local) readRecent(id ID) (*Record, error) {
+	if l.tail != nil {
+		rec := &Record{ID: id}
+		if ok, err := l.tail.get(rec); ok {
+			return rec, err
+		}
+	}
+	return readRecord(l.db, id, nil)
 }
 
 // readRecord reads record id from g. meta, when not nil, is its meta value,
@@ -101,7 +113,7 @@ func (l *Local) FindControlID(ctx context.Context, sender, controlID string, sin
 			continue
 		}
 		id, _ := keyID(it.Key())
-		rec, err := readRecord(l.db, id, nil)
+		rec, err := l.readRecent(id)
 		if err != nil {
 			return nil, fmt.Errorf("journal: find control id: %w", err)
 		}
@@ -411,29 +423,77 @@ func (s *scan) firstZone(zit *pebble.Iterator) (uint64, error) {
 }
 
 // Read calls fn with records from id from on. See Outbox.Read.
+//
+// The dispatcher reads what was just appended, which the tail cache holds;
+// records before the cache's first come from the store.
 func (l *Local) Read(ctx context.Context, from ID, limit int, fn func(*Record) bool) error {
 	return l.read(ctx, "read", func() error {
-		it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: idKey(nil, kindMeta, from), UpperBound: []byte{kindMeta + 1}})
-		if err != nil {
-			return err
-		}
-		n := 0
-		for ok := it.First(); ok && n < limit; ok = it.Next() {
-			id, ok := keyID(it.Key())
-			if !ok {
-				it.Close()
-				return fmt.Errorf("%w: record key", ErrCorrupt)
+		for n := 0; n < limit; {
+			first, last, cached := ID(0), ID(0), false
+			if l.tail != nil {
+				first, last, cached = l.tail.bounds()
 			}
-			rec, err := readRecord(l.db, id, it.Value())
-			if err != nil {
-				it.Close()
+			switch {
+			case !cached:
+				_, _, err := l.readStore(from, 0, limit-n, fn)
 				return err
-			}
-			n++
-			if !fn(rec) {
-				break
+			case from > last:
+				return nil // the cache ends at the last record committed
+			case from < first:
+				sent, stopped, err := l.readStore(from, first, limit-n, fn)
+				if err != nil || stopped {
+					return err
+				}
+				n += sent
+				from = first
+			default:
+				rec := &Record{ID: from}
+				ok, err := l.tail.get(rec)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue // evicted since bounds: the store has it
+				}
+				from++
+				n++
+				if !fn(rec) {
+					return nil
+				}
 			}
 		}
-		return it.Close()
+		return nil
 	})
+}
+
+// readStore calls fn with up to limit stored records from id from on, below
+// upper unless it is 0. It returns how many it passed, and whether fn asked to
+// stop.
+func (l *Local) readStore(from, upper ID, limit int, fn func(*Record) bool) (sent int, stopped bool, err error) {
+	ub := []byte{kindMeta + 1}
+	if upper != 0 {
+		ub = idKey(nil, kindMeta, upper)
+	}
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: idKey(nil, kindMeta, from), UpperBound: ub})
+	if err != nil {
+		return 0, false, err
+	}
+	for ok := it.First(); ok && sent < limit; ok = it.Next() {
+		id, ok := keyID(it.Key())
+		if !ok {
+			it.Close()
+			return sent, false, fmt.Errorf("%w: record key", ErrCorrupt)
+		}
+		rec, err := readRecord(l.db, id, it.Value())
+		if err != nil {
+			it.Close()
+			return sent, false, err
+		}
+		sent++
+		if !fn(rec) {
+			stopped = true
+			break
+		}
+	}
+	return sent, stopped, it.Close()
 }

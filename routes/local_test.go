@@ -956,3 +956,115 @@ func TestDurableAtMachineCrash(t *testing.T) {
 	}
 	t.Logf("%d appends and %d status changes acknowledged before the power went", len(acked), len(errored))
 }
+
+// TestRead reads records back as the dispatcher does, from every starting
+// point and in batches of several sizes, with the tail cache holding all of the
+// records, a few, or none of them (a reopened journal), and checks each against
+// List, which reads the store. Statuses changed after the append must show.
+func TestRead(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		tailBytes int
+		reopen    bool
+	}{
+		{"all cached", 0, false},
+		{"a few cached", 3 * tailChunkSize / 1024, false},
+		{"reopened", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "journal")
+			j, err := OpenLocal(dir, LocalOptions{tailBytes: tc.tailBytes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { closeQuietly(t, j) })
+			ctx := context.Background()
+			for i := range 300 {
+				rec := testRecord(i)
+				rec.Raw = hl7Message(rec.ControlID, rec.NHSNumber, 200+i*7)
+				mustAppend(t, j, rec)
+				if i%7 == 3 {
+					if err := j.SetStatus(ctx, rec.ID, StatusError); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if tc.reopen {
+				j = reopen(t, j, dir)
+				mustAppend(t, j, testRecord(300))
+			}
+			var want []*Record
+			if err := j.List(ctx, Query{}, func(r *Record) bool { want = append(want, r); return true }); err != nil {
+				t.Fatal(err)
+			}
+			for _, limit := range []int{1, 7, 256, 1000} {
+				for start := range len(want) + 2 {
+					from := ID(start + 1)
+					var got []*Record
+					if err := j.Read(ctx, from, limit, func(r *Record) bool { got = append(got, r); return true }); err != nil {
+						t.Fatal(err)
+					}
+					exp := want[min(start, len(want)):]
+					exp = exp[:min(limit, len(exp))]
+					if len(got) != len(exp) {
+						t.Fatalf("Read(%d, %d) returned %d records, want %d", from, limit, len(got), len(exp))
+					}
+					for i := range got {
+						if d := sameRecord(got[i], exp[i]); d != "" {
+							t.Fatalf("Read(%d, %d) record %d: %s", from, limit, i, d)
+						}
+					}
+				}
+			}
+			// fn's false stops the read.
+			n := 0
+			if err := j.Read(ctx, 1, 100, func(*Record) bool { n++; return n < 3 }); err != nil || n != 3 {
+				t.Errorf("Read stopped by fn after %d records (%v), want 3", n, err)
+			}
+			// A status changed now shows in Read and Get at once.
+			last := want[len(want)-1].ID
+			if err := j.SetStatus(ctx, last, StatusDuplicate); err != nil {
+				t.Fatal(err)
+			}
+			if rec, err := j.Get(ctx, last); err != nil {
+				t.Error(err)
+			} else if rec.Status != StatusDuplicate {
+				t.Errorf("Get after SetStatus: status %q, want %q", rec.Status, StatusDuplicate)
+			}
+			if err := j.Read(ctx, last, 1, func(r *Record) bool {
+				if r.Status != StatusDuplicate {
+					t.Errorf("Read after SetStatus: status %q, want %q", r.Status, StatusDuplicate)
+				}
+				return true
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestTailCacheAddAllocatesNothing: once its chunks are allocated, the tail
+// cache takes a steady stream of records into evicted chunks' memory.
+func TestTailCacheAddAllocatesNothing(t *testing.T) {
+	c := newTailCache(4 * tailChunkSize)
+	meta := encodeMeta(nil, testRecord(1))
+	body := encodeBody(nil, testRecord(1))
+	val := func(b []byte) func(int) []byte { return func(int) []byte { return b } }
+	metaOf, bodyOf := val(meta), val(body)
+	next := ID(1)
+	add := func() {
+		c.add(next, 16, metaOf, bodyOf)
+		next += 16
+		c.publish(next - 1)
+	}
+	for range 10 * tailChunkSize / (16 * (len(meta) + len(body))) {
+		add()
+	}
+	if n := testing.AllocsPerRun(1000, add); n != 0 {
+		t.Errorf("add allocates %.1f times per group, want 0", n)
+	}
+	first, last, ok := c.bounds()
+	if !ok || last != next-1 || first <= 1 {
+		t.Errorf("bounds = %d, %d, %v; want the oldest evicted and the last %d", first, last, ok, next-1)
+	}
+}
