@@ -202,6 +202,28 @@ func TestRulesSegments(t *testing.T) {
 				{"Organization", "identifier.type.coding.code", []string{"XX"}},
 			},
 		},
+		{
+			"NK1-3 through the Relationship concept map, the v2 coding kept beside it; an unmapped code stays as sent",
+			message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"NK1|1|DOE^JOHN|EMC^Emergency^HL70063^CHD^Child^HL70063",
+				"NK1|2|ROE^RAY|ZZZ^Local^L"),
+			[]want{
+				{"RelatedPerson", "relationship.coding.code", []string{"C", "EMC", "CHILD", "CHD", "ZZZ"}},
+				{"RelatedPerson", "relationship.coding.system", []string{
+					"http://terminology.hl7.org/CodeSystem/v2-0131", "http://terminology.hl7.org/CodeSystem/v2-0063",
+					"http://terminology.hl7.org/CodeSystem/v3-RoleCode", "http://terminology.hl7.org/CodeSystem/v2-0063"}},
+				{"Patient", "contact.relationship.coding.code", []string{"C", "EMC", "CHILD", "CHD", "ZZZ"}},
+			},
+		},
+		{
+			"ORU NK1 is a RelatedPerson and a contact of the patient",
+			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "NK1|1|DOE^JOHN|SPO^Spouse^HL70063|1 High St^^LEEDS"),
+			[]want{
+				{"RelatedPerson", "relationship.coding.code", []string{"SPS", "SPO"}},
+				{"Patient", "contact.name.family", []string{"DOE"}},
+				{"Patient", "contact.address.city", []string{"LEEDS"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
