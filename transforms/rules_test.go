@@ -224,6 +224,12 @@ func TestRulesSegments(t *testing.T) {
 				{"Patient", "contact.address.city", []string{"LEEDS"}},
 			},
 		},
+		{
+			"IN1-36, the policy number, is an identifier of its own beside IN1-2",
+			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"IN1|1|BAV^Blue Advantage|IC-1|Blue Cross"+strings.Repeat("|", 32)+"PN-145"),
+			[]want{{"Coverage", "identifier.value", []string{"BAV", "PN-145"}}},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
