@@ -230,6 +230,15 @@ func TestRulesSegments(t *testing.T) {
 				"IN1|1|BAV^Blue Advantage|IC-1|Blue Cross"+strings.Repeat("|", 32)+"PN-145"),
 			[]want{{"Coverage", "identifier.value", []string{"BAV", "PN-145"}}},
 		},
+		{
+			"XON.7 is the identifier's type even when the organisation has no id number",
+			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"ROL|1|AD|PP^Primary Care Provider^HL70443|12377H87^Smith^John||||||||||Good Health Hospital^L^^^^CMS^XX^^A"),
+			[]want{
+				{"Organization", "name", []string{"FAC", "RFAC", "Good Health Hospital"}},
+				{"Organization", "identifier.type.coding.code", []string{"XX"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
