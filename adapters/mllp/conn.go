@@ -36,6 +36,12 @@ type conn struct {
 	out []byte // reply frames being written
 	log *slog.Logger
 
+	// wmu serialises writes: the connection's replies, and messages sent later
+	// from other goroutines (Response.Later), which must not interleave.
+	wmu   sync.Mutex
+	ended bool               // the connection is closing: send refuses; guarded by wmu
+	send  func([]byte) error // c.sendLater, bound once
+
 	// mu orders this goroutine's deadline changes against interrupt, so that a
 	// deadline set for the next read cannot undo the one Shutdown sets.
 	mu sync.Mutex
@@ -61,7 +67,25 @@ func (l *Listener) newConn(nc net.Conn) *conn {
 		Local:    nc.LocalAddr().String(),
 	}
 	c.log = l.log.With("conn", c.in.Conn.ID, "remote", c.in.Conn.Remote)
+	c.send = c.sendLater
 	return c
+}
+
+// errConnEnded is what a late send returns once the connection has ended.
+var errConnEnded = errors.New("mllp: connection closed")
+
+// sendLater frames msg and writes it, after whatever reply is being written.
+func (c *conn) sendLater(msg []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.ended {
+		return errConnEnded
+	}
+	c.rw.SetWriteDeadline(time.Now().Add(c.l.cfg.WriteTimeout))
+	if _, err := c.rw.Write(AppendFrame(nil, msg)); err != nil {
+		return fmt.Errorf("mllp: write: %w", err)
+	}
+	return nil
 }
 
 // Read reads from the connection for the frame reader, first setting the read
@@ -134,7 +158,15 @@ func (l *Listener) serveConn(stopCtx, handlerCtx context.Context, c *conn) {
 			c.reason, c.reset = "handler panicked", true
 			return
 		}
-		if !c.reply(&resp) {
+		wrote := c.reply(&resp)
+		if resp.Later != nil {
+			if wrote {
+				resp.Later(c.send)
+			} else {
+				resp.Later(nil)
+			}
+		}
+		if !wrote {
 			return
 		}
 		if errors.Is(err, ErrFrameTooLarge) {
@@ -218,8 +250,11 @@ func (c *conn) reply(resp *Response) bool {
 	if len(out) == 0 {
 		return true
 	}
+	c.wmu.Lock()
 	c.rw.SetWriteDeadline(time.Now().Add(c.l.cfg.WriteTimeout))
-	if _, err := c.rw.Write(out); err != nil {
+	_, err := c.rw.Write(out)
+	c.wmu.Unlock()
+	if err != nil {
 		c.log.Warn("mllp: writing reply failed", "err", err)
 		c.reason = "write failed"
 		c.reset = isTimeout(err)
@@ -263,6 +298,9 @@ func (c *conn) endOnReadError(err error) {
 
 // endConn closes c and forgets it.
 func (l *Listener) endConn(c *conn) {
+	c.wmu.Lock()
+	c.ended = true
+	c.wmu.Unlock()
 	switch {
 	case c.reset:
 		if tc, ok := c.raw.(*net.TCPConn); ok {

@@ -57,6 +57,12 @@ type Response struct {
 	// handler can answer from a pooled buffer. It is called for every Response,
 	// whether or not anything was written.
 	Release func()
+	// Later, when set, is called once Reply has been written, with a function
+	// that frames and sends a further message on the same connection (an
+	// application acknowledgement). That function may be called from any
+	// goroutine until the connection ends, after which it returns an error. A
+	// reply that could not be written calls Later with nil.
+	Later func(send func(msg []byte) error)
 }
 
 // Handler processes messages: sequentially per connection (so replies leave in

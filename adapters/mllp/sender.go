@@ -48,6 +48,12 @@ type SenderConfig struct {
 	Backoff time.Duration
 	// Frame sets how replies are read.
 	Frame FrameOptions
+	// OnLateAck, when set, is given each acknowledgement of a message sent
+	// earlier on the connection that arrives while another is awaited (or
+	// during AwaitLate): an application acknowledgement (MSH-16), sent once
+	// the receiver has processed that message. ack is valid only during the
+	// call. Without it, such a reply is ErrAckMismatch.
+	OnLateAck func(controlID string, ack []byte)
 }
 
 // validate checks c and applies its defaults, reporting every problem at once.
@@ -98,6 +104,83 @@ type Sender struct {
 	out    []byte        // the framed message
 	sent   hl7v2.Message // the message being sent, for MSH-10
 	ack    hl7v2.Message // its acknowledgement
+	// earlier holds the control ids sent on this connection, the latest
+	// maxEarlier, whose late acknowledgements OnLateAck is given.
+	earlier  map[string]struct{}
+	earlierQ []string
+}
+
+// maxEarlier bounds the control ids a Sender remembers for late
+// acknowledgements.
+const maxEarlier = 4096
+
+// remember notes id as sent on this connection.
+func (s *Sender) remember(id []byte) {
+	if s.cfg.OnLateAck == nil {
+		return
+	}
+	if s.earlier == nil {
+		s.earlier = map[string]struct{}{}
+	}
+	if len(s.earlierQ) == maxEarlier {
+		delete(s.earlier, s.earlierQ[0])
+		s.earlierQ = s.earlierQ[1:]
+	}
+	s.earlier[string(id)] = struct{}{}
+	s.earlierQ = append(s.earlierQ, string(id))
+}
+
+// late passes a reply that acknowledges an earlier message to OnLateAck and
+// reports whether it was one.
+func (s *Sender) late(p []byte, msa hl7v2.Segment) bool {
+	if s.cfg.OnLateAck == nil {
+		return false
+	}
+	id := string(msa.Field(2).Bytes())
+	if _, ok := s.earlier[id]; !ok {
+		return false
+	}
+	s.cfg.OnLateAck(id, p)
+	return true
+}
+
+// AwaitLate reads the connection until d has passed, handing each late
+// acknowledgement to OnLateAck, or until done returns true (it is asked
+// after each). A sender keeps no connection open between Sends unless the
+// last one succeeded, so it returns at once without one.
+func (s *Sender) AwaitLate(ctx context.Context, d time.Duration, done func() bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.conn == nil || s.cfg.OnLateAck == nil {
+		return nil
+	}
+	nc := s.conn
+	nc.SetDeadline(time.Now().Add(d))
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	for !done() {
+		p, err := s.fr.ReadFrame()
+		if err != nil {
+			s.disconnect()
+			if ctx.Err() != nil {
+				return fmt.Errorf("mllp: awaiting acknowledgements: %w", ctx.Err())
+			}
+			if isTimeout(err) {
+				return nil
+			}
+			return fmt.Errorf("mllp: awaiting acknowledgements: %w", err)
+		}
+		s.ack.Parse(p)
+		msa, ok := s.ack.Find("MSA", 1)
+		if !ok || !s.late(p, msa) {
+			s.disconnect()
+			return fmt.Errorf("%w: a reply to no message sent on this connection", ErrUnexpectedReply)
+		}
+	}
+	return nil
 }
 
 var _ io.Closer = (*Sender)(nil)
@@ -143,6 +226,9 @@ func (s *Sender) disconnect() {
 		s.conn.Close()
 		s.conn = nil
 	}
+	// Nothing sent on the old connection can be answered on the next.
+	clear(s.earlier)
+	s.earlierQ = s.earlierQ[:0]
 }
 
 // Send sends one HL7 message and waits for its acknowledgement; returns the ACK
@@ -255,24 +341,34 @@ func (s *Sender) exchange(ctx context.Context, id []byte) ([]byte, error) {
 			return nil, ErrCommitNAK
 		}
 	}
-	p, err := s.fr.ReadFrame()
-	if err != nil {
-		s.disconnect()
-		if isAnswerable(err) {
-			return nil, fmt.Errorf("%w: %w", ErrUnexpectedReply, err)
+	var p []byte
+	var msa hl7v2.Segment
+	for {
+		var err error
+		p, err = s.fr.ReadFrame()
+		if err != nil {
+			s.disconnect()
+			if isAnswerable(err) {
+				return nil, fmt.Errorf("%w: %w", ErrUnexpectedReply, err)
+			}
+			return nil, s.ioError(ctx, "read acknowledgement", err)
 		}
-		return nil, s.ioError(ctx, "read acknowledgement", err)
+		s.ack.Parse(p)
+		var ok bool
+		msa, ok = s.ack.Find("MSA", 1)
+		if !ok {
+			s.disconnect()
+			return nil, fmt.Errorf("%w: no MSA segment", ErrUnexpectedReply)
+		}
+		if bytes.Equal(msa.Field(2).Bytes(), id) {
+			break
+		}
+		if !s.late(p, msa) {
+			s.disconnect()
+			return p, ErrAckMismatch
+		}
 	}
-	s.ack.Parse(p)
-	msa, ok := s.ack.Find("MSA", 1)
-	if !ok {
-		s.disconnect()
-		return nil, fmt.Errorf("%w: no MSA segment", ErrUnexpectedReply)
-	}
-	if !bytes.Equal(msa.Field(2).Bytes(), id) {
-		s.disconnect()
-		return p, ErrAckMismatch
-	}
+	s.remember(id)
 	code := msa.Field(1).Bytes()
 	switch string(code) {
 	case "AA", "CA":
