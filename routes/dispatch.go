@@ -418,15 +418,9 @@ func (d *Dispatcher) Process(ctx context.Context, rec *Record) error {
 	if d.cfg.AckPoint != AckProcessed && !gen.HoldsAcks() {
 		return nil // the common case: the ACK leaves after the durable write
 	}
-	var msg *hl7v2.Message
-	if rec.Format == FormatHL7v2 {
-		if m, err := hl7v2.Parse(rec.Raw); err == nil {
-			msg = m
-		}
-	}
-	matches, err := gen.match(rec, msg, nil)
+	matches, err := d.match(gen, rec)
 	if err != nil {
-		return fmt.Errorf("routing: %w", err)
+		return err
 	}
 	processed := d.cfg.AckPoint == AckProcessed
 	for _, m := range matches {
@@ -435,6 +429,49 @@ func (d *Dispatcher) Process(ctx context.Context, rec *Record) error {
 	if !processed {
 		return nil
 	}
+	return d.processed(ctx, rec, matches)
+}
+
+// ErrUnrouted is Processed's answer for a message that no route takes.
+var ErrUnrouted = errors.New("no route accepts this message")
+
+// Processed waits until rec is routed and the transforms of the routes it
+// matches have run, whatever the acknowledgement point: nil when every one
+// succeeded, ErrUnrouted when no route matches, else the failure. The
+// application acknowledgement (MSH-16) of a message is made from its answer.
+func (d *Dispatcher) Processed(ctx context.Context, rec *Record) error {
+	matches, err := d.match(d.routing.Load(), rec)
+	if err != nil {
+		return err
+	}
+	if len(matches) == 0 {
+		return ErrUnrouted
+	}
+	return d.processed(ctx, rec, matches)
+}
+
+// Note adds events to their messages' journeys.
+func (d *Dispatcher) Note(ctx context.Context, events ...Event) error {
+	return d.store.Note(ctx, events)
+}
+
+// match matches rec against gen's table, parsing it when it is HL7 v2.
+func (d *Dispatcher) match(gen *generation, rec *Record) ([]Match, error) {
+	var msg *hl7v2.Message
+	if rec.Format == FormatHL7v2 {
+		if m, err := hl7v2.Parse(rec.Raw); err == nil {
+			msg = m
+		}
+	}
+	matches, err := gen.match(rec, msg, nil)
+	if err != nil {
+		return nil, fmt.Errorf("routing: %w", err)
+	}
+	return matches, nil
+}
+
+// processed waits until rec is routed, then runs the transforms of matches.
+func (d *Dispatcher) processed(ctx context.Context, rec *Record, matches []Match) error {
 	if err := d.WaitRouted(ctx, rec.ID); err != nil {
 		return err
 	}

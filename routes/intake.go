@@ -28,6 +28,21 @@ const (
 	AckProcessed AckPoint = "processed"
 )
 
+// AppAckMode is what becomes of the application acknowledgements (MSH-16) of
+// messages in enhanced mode, made once each message is processed.
+type AppAckMode string
+
+// Application acknowledgement modes.
+const (
+	// AppAckRecord records each in its message's journey (messages show) and
+	// sends nothing.
+	AppAckRecord AppAckMode = "record"
+	// AppAckConnection also sends each back on the connection its message came
+	// on, after the accept acknowledgement. Where there is no connection to send
+	// on (HTTP, ITK, a connection since closed) it is only recorded.
+	AppAckConnection AppAckMode = "connection"
+)
+
 // IntakeConfig is the acknowledgement policy of one listener.
 type IntakeConfig struct {
 	// Listener names the listener in journal records and logs.
@@ -58,13 +73,23 @@ type IntakeConfig struct {
 	// Processor, when set, is given each accepted message once it is journaled
 	// and before its ACK leaves; an error turns the ACK into AE. It decides
 	// itself whether to wait for processing (AckProcessed here or on a route)
-	// or to return at once. Required for AckProcessed.
+	// or to return at once. Required for AckProcessed, and for application
+	// acknowledgements, which are made from its Processed.
 	Processor Processor
+	// AppAcks is what becomes of application acknowledgements; AppAckRecord
+	// when empty.
+	AppAcks AppAckMode
 }
 
 // Processor processes a journaled message: routing, transforming, delivering.
 type Processor interface {
+	// Process is called before the ACK leaves; see IntakeConfig.Processor.
 	Process(ctx context.Context, rec *Record) error
+	// Processed waits until rec is routed and transformed: nil when that
+	// succeeded, ErrUnrouted when no route takes it, else the failure.
+	Processed(ctx context.Context, rec *Record) error
+	// Note adds events to their messages' journeys.
+	Note(ctx context.Context, events ...Event) error
 }
 
 // Validate reports every problem with c at once.
@@ -82,6 +107,11 @@ func (c IntakeConfig) Validate() error {
 	}
 	if c.DuplicateWindow < 0 {
 		errs = append(errs, errors.New("duplicate window must not be negative"))
+	}
+	switch c.AppAcks {
+	case "", AppAckRecord, AppAckConnection:
+	default:
+		errs = append(errs, fmt.Errorf("application acks %q: must be %q or %q", c.AppAcks, AppAckRecord, AppAckConnection))
 	}
 	return errors.Join(errs...)
 }
@@ -121,6 +151,9 @@ func NewIntake(cfg IntakeConfig, j Journal, log *slog.Logger) (*Intake, error) {
 	}
 	if cfg.AckPoint == "" {
 		cfg.AckPoint = AckDurable
+	}
+	if cfg.AppAcks == "" {
+		cfg.AppAcks = AppAckRecord
 	}
 	if cfg.ParseErrorCode == "" {
 		cfg.ParseErrorCode = hl7v2.AE
@@ -163,6 +196,12 @@ type Reply struct {
 	Committed bool   // the message is durable in the journal (MLLP release 2 commit)
 	ID        ID     // its journal id, when journaled
 	Code      hl7v2.AckCode
+	// Later, when set, must be called once Ack has been written (or at once
+	// when nothing is written), with a function that sends a message back on
+	// the connection the arrival came on, or nil where there is none. It starts
+	// the application acknowledgement of a message in enhanced mode, in the
+	// background, and returns at once.
+	Later func(send func(msg []byte) error)
 }
 
 // Receive decides on one message, journals it, and returns the acknowledgement.
@@ -202,6 +241,7 @@ func (in *Intake) receiveBatch(ctx context.Context, a Arrival, sc *intakeScratch
 		}
 		for _, msg := range b.Messages {
 			r := in.receive(ctx, Arrival{Payload: msg, Peer: a.Peer}, sc)
+			reply.Later = thenLater(reply.Later, r.Later)
 			sc.batch = append(sc.batch, r.Ack...)
 			reply.Committed = reply.Committed && r.Committed
 			if r.Code != hl7v2.AA && r.Code != hl7v2.CA {
@@ -324,7 +364,11 @@ func (in *Intake) receive(ctx context.Context, a Arrival, sc *intakeScratch) Rep
 	}
 	// The processor decides whether this message waits for processing: the
 	// listener's point or its route's may say so.
+	var later func(func([]byte) error)
 	if v.status == StatusAccepted && in.cfg.Processor != nil {
+		if when := appAckType(m); enhanced && when != "NE" {
+			later = in.appAck(rec, when)
+		}
 		if err := in.cfg.Processor.Process(ctx, rec); err != nil {
 			in.log.Error("intake: processing failed", "listener", in.cfg.Listener, "id", uint64(rec.ID), "err", err)
 			// The message is durable, so the sender must not resend it: answer
@@ -343,7 +387,18 @@ func (in *Intake) receive(ctx context.Context, a Arrival, sc *intakeScratch) Rep
 	if !wantsAck(m, enhanced, v.code) {
 		ack = nil
 	}
-	return Reply{Ack: ack, Committed: true, ID: rec.ID, Code: v.code}
+	return Reply{Ack: ack, Committed: true, ID: rec.ID, Code: v.code, Later: later}
+}
+
+// thenLater returns a Later that runs a and then b; either may be nil.
+func thenLater(a, b func(func([]byte) error)) func(func([]byte) error) {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return func(send func([]byte) error) { a(send); b(send) }
 }
 
 // judge applies the acceptance checks and returns the ACK code and status.

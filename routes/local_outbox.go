@@ -231,6 +231,14 @@ func (l *Local) Settle(ctx context.Context, p *PendingDelivery, outcome Outcome,
 	})
 }
 
+// Note adds events to their messages' journeys. See Outbox.Note.
+func (l *Local) Note(ctx context.Context, events []Event) error {
+	return l.write(ctx, "note", func(b *pebble.Batch) error {
+		l.addEvents(b, events)
+		return nil
+	})
+}
+
 // Pending lists the deliveries not yet settled. See Outbox.Pending.
 func (l *Local) Pending(ctx context.Context, fn func(PendingDelivery) bool) error {
 	return l.read(ctx, "pending", func() error {

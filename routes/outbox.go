@@ -48,6 +48,8 @@ type Outbox interface {
 	Replayed(ctx context.Context, id ID, pending []PendingDelivery, events []Event) error
 	// Events returns the journey of message id, oldest first.
 	Events(ctx context.Context, id ID) ([]Event, error)
+	// Note adds events to their messages' journeys.
+	Note(ctx context.Context, events []Event) error
 	// Appended returns a channel that receives after records are appended.
 	Appended() <-chan struct{}
 }
@@ -113,4 +115,7 @@ const (
 	EventReplay     EventKind = "replay"   // a replay was asked for
 	EventRevived    EventKind = "revived"  // a dead letter was sent again
 	EventRouteError EventKind = "route-error"
+	// EventAppAck is the application acknowledgement (MSH-16) of a message in
+	// enhanced mode: its code, and whether it was sent or only recorded.
+	EventAppAck EventKind = "application-ack"
 )

@@ -113,6 +113,7 @@ type ackConfig struct {
 	MessageTypes    []string      `mapstructure:"message_types"`
 	ParseErrorCode  string        `mapstructure:"parse_error_code"`
 	RejectText      string        `mapstructure:"reject_text"`
+	Application     string        `mapstructure:"application"`
 }
 
 // httpConfig is the inbound HTTP listener: HL7 v2 over HTTP at /hl7v2.
@@ -162,6 +163,7 @@ var defaults = map[string]any{
 	"ack.message_types":        []string{},
 	"ack.parse_error_code":     "AE",
 	"ack.reject_text":          "Message rejected",
+	"ack.application":          "record",
 	"http.addr":                ":8080",
 	"http.error_status":        false,
 	"http.max_body_size":       int64(16 << 20),

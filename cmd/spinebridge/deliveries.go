@@ -45,6 +45,8 @@ func showJourney(w io.Writer, evs []routes.Event) {
 			what = "replay asked for"
 		case routes.EventRevived:
 			what = fmt.Sprintf("dead letter to %s via %s sent again", ev.Destination, ev.Route)
+		case routes.EventAppAck:
+			what = "application ACK " + ev.Detail
 		default:
 			what = string(ev.Kind)
 		}

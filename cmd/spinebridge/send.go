@@ -23,6 +23,7 @@ func newSendCommand() *cobra.Command {
 		dialTimeout, ackTimout time.Duration
 		retries                int
 		itkURL                 string
+		appAckWait             time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "send (--addr HOST:PORT | --itk URL) FILE...",
@@ -33,6 +34,12 @@ acknowledgement and prints one line per message: its MSH-10 and the ACK code.
 
 It exits 0 when every message got AA or CA, and 1 when any got AE, AR, CE or CR,
 timed out, or could not be sent.
+
+A receiver may send application acknowledgements (MSH-16, enhanced mode) once
+it has processed a message; each is printed as "MSH-10 CODE application" when
+it arrives. --app-acks D waits up to D after the last message for those still
+due (messages whose MSH-16 is AL, or empty with MSH-15 set); an application
+AE or AR also makes the exit status 1.
 
 With --itk URL each FILE is an ITK 2.x request (a SOAP envelope, or a bare
 Distribution Envelope, which is wrapped in fresh SOAP headers) POSTed to URL;
@@ -75,18 +82,31 @@ one line per file says OK or FAULT with the ITK error code and diagnostic.`,
 				}
 				msgs = append(msgs, split...)
 			}
+			out, failed := cmd.OutOrStdout(), false
+			appAcks := 0
+			scfg.OnLateAck = func(controlID string, ack []byte) {
+				appAcks++
+				code := ackCode(ack)
+				if code != "AA" && code != "CA" {
+					failed = true
+				}
+				fmt.Fprintf(out, "%s %s application\n", controlID, code)
+			}
 			s, err := mllp.Dial(cmd.Context(), scfg)
 			if err != nil {
 				return fmt.Errorf("send: %w", err)
 			}
 			defer s.Close()
-			out, failed := cmd.OutOrStdout(), false
 			var m hl7v2.Message
+			due := 0
 			for _, msg := range msgs {
 				controlID := "-"
 				if err := m.Parse(msg); err == nil || m.SegmentCount() > 0 {
 					if v, _ := m.Lookup("MSH-10"); !v.IsEmpty() {
 						controlID = v.String()
+					}
+					if appAckDue(&m) {
+						due++
 					}
 				}
 				ack, err := s.Send(cmd.Context(), msg)
@@ -104,6 +124,16 @@ one line per file says OK or FAULT with the ITK error code and diagnostic.`,
 					}
 				}
 				fmt.Fprintf(out, "%s %s\n", controlID, code)
+			}
+			if appAckWait > 0 && appAcks < due {
+				if err := s.AwaitLate(cmd.Context(), appAckWait, func() bool { return appAcks >= due }); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "spinebridge: send: %v\n", err)
+					failed = true
+				}
+				if appAcks < due {
+					fmt.Fprintf(cmd.ErrOrStderr(), "spinebridge: send: %d of %d application acknowledgements came within %v\n", appAcks, due, appAckWait)
+					failed = true
+				}
 			}
 			if failed {
 				return exitError{1}
@@ -123,7 +153,16 @@ one line per file says OK or FAULT with the ITK error code and diagnostic.`,
 	f.DurationVar(&ackTimout, "timeout", 30*time.Second, "time allowed for each acknowledgement")
 	f.BoolVar(&commitAck, "commit-ack", false, "expect MLLP release 2 commit acknowledgements (0x06/0x15)")
 	f.IntVar(&retries, "retries", 0, "times to resend a message answered AE/CE, NAKed or timed out")
+	f.DurationVar(&appAckWait, "app-acks", 0, "after the last message, wait up to this long for the application acknowledgements (MSH-16 AL) still due")
 	return cmd
+}
+
+// appAckDue reports whether m asks for an application acknowledgement
+// whatever its outcome: MSH-16 AL, or empty in enhanced mode (MSH-15 set).
+func appAckDue(m *hl7v2.Message) bool {
+	msh15, _ := m.Lookup("MSH-15")
+	msh16, _ := m.Lookup("MSH-16")
+	return msh16.String() == "AL" || msh16.IsEmpty() && !msh15.IsEmpty()
 }
 
 // ackCode returns MSA-1 of an ACK, or "" when it has none.

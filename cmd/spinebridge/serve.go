@@ -193,6 +193,7 @@ func engineConfig(cfg config) (routes.IntakeConfig, mllp.ListenerConfig, error) 
 		ParseErrorCode:  hl7v2.AckCode(cfg.Ack.ParseErrorCode),
 		RejectText:      cfg.Ack.RejectText,
 		Zone:            zone,
+		AppAcks:         routes.AppAckMode(cfg.Ack.Application),
 	}
 	if err := icfg.Validate(); err != nil {
 		errs = append(errs, prefixErrors("config: ack: ", err))
@@ -425,6 +426,9 @@ var _ hl7http.Receiver = httpReceiver{}
 func (h httpReceiver) ReceiveHTTP(ctx context.Context, payload []byte, peer string) ([]byte, string, func()) {
 	r, release := h.intake.Receive(ctx, routes.Arrival{Payload: payload, Peer: peer})
 	h.metrics.Received("http", string(r.Code))
+	if r.Later != nil {
+		r.Later(nil) // no connection to send an application ACK on: recorded
+	}
 	return r.Ack, string(r.Code), release
 }
 
@@ -442,6 +446,10 @@ var _ itk.Journal = itkJournal{}
 func (j itkJournal) ReceiveV2(ctx context.Context, a routes.Arrival) (routes.Reply, func()) {
 	r, release := j.intake.Receive(ctx, a)
 	j.metrics.Received(itk.Listener, string(r.Code))
+	if r.Later != nil {
+		r.Later(nil) // no connection to send an application ACK on: recorded
+		r.Later = nil
+	}
 	return r, release
 }
 
@@ -469,5 +477,6 @@ func (h mllpIntake) HandleMLLP(ctx context.Context, in *mllp.Inbound) mllp.Respo
 		Committed: r.Committed,
 		Close:     errors.Is(in.Err, mllp.ErrFrameTooLarge),
 		Release:   release, // the ACK lives in the intake's scratch until written
+		Later:     r.Later,
 	}
 }

@@ -1,0 +1,100 @@
+package routes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spinebridge/spinebridge/adapters/hl7v2"
+)
+
+// appAckWait bounds how long an application acknowledgement waits for its
+// message to be processed. Routing holds back while deliveries pile up, so a
+// message can wait minutes in a backlog; past this the acknowledgement is not
+// made and the journey says so (the message is still processed).
+const appAckWait = 10 * time.Minute
+
+// appAckType is MSH-16, the conditions for an application acknowledgement:
+// AL always, NE never, ER on error only, SU on success only. Empty in enhanced
+// mode means AL, as an empty MSH-15 does for the accept acknowledgement.
+func appAckType(m *hl7v2.Message) string {
+	msh, _ := m.Find("MSH", 1)
+	switch t := string(msh.Field(16).Bytes()); t {
+	case "NE", "ER", "SU":
+		return t
+	}
+	return "AL"
+}
+
+// appAck returns the Later of an accepted message in enhanced mode that asks
+// for application acknowledgements: it copies what it needs of rec, whose
+// slices the listener reuses.
+func (in *Intake) appAck(rec *Record, when string) func(send func([]byte) error) {
+	cp := *rec
+	cp.Raw, cp.Ack = bytes.Clone(rec.Raw), nil
+	return func(send func([]byte) error) {
+		go in.applicationAck(&cp, when, send)
+	}
+}
+
+// applicationAck waits for rec to be processed and makes its application
+// acknowledgement: AA when every route it matches transformed it, AR when no
+// route takes it, AE when routing or a transform failed. MSH-16 says whether
+// the sender wants it; when it does, it is sent on the connection (with
+// AppAckConnection and a connection to send on) and recorded in the journey
+// either way.
+func (in *Intake) applicationAck(rec *Record, when string, send func([]byte) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), appAckWait)
+	defer cancel()
+	note := func(detail string) {
+		ev := Event{MessageID: rec.ID, Kind: EventAppAck, Detail: detail}
+		if err := in.cfg.Processor.Note(context.WithoutCancel(ctx), ev); err != nil {
+			in.log.Warn("intake: could not record an application acknowledgement", "id", uint64(rec.ID), "err", err)
+		}
+	}
+	err := in.cfg.Processor.Processed(ctx, rec)
+	if err != nil && ctx.Err() != nil {
+		note(fmt.Sprintf("not made: the message was not processed within %v", appAckWait))
+		return
+	}
+	v := verdict{code: hl7v2.AA, status: StatusAccepted}
+	switch {
+	case errors.Is(err, ErrUnrouted):
+		v = verdict{code: hl7v2.AR, status: StatusRejected, text: in.cfg.RejectText, nerr: 1}
+		v.errs[0] = hl7v2.AckError{Code: hl7v2.CodeUnsupportedMessageType, Diagnostic: ErrUnrouted.Error()}
+	case err != nil:
+		v = verdict{code: hl7v2.AE, status: StatusError, text: "processing failed", nerr: 1}
+		v.errs[0] = hl7v2.AckError{Code: hl7v2.CodeApplicationInternalError, Diagnostic: "processing failed"}
+	}
+	if when == "ER" && v.code == hl7v2.AA || when == "SU" && v.code != hl7v2.AA {
+		return // not wanted: MSH-16 asks only for the other outcome
+	}
+	reason := ""
+	if err != nil {
+		reason = ": " + boundedError(err)
+	}
+
+	sc := in.scratch.Get().(*intakeScratch)
+	defer in.scratch.Put(sc)
+	if err := sc.msg.Parse(rec.Raw); err != nil {
+		// It parsed when it arrived; a record that no longer does is damaged.
+		note(fmt.Sprintf("not made: the stored message does not parse: %v", err))
+		return
+	}
+	ack := in.buildACK(sc, &sc.msg, v)
+	switch {
+	case in.cfg.AppAcks != AppAckConnection:
+		note(string(v.code) + " recorded" + reason)
+	case send == nil:
+		note(string(v.code) + " recorded, not sent: no connection to send it on" + reason)
+	default:
+		if err := send(ack); err != nil {
+			in.log.Warn("intake: application acknowledgement not sent", "id", uint64(rec.ID), "err", err)
+			note(string(v.code) + " recorded, not sent: " + err.Error() + reason)
+			return
+		}
+		note(string(v.code) + " sent on the connection" + reason)
+	}
+}

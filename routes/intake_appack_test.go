@@ -1,0 +1,171 @@
+package routes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spinebridge/spinebridge/adapters/hl7v2"
+)
+
+// enhanced returns an ADT in enhanced mode: MSH-15 AL and MSH-16 as given.
+func enhanced(controlID, msh16 string, extra string) []byte {
+	m := hl7Message(controlID, "9990000001", 300)
+	m = bytes.Replace(m, []byte("|P|2.5.1\r"), []byte("|P|2.5.1|||AL|"+msh16+"\r"), 1)
+	return append(m, extra...)
+}
+
+// TestIntakeApplicationAcks checks the application acknowledgements of
+// messages in enhanced mode: made once the message is processed (AA, AE when
+// its transform fails, AR when no route takes it), sent on the connection or
+// recorded as MSH-16 and the listener's mode say, and always in the journey.
+func TestIntakeApplicationAcks(t *testing.T) {
+	j, _ := openTest(t)
+	routing := &fakeRouting{to: []string{"x"}, transform: "upper", dests: map[string]Destination{"x": newRecorder(nil)}}
+	d, _ := startDispatcher(t, DispatcherConfig{Store: j, Routing: routing})
+	in, err := NewIntake(IntakeConfig{Listener: "mllp", Processor: d, AppAcks: AppAckConnection}, j, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	receive := func(payload []byte) Reply {
+		t.Helper()
+		r, release := in.Receive(ctx, Arrival{Payload: payload, Peer: "p"})
+		release()
+		if r.Code != hl7v2.CA {
+			t.Fatalf("accept acknowledgement %s, want CA", r.Code)
+		}
+		return r
+	}
+	// journey waits for message id's application-ack event and returns it.
+	journey := func(id ID) string {
+		t.Helper()
+		var detail string
+		waitFor(t, "the application ACK in the journey", func() bool {
+			evs, _ := j.Events(ctx, id)
+			for _, ev := range evs {
+				if ev.Kind == EventAppAck {
+					detail = ev.Detail
+					return true
+				}
+			}
+			return false
+		})
+		return detail
+	}
+	sent := make(chan []byte, 10)
+	send := func(msg []byte) error {
+		sent <- bytes.Clone(msg)
+		return nil
+	}
+	next := func() *hl7v2.Message {
+		t.Helper()
+		select {
+		case b := <-sent:
+			m, err := hl7v2.Parse(b)
+			if err != nil {
+				t.Fatalf("application ACK does not parse: %v", err)
+			}
+			return m
+		case <-time.After(30 * time.Second):
+			t.Fatal("no application ACK sent")
+			return nil
+		}
+	}
+	get := func(m *hl7v2.Message, path string) string {
+		v, _ := m.Lookup(path)
+		return v.String()
+	}
+
+	for _, c := range []struct {
+		name, cid, msh16, extra string
+		code, errCode, journey  string
+	}{
+		{"processed", "E1", "AL", "", "AA", "", "AA sent on the connection"},
+		{"empty MSH-16 is AL", "E2", "", "", "AA", "", "AA sent on the connection"},
+		{"transform fails", "E3", "AL", "NTE|2||BADMAP\r", "AE", "207", "AE sent on the connection: route all: "},
+		{"no route", "UNROUTED", "AL", "", "AR", "200", "AR sent on the connection: no route accepts this message"},
+		{"errors only", "E4", "ER", "NTE|2||BADMAP\r", "AE", "207", "AE sent on the connection"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := receive(enhanced(c.cid, c.msh16, c.extra))
+			if r.Later == nil {
+				t.Fatal("no application acknowledgement under way")
+			}
+			r.Later(send)
+			ack := next()
+			if get(ack, "MSA-1") != c.code || get(ack, "MSA-2") != c.cid || get(ack, "MSH-9.1") != "ACK" {
+				t.Errorf("application ACK MSA %s|%s, MSH-9 %s; want %s for %s", get(ack, "MSA-1"), get(ack, "MSA-2"), get(ack, "MSH-9"), c.code, c.cid)
+			}
+			if get(ack, "MSH-15") != "" || get(ack, "MSH-16") != "" {
+				t.Error("the application ACK asks to be acknowledged itself")
+			}
+			if got := get(ack, "ERR-3.1"); got != c.errCode {
+				t.Errorf("ERR-3.1 = %q, want %q", got, c.errCode)
+			}
+			if got := journey(r.ID); !strings.HasPrefix(got, c.journey) {
+				t.Errorf("journey says %q, want %q...", got, c.journey)
+			}
+		})
+	}
+
+	t.Run("not wanted", func(t *testing.T) {
+		if r := receive(enhanced("N1", "NE", "")); r.Later != nil {
+			t.Error("MSH-16 NE starts an application acknowledgement")
+		}
+		r, release := in.Receive(ctx, Arrival{Payload: hl7Message("O1", "9990000001", 300), Peer: "p"})
+		release()
+		if r.Later != nil {
+			t.Error("original mode starts an application acknowledgement")
+		}
+		// SU on failure, then AL: only the second is sent. Both wait for
+		// routing in ID order, and the first has no ACK to make.
+		receive(enhanced("S1", "SU", "NTE|2||BADMAP\r")).Later(send)
+		receive(enhanced("S2", "AL", "")).Later(send)
+		if ack := next(); get(ack, "MSA-2") != "S2" {
+			t.Errorf("application ACK for %s sent; MSH-16 SU asks for none on failure", get(ack, "MSA-2"))
+		}
+	})
+
+	t.Run("no connection", func(t *testing.T) {
+		r := receive(enhanced("C1", "AL", ""))
+		r.Later(nil)
+		if got := journey(r.ID); got != "AA recorded, not sent: no connection to send it on" {
+			t.Errorf("journey says %q", got)
+		}
+		r = receive(enhanced("C2", "AL", ""))
+		r.Later(func([]byte) error { return errors.New("mllp: connection closed") })
+		if got := journey(r.ID); got != "AA recorded, not sent: mllp: connection closed" {
+			t.Errorf("journey says %q", got)
+		}
+	})
+
+	t.Run("record mode", func(t *testing.T) {
+		rec, err := NewIntake(IntakeConfig{Listener: "mllp", Processor: d}, j, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, release := rec.Receive(ctx, Arrival{Payload: enhanced("R1", "AL", "NTE|2||BADMAP\r"), Peer: "p"})
+		release()
+		r.Later(send)
+		if got := journey(r.ID); !strings.HasPrefix(got, "AE recorded: route all: ") {
+			t.Errorf("journey says %q", got)
+		}
+		select {
+		case b := <-sent:
+			t.Errorf("record mode sent %q", b)
+		default:
+		}
+	})
+}
+
+func TestIntakeConfigAppAcks(t *testing.T) {
+	err := IntakeConfig{AppAcks: "later"}.Validate()
+	if err == nil || !strings.Contains(err.Error(), `application acks "later": must be "record" or "connection"`) {
+		t.Errorf("Validate: %v", err)
+	}
+}
