@@ -77,7 +77,7 @@ type Table struct {
 	// Concurrency holds the destinations' concurrency: keys, where the routes
 	// file sets them.
 	Concurrency map[string]int
-	Files        []string // the files read, in the order their routes stand
+	Files       []string // the files read, in the order their routes stand
 }
 
 // Route is one entry of the routing table.
