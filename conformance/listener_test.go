@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -776,5 +778,67 @@ func TestCase34_DuplicateAnsweredWithOriginalACK(t *testing.T) {
 	c.send(adt("C34", map[int]string{3: "LIMS"}))
 	if ack := c.ack(); ack == first || !accepted(ack) {
 		t.Errorf("other sender: %q", ack)
+	}
+}
+
+// TestEnhancedModeApplicationAcks goes with case 22: with ack.application:
+// connection, a message whose MSH-16 asks for it gets its application ACK on
+// the same connection after its CA, once it is routed and transformed, and
+// `spinebridge send --app-acks` prints it; by default it is recorded in the
+// message's journey instead.
+func TestEnhancedModeApplicationAcks(t *testing.T) {
+	e := startEngine(t, "ack:\n  application: connection\n")
+	c := dial(t, e.mllp)
+	c.send(adt("APP-1", map[int]string{15: "AL", 16: "AL"}))
+	accept, err := c.readFrame(10 * time.Second)
+	if err != nil || field(accept, "MSA", 1) != "CA" {
+		t.Fatalf("accept ACK %q, %v; want CA", accept, err)
+	}
+	app, err := c.readFrame(30 * time.Second)
+	if err != nil || field(app, "MSA", 1) != "AA" || field(app, "MSA", 2) != "APP-1" || field(app, "MSH", 15) != "" {
+		t.Fatalf("application ACK %q, %v; want AA for APP-1 asking for no ACK itself", app, err)
+	}
+	// MSH-16 ER: a message processed without error gets none.
+	c.send(adt("APP-2", map[int]string{15: "AL", 16: "ER"}))
+	if got, err := c.readFrame(10 * time.Second); err != nil || field(got, "MSA", 1) != "CA" {
+		t.Fatalf("accept ACK %q, %v; want CA", got, err)
+	}
+	if got, err := c.readFrame(700 * time.Millisecond); err == nil {
+		t.Errorf("MSH-16 ER, processed: got %q, want no application ACK", got)
+	}
+
+	file := filepath.Join(t.TempDir(), "enhanced.hl7")
+	writeFile(t, file, adt("APP-3", map[int]string{15: "AL", 16: "AL"})+"\n"+adt("APP-4", map[int]string{15: "AL", 16: "AL"}))
+	out, err := exec.Command(binary, "send", "--addr", e.mllp, "--app-acks", "30s", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for _, want := range []string{"APP-3 CA", "APP-4 CA", "APP-3 AA application", "APP-4 AA application"} {
+		if !slices.Contains(lines, want) {
+			t.Errorf("send printed %q, want a line %q", out, want)
+		}
+	}
+
+	// The default records it instead.
+	r := startEngine(t, "")
+	rc := dial(t, r.mllp)
+	rc.send(adt("REC-1", map[int]string{15: "AL", 16: "AL"}))
+	if got, err := rc.readFrame(10 * time.Second); err != nil || field(got, "MSA", 1) != "CA" {
+		t.Fatalf("accept ACK %q, %v; want CA", got, err)
+	}
+	if got, err := rc.readFrame(700 * time.Millisecond); err == nil {
+		t.Errorf("ack.application record sent %q on the connection", got)
+	}
+	recs := r.journal(url.Values{"control_id": {"REC-1"}})
+	if len(recs) != 1 {
+		t.Fatalf("%d records for REC-1", len(recs))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(r.show(recs[0].ID), "application ACK AA recorded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("journey of REC-1 has no recorded application ACK:\n%s", r.show(recs[0].ID))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
