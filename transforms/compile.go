@@ -116,6 +116,8 @@ type entry struct {
 	name    string
 	into    string
 	repeat  bool
+	follows []string // the segments whose group this entry's segment must be in
+	over    []string // segments that may stand between it and the one opening its group
 	when    *program
 	refs    []ref
 	links   []link
@@ -634,6 +636,15 @@ func (c *compiler) compileStructure(s *structureSpec) *structure {
 		if es.Repeat && es.Into == "" {
 			c.errorf(es.pos, "repeat: is for into: entries")
 		}
+		if len(es.Over) > 0 && len(es.Follows) == 0 {
+			c.errorf(es.pos, "over: is for follows: entries")
+		}
+		for _, id := range append(slices.Clone(es.Follows), es.Over...) {
+			if len(id) != 3 {
+				c.errorf(es.pos, "follows/over: %q is not a segment id", id)
+			}
+		}
+		e.follows, e.over = es.Follows, es.Over
 		sm, ok := c.segments[es.Map]
 		if !ok {
 			c.errorf(es.pos, "no segment map %q (have: %s)", es.Map, strings.Join(sortedKeys(c.segments), ", "))

@@ -231,3 +231,69 @@ func TestAbsolutePathReadsItsOwnSegment(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowsScopesToTheCurrentGroup: an entry with follows: runs only for a
+// segment in the group one of those segments opens, looking back over its own
+// kind and the segments over: names; into: then finds that group's resource.
+func TestFollowsScopesToTheCurrentGroup(t *testing.T) {
+	set, err := Load(Layer{FS: files(map[string]string{
+		"segments/OBR-Order.yaml": "segment: OBR\nresource: ServiceRequest\nrules:\n  - {value: active, to: status}\n  - {value: order, to: intent}\n  - {from: \"4\", to: code.text}\n",
+		"segments/OBX-Result.yaml": "segment: OBX\nresource: Observation\nrules:\n  - {value: final, to: status}\n  - {from: \"3\", to: code.text}\n",
+		"segments/NTE-OrderNote.yaml": "segment: NTE\nresource: ServiceRequest\nname: NTE-OrderNote\nrules:\n  - {from: \"3\", to: \"note[+].text\"}\n",
+		"segments/NTE-ResultNote.yaml": "segment: NTE\nresource: Observation\nname: NTE-ResultNote\nrules:\n  - {from: \"3\", to: \"note[+].text\"}\n",
+		"messages/oru.yaml": "structure: ORU\nmessages: [ORU]\nresources:\n" +
+			"  - {map: OBR-ServiceRequest, name: order}\n" +
+			"  - {map: OBX-Observation, name: result}\n" +
+			"  - {map: NTE-OrderNote, into: order, repeat: true, follows: [OBR]}\n" +
+			"  - {map: NTE-ResultNote, into: result, repeat: true, follows: [OBX], over: [PRT]}\n",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m hl7v2.Message
+	if err := m.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ORU^R01|1|P|2.5\r" +
+		"OBR|1|||FBC\rNTE|1||order note 1\rNTE|2||order note 2\r" +
+		"OBX|1|ST|HB\rPRT|1|AD\rNTE|1||HB note\r" +
+		"OBX|2|ST|WBC\r" +
+		"OBR|2|||CRP\rOBX|1|ST|CRP\rNTE|1||CRP note\r")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := set.NewConverter(Options{Bundle: Collection}).Convert(nil, &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bundle
+	if err := json.Unmarshal(out, &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.all("ServiceRequest")) != 2 || len(b.all("Observation")) != 3 {
+		t.Fatalf("%d orders and %d results, want 2 and 3: %s", len(b.all("ServiceRequest")), len(b.all("Observation")), out)
+	}
+	notes := func(typ string) map[string][]string {
+		got := map[string][]string{}
+		for _, r := range b.all(typ) {
+			code := r["code"].(map[string]any)["text"].(string)
+			list, _ := r["note"].([]any)
+			for _, n := range list {
+				got[code] = append(got[code], n.(map[string]any)["text"].(string))
+			}
+		}
+		return got
+	}
+	for typ, want := range map[string]map[string][]string{
+		"ServiceRequest": {"FBC": {"order note 1", "order note 2"}, "CRP": nil},
+		"Observation":    {"HB": {"HB note"}, "WBC": nil, "CRP": {"CRP note"}},
+	} {
+		got := notes(typ)
+		for code, w := range want {
+			if !slices.Equal(got[code], w) {
+				t.Errorf("%s %s notes %q, want %q", typ, code, got[code], w)
+			}
+		}
+	}
+	if _, err := Load(Layer{FS: files(map[string]string{
+		"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient, name: patient, over: [PD1]}\n",
+	})}); err == nil || !strings.Contains(err.Error(), "over: is for follows:") {
+		t.Errorf("over: without follows: loaded: %v", err)
+	}
+}

@@ -212,6 +212,9 @@ func (c *Converter) structureFor(msh hl7v2.Segment) *structure {
 
 // runEntry builds (or extends) the resource a structure entry names from seg.
 func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
+	if e.follows != nil && !c.inGroup(e, seg) {
+		return
+	}
 	if e.when != nil && !c.test(e.when, frame{seg: seg}, e.pos) {
 		return
 	}
@@ -246,6 +249,30 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	for _, l := range e.links {
 		c.pending = append(c.pending, pendingRef{from: res, element: l.element, name: l.name, seg: seg.Index(), reverse: true})
 	}
+}
+
+// inGroup reports whether seg is in the group one of e.follows opens: the
+// nearest segment before it that is neither of its own kind (NTE after NTE) nor
+// one of e.over is one of e.follows. An NTE after an OBX and its PRT is the
+// result's note; after an OBR it is the order's.
+func (c *Converter) inGroup(e *entry, seg hl7v2.Segment) bool {
+	for i := seg.Index() - 1; i >= 0; i-- {
+		prev := c.msg.Segment(i)
+		if prev.Is(e.segment) || isOneOf(prev, e.over) {
+			continue
+		}
+		return isOneOf(prev, e.follows)
+	}
+	return false
+}
+
+func isOneOf(seg hl7v2.Segment, ids []string) bool {
+	for _, id := range ids {
+		if seg.Is(id) {
+			return true
+		}
+	}
+	return false
 }
 
 // newSegmentResource starts a resource whose id is a hash of its identity

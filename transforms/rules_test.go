@@ -239,6 +239,28 @@ func TestRulesSegments(t *testing.T) {
 				{"Organization", "identifier.type.coding.code", []string{"XX"}},
 			},
 		},
+		{
+			"ORU NTE in a result's group is a note on that result, its author a Practitioner (NTE[Observation])",
+			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "OBR|1|||24725-4^CT Head^LN",
+				"NTE|1||ignored: the order's NTE has no row in ORU_R01",
+				"OBX|1|ST|8867-4^Heart rate^LN||60||||||F", "NTE|1||No antibodies detected||MLEE^ATTEND^AARON^A|202010101500+0000"),
+			[]want{
+				{"Observation", "note.text", []string{"No antibodies detected"}},
+				{"Observation", "note.authorReference", []string{"->Practitioner"}},
+				{"Observation", "note.time", []string{"2020-10-10T15:00:00+00:00"}},
+				{"ServiceRequest", "note.text", nil},
+				{"Practitioner", "name.family", []string{"ATTEND"}},
+			},
+		},
+		{
+			"OML NTE after the OBR is a note on the order (NTE[ServiceRequest]); without NTE-3 there is no note",
+			message("OML^O21", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "ORC|NW|1101", "OBR|1|1101||24725-4^CT Head^LN",
+				"NTE|1||Fasting sample", "NTE|2||||MLEE^ATTEND"),
+			[]want{
+				{"ServiceRequest", "note.text", []string{"Fasting sample"}},
+				{"Practitioner", "name.family", nil},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
