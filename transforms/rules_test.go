@@ -261,6 +261,21 @@ func TestRulesSegments(t *testing.T) {
 				{"Practitioner", "name.family", nil},
 			},
 		},
+		{
+			"ADT PRT in the patient's group: PP is the general practitioner, AD a CareTeam; after PV1 it has no row",
+			message("BAR^P01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PD1|S",
+				"PRT|1|AD||AD^Admitting Provider^HL70912|10535^van Beethoven^Ludwig||1^Hospital^HL70406|Good Health Hospital",
+				"PRT|2|AD||PP^Primary Care Provider^HL70912|2222^Jones^Ann",
+				"PV1|1|I", "PRT|3|AD||AD^Admitting Provider^HL70912|3333^Ignored^Ian"),
+			[]want{
+				{"CareTeam", "subject", []string{"->Patient", "->Patient"}},
+				{"CareTeam", "participant.role.coding.code", []string{"AD", "PP"}},
+				{"CareTeam", "participant.member", []string{"->Practitioner", "->Practitioner"}},
+				{"CareTeam", "participant.onBehalfOf", []string{"->Organization"}},
+				{"Patient", "generalPractitioner", []string{"->Practitioner"}},
+				{"Practitioner", "name.family", []string{"van Beethoven", "Jones"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
