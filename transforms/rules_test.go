@@ -276,6 +276,22 @@ func TestRulesSegments(t *testing.T) {
 				{"Practitioner", "name.family", []string{"van Beethoven", "Jones"}},
 			},
 		},
+		{
+			"NK1-40 and NK1-41 are telecoms of the RelatedPerson",
+			message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"NK1|1|DOE^JOHN|SPO^Spouse^HL70063"+strings.Repeat("|", 37)+"777^WPN^PH|444444^PRN^PH"),
+			[]want{{"RelatedPerson", "telecom.value", []string{"777", "444444"}}},
+		},
+		{
+			"PR1: a procedure's status is unknown when the message does not make it clear (PR1 row 0)",
+			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|I",
+				"PR1|1||76164006^Biopsy of colon^SCT||200501251140+0100"),
+			[]want{
+				{"Procedure", "status", []string{"unknown"}},
+				{"Procedure", "code.coding.code", []string{"76164006"}},
+				{"Procedure", "subject", []string{"->Patient"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
