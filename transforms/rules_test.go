@@ -292,6 +292,18 @@ func TestRulesSegments(t *testing.T) {
 				{"Procedure", "subject", []string{"->Patient"}},
 			},
 		},
+		{
+			"PV1-19 is a visit number (VN) beside its CX.5 type; PV2-25 through the EncounterPriority concept map",
+			message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"PV1|1|I"+strings.Repeat("|", 17)+"40007716^^^AccMng^AM",
+				"PV2"+strings.Repeat("|", 25)+"2^Urgent^HL70217^3^^^V1.2"),
+			[]want{
+				{"Encounter", "identifier.type.coding.code", []string{"AM", "VN"}},
+				{"Encounter", "priority.coding.code", []string{"UR", "2", "EL", "3"}},
+				{"Encounter", "priority.coding.system", []string{"http://terminology.hl7.org/CodeSystem/v3-ActPriority",
+					"http://terminology.hl7.org/CodeSystem/v2-0217", "http://terminology.hl7.org/CodeSystem/v3-ActPriority"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
