@@ -304,6 +304,26 @@ func TestRulesSegments(t *testing.T) {
 					"http://terminology.hl7.org/CodeSystem/v2-0217", "http://terminology.hl7.org/CodeSystem/v3-ActPriority"}},
 			},
 		},
+		{
+			"Encounter.status: PV1-45 finished, else PV1-2 through PatientClass[EncounterStatus]",
+			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|E"+strings.Repeat("|", 43)+"202601021200"),
+			[]want{{"Encounter", "status", []string{"finished"}}},
+		},
+		{
+			"Encounter.status: an emergency visit in progress",
+			message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|E"),
+			[]want{{"Encounter", "status", []string{"in-progress"}}},
+		},
+		{
+			"Encounter.status: a preadmission is planned",
+			message("ADT^A05", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|P"),
+			[]want{{"Encounter", "status", []string{"planned"}}},
+		},
+		{
+			"Encounter.status: ADT_A11 cancels the admission (MSH[Encounter], Event[EncounterStatus])",
+			message("ADT^A11", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|I"),
+			[]want{{"Encounter", "status", []string{"cancelled"}}},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
