@@ -324,6 +324,18 @@ func TestRulesSegments(t *testing.T) {
 			message("ADT^A11", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|I"),
 			[]want{{"Encounter", "status", []string{"cancelled"}}},
 		},
+		{
+			"ORM IN1: the insured who is not the patient is the Coverage's subscriber, a RelatedPerson (IN1-16, IN1-17)",
+			message("ORM^O01", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"IN1|1|BAV^Blue Advantage|IC-1|Blue Cross"+strings.Repeat("|", 12)+"DOE^JOHN|SPO^Spouse^HL70063|19750228"),
+			[]want{
+				{"Coverage", "subscriber", []string{"->RelatedPerson"}},
+				{"Coverage", "beneficiary", []string{"->Patient"}},
+				{"RelatedPerson", "name.family", []string{"DOE"}},
+				{"RelatedPerson", "birthDate", []string{"1975-02-28"}},
+				{"RelatedPerson", "relationship.coding.code", []string{"SPS", "SPO"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
