@@ -88,6 +88,7 @@ type Converter struct {
 	text2      []byte // scratch for text decoded leniently
 	badCharset bool   // MSH-18 names a set this build cannot decode
 	escape     byte   // the message's escape character
+	delims     hl7v2.Delimiters
 	val        []byte // scratch for converted values
 	h          hash.Hash
 	sum        []byte
@@ -188,7 +189,8 @@ func (c *Converter) reset(m *hl7v2.Message) {
 	c.issues = c.issues[:0]
 	c.badCharset = false
 	c.msg = m
-	c.escape = m.Delimiters().Escape
+	c.delims = m.Delimiters()
+	c.escape = c.delims.Escape
 }
 
 func (c *Converter) structureFor(msh hl7v2.Segment) *structure {
@@ -367,7 +369,7 @@ type valueAt struct {
 func (c *Converter) values(src source, f frame, all bool) int {
 	start := len(c.vals)
 	add := func(v hl7v2.Value, depth int) {
-		if !v.IsEmpty() && !v.IsNull() {
+		if !c.absent(v) {
 			c.vals = append(c.vals, valueAt{v, depth})
 		}
 	}
@@ -440,7 +442,7 @@ func (c *Converter) reps(field hl7v2.Value, rep int, parts []int, all bool) {
 				v, depth = v.Sub(parts[1]), 2
 			}
 		}
-		if v.IsEmpty() || v.IsNull() {
+		if c.absent(v) {
 			continue
 		}
 		c.vals = append(c.vals, valueAt{v, depth})
@@ -448,6 +450,21 @@ func (c *Converter) reps(field hl7v2.Value, rep int, parts []int, all bool) {
 			return
 		}
 	}
+}
+
+// absent reports whether v says nothing: empty, the explicit null, or only
+// separators ("^^^", "&&"), a composite sent with every part empty, which
+// would otherwise build a resource that names no one.
+func (c *Converter) absent(v hl7v2.Value) bool {
+	if v.IsEmpty() || v.IsNull() {
+		return true
+	}
+	for _, b := range v.Bytes() {
+		if b != c.delims.Component && b != c.delims.Subcomponent {
+			return false
+		}
+	}
+	return true
 }
 
 // firstValue returns the first value src names in f.

@@ -336,7 +336,29 @@ func TestRulesSegments(t *testing.T) {
 				{"RelatedPerson", "relationship.coding.code", []string{"SPS", "SPO"}},
 			},
 		},
+		{
+			"FT1-24, who entered the charge, is its enterer; FT1-20 who performed it",
+			message("DFT^P03", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|O",
+				"FT1|1|12345||20191122|20191122|CG|71045^Xray exam chest^C4|||2"+strings.Repeat("|", 10)+
+					"9941339108^Smith^Adam||||9941339116^Mellie^John"),
+			[]want{
+				{"ChargeItem", "performer.actor", []string{"->Practitioner"}},
+				{"ChargeItem", "enterer", []string{"->Practitioner"}},
+				{"Practitioner", "name.family", []string{"Smith", "Mellie"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
+}
+
+// TestRulesSeparatorsOnlyAreAbsent: a field sent as its separators alone
+// ("^^^") names nothing, so it builds no resource and counts as not valued.
+func TestRulesSeparatorsOnlyAreAbsent(t *testing.T) {
+	checkRules(t, message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|I|||||^^^|0210^ATTEND^AARON"),
+		[]want{
+			{"Encounter", "participant.individual", []string{"->Practitioner"}},
+			{"Encounter", "participant.type.coding.code", []string{"REF"}},
+			{"Practitioner", "name.family", []string{"ATTEND"}},
+		})
 }
