@@ -347,6 +347,15 @@ func TestRulesSegments(t *testing.T) {
 				{"Practitioner", "name.family", []string{"Smith", "Mellie"}},
 			},
 		},
+		{
+			"OBX-21, the observation instance identifier, is typed FILL",
+			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "OBR|1|||24725-4^CT Head^LN",
+				"OBX|1|ST|8867-4^Heart rate^LN||60||||||F"+strings.Repeat("|", 10)+"EI21^OII"),
+			[]want{
+				{"Observation", "identifier.value", []string{"EI21"}},
+				{"Observation", "identifier.type.coding.code", []string{"FILL"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
