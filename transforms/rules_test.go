@@ -356,6 +356,15 @@ func TestRulesSegments(t *testing.T) {
 				{"Observation", "identifier.type.coding.code", []string{"FILL"}},
 			},
 		},
+		{
+			"SPM-2: the placer's specimen id is typed PGN, the filler's FGN (EIP[Identifier-PlacerAssignedIdentifier], -FillerAssignedIdentifier)",
+			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "OBR|1|||24725-4^CT Head^LN",
+				"SPM|1|PL-1&LAB^FL-2&LAB||BLD^Blood^HL70487"),
+			[]want{
+				{"Specimen", "identifier.value", []string{"PL-1", "FL-2"}},
+				{"Specimen", "identifier.type.coding.code", []string{"PGN", "FGN"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
