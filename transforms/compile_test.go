@@ -2,6 +2,7 @@ package transforms
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -295,5 +296,32 @@ func TestFollowsScopesToTheCurrentGroup(t *testing.T) {
 		"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient, name: patient, over: [PD1]}\n",
 	})}); err == nil || !strings.Contains(err.Error(), "over: is for follows:") {
 		t.Errorf("over: without follows: loaded: %v", err)
+	}
+}
+
+// TestLinksShareTheItemLaterRulesFill: a link is written when its entry runs,
+// so an entry after it for the same segment fills the item the link started;
+// with two DG1, each diagnosis holds its own condition, use and rank.
+func TestLinksShareTheItemLaterRulesFill(t *testing.T) {
+	b, _, _ := convertMessage(t, message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|I",
+		"DG1|1||I21^Infarction^I10|||A"+strings.Repeat("|", 9)+"1",
+		"DG1|2||E11^Diabetes^I10|||W^Working"+strings.Repeat("|", 9)+"2"), Options{})
+	diagnoses := b.one(t, "Encounter")["diagnosis"].([]any)
+	if len(diagnoses) != 2 {
+		t.Fatalf("%d diagnoses, want one per DG1: %v", len(diagnoses), diagnoses)
+	}
+	for i, want := range []struct{ code, rank string }{{"I21", "1"}, {"E11", "2"}} {
+		d := diagnoses[i].(map[string]any)
+		cond := b.byRef(t, d["condition"])
+		code := cond["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"]
+		if code != want.code || fmt.Sprint(d["rank"]) != want.rank {
+			t.Errorf("diagnosis %d: condition %v rank %v, want %s and %s", i, code, d["rank"], want.code, want.rank)
+		}
+	}
+	if use := diagnoses[0].(map[string]any)["use"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"]; use != "AD" {
+		t.Errorf("first diagnosis use %v, want AD", use)
+	}
+	if use := diagnoses[1].(map[string]any)["use"].(map[string]any)["text"]; use != "Working" {
+		t.Errorf("second diagnosis use %v, want the text Working", use)
 	}
 }

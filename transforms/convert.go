@@ -248,7 +248,18 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	for _, r := range e.refs {
 		c.pending = append(c.pending, pendingRef{from: res, element: r.element, name: r.name, seg: seg.Index()})
 	}
+	// A link's owner is named above the entry, so it usually exists already:
+	// the reference is written now, into the item the owner's element has at
+	// this point, and later rules of the same segment that fill that item
+	// (DG1[Encounter]'s diagnosis.use beside the condition its DG1 links)
+	// share it. An owner not yet built is found when references resolve.
 	for _, l := range e.links {
+		if inst := c.named[l.name]; len(inst) > 0 {
+			if owner := inst[len(inst)-1].res; owner != res {
+				c.writeReference(c.t.walkTo(c.resources[owner].root, l.element, kindObject), res)
+			}
+			continue
+		}
 		c.pending = append(c.pending, pendingRef{from: res, element: l.element, name: l.name, seg: seg.Index(), reverse: true})
 	}
 }

@@ -365,6 +365,17 @@ func TestRulesSegments(t *testing.T) {
 				{"Specimen", "identifier.type.coding.code", []string{"PGN", "FGN"}},
 			},
 		},
+		{
+			"several DG1: each is a diagnosis item of the encounter holding its condition, use and rank (DG1[Encounter])",
+			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|I",
+				"DG1|1||I21^Infarction^I10|||A"+strings.Repeat("|", 9)+"1",
+				"DG1|2||E11^Diabetes^I10|||W"+strings.Repeat("|", 9)+"2"),
+			[]want{
+				{"Encounter", "diagnosis.condition", []string{"->Condition", "->Condition"}},
+				{"Encounter", "diagnosis.use.coding.code", []string{"AD"}},
+				{"Encounter", "diagnosis.rank", []string{"1", "2"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
