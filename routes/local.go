@@ -1,6 +1,7 @@
 package routes
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -42,6 +43,9 @@ type LocalOptions struct {
 	// tailBytes caps the recent records kept in memory for reading back;
 	// 0 means defaultTailBytes. Tests make it small to reach the store.
 	tailBytes int
+	// indexSync is how often the index is synced in the background; 0 means
+	// indexSyncInterval. Tests make it long, so that a crash loses the index.
+	indexSync time.Duration
 
 	// fs replaces the disk, for tests that drop what was never synced.
 	fs vfs.FS
@@ -51,6 +55,7 @@ type LocalOptions struct {
 // group commit. Open it with OpenLocal.
 type Local struct {
 	db       *pebble.DB
+	seg      *segmentLog
 	lock     *pebble.Lock // the directory's lock, held from before Open to after Close
 	fs       vfs.FS
 	dir      string // absolute on the real disk, the key of openDirs
@@ -65,6 +70,21 @@ type Local struct {
 	next      ID   // the next ID to assign
 	zone      zone // the block of the last ID assigned
 	zoneValid bool // false until the first record
+	// failed, once set, answers every later Append: a group could not be
+	// written to the segment log, or not indexed after it was.
+	failed         error
+	segBuf         []byte // the group's records as the segment log holds them
+	keyBuf, valBuf []byte
+
+	// overlay, when read-only, holds the index entries of records found only
+	// in the segment log (see reindex); reads go through it.
+	overlay *pebble.Batch
+	// reindexed is how many records the open found only in the segment log.
+	reindexed int
+
+	// The store's write-ahead log is synced in the background (syncIndex);
+	// indexSynced is closed when that goroutine has returned.
+	indexSynced chan struct{}
 
 	recent *recentControlIDs // nil when read-only
 	tail   *tailCache        // nil when read-only
@@ -95,17 +115,23 @@ var _ Journal = (*Local)(nil)
 // caller's Record, which the caller may abandon when its context ends.
 type appendReq struct {
 	meta, body []byte
-	received   int64 // Unix nanoseconds
-	sender     string
-	controlID  string
-	nhsNumber  string
-	status     Status
+	indexFields
 	dedupeHash uint64     // recent.hash of the 'd' prefix, when controlID is set
 	id         ID         // set by the committer before it answers
+	loc        segLoc     // set by the committer: the record in the segment log
 	done       chan error // buffered: the committer never waits for the caller
 	scratch    [2][]byte  // meta and body buffers, kept for reuse
 	// dedupeScratch holds the 'd' prefix while it is hashed.
 	dedupeScratch []byte
+}
+
+// indexFields are what the index entries of a record are made of.
+type indexFields struct {
+	received  int64 // Unix nanoseconds
+	sender    string
+	controlID string
+	nhsNumber string
+	status    Status
 }
 
 const (
@@ -121,6 +147,9 @@ const (
 	// every few seconds instead of several times a second, which keeps level 0
 	// small and compactions rare.
 	memTableSize = 64 << 20
+	// indexSyncInterval is how often the store's write-ahead log is synced
+	// while it is written to (see syncIndex).
+	indexSyncInterval = 100 * time.Millisecond
 )
 
 // openDirs holds the journal directories open in this process. The store's
@@ -249,43 +278,70 @@ func openLocal(fsys vfs.FS, dir string, opts LocalOptions, log *slog.Logger) (*L
 		}
 		return nil, err
 	}
+	seg, err := openSegmentLog(fsys, dir, opts.ReadOnly)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	l := &Local{
-		db:        db,
-		lock:      lock,
-		fs:        fsys,
-		dir:       dir,
-		readOnly:  opts.ReadOnly,
-		log:       log,
-		idle:      make(chan struct{}),
-		stop:      make(chan struct{}),
-		committed: make(chan struct{}),
-		finished:  make(chan struct{}),
-		appended:  make(chan struct{}, 1),
+		db:          db,
+		seg:         seg,
+		lock:        lock,
+		fs:          fsys,
+		dir:         dir,
+		readOnly:    opts.ReadOnly,
+		log:         log,
+		idle:        make(chan struct{}),
+		stop:        make(chan struct{}),
+		committed:   make(chan struct{}),
+		indexSynced: make(chan struct{}),
+		finished:    make(chan struct{}),
+		appended:    make(chan struct{}, 1),
 	}
 	// Event keys must keep increasing across restarts; the clock at open, in
 	// nanoseconds, is ahead of every sequence number an earlier run reached
 	// unless that run wrote a billion events a second.
 	l.eventSeq.Store(uint64(time.Now().UnixNano()))
-	if err := l.recover(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	if !l.readOnly {
-		if l.recent, err = loadRecentControlIDs(db, opts.RecentControlIDs, opts.DuplicateWindow, time.Now()); err != nil {
-			db.Close()
-			return nil, err
+	if err := l.start(opts); err != nil {
+		if l.overlay != nil {
+			l.overlay.Close()
 		}
-		l.tail = newTailCache(opts.tailBytes)
+		db.Close()
+		seg.close()
+		return nil, err
 	}
 	opened = true
 	if l.readOnly {
 		close(l.committed)
+		close(l.indexSynced)
 		return l, nil
 	}
 	l.queue = make(chan *appendReq, maxGroup)
 	l.reqs.New = func() any { return &appendReq{done: make(chan error, 1)} }
 	go l.commitLoop()
+	go l.syncIndex(cmp.Or(opts.indexSync, indexSyncInterval))
 	return l, nil
+}
+
+// start recovers what the last run left and, unless read-only, makes the
+// journal ready to append.
+func (l *Local) start(opts LocalOptions) error {
+	if err := l.recover(); err != nil {
+		return err
+	}
+	if err := l.reindex(); err != nil {
+		return err
+	}
+	if l.readOnly {
+		return nil
+	}
+	if err := l.seg.startWriting(); err != nil {
+		return fmt.Errorf("segment log: %w", err)
+	}
+	var err error
+	l.recent, err = loadRecentControlIDs(l.db, opts.RecentControlIDs, opts.DuplicateWindow, time.Now())
+	l.tail = newTailCache(opts.tailBytes)
+	return err
 }
 
 // recover checks the layout version and restores the next ID and the current
@@ -304,10 +360,26 @@ func (l *Local) recover() error {
 	case err != nil:
 		return fmt.Errorf("read layout version: %w", err)
 	default:
-		ok := len(v) == 1 && v[0] == layoutVersion
+		version := -1
+		if len(v) == 1 {
+			version = int(v[0])
+		}
 		closer.Close()
-		if !ok {
-			return fmt.Errorf("%w: layout version %v, this build reads %d", ErrCorrupt, v, layoutVersion)
+		switch version {
+		case layoutVersion:
+		case layoutBeforeSegment:
+			// Written before the segment log: its records' bodies stay under
+			// 'b' and are read there; new records go to the log, whose
+			// directory exists by now. The new version stops an older build
+			// from opening the journal and missing them.
+			if l.readOnly {
+				break
+			}
+			if err := l.db.Set(keyLayout, []byte{layoutVersion}, pebble.Sync); err != nil {
+				return fmt.Errorf("write layout version: %w", err)
+			}
+		default:
+			return fmt.Errorf("%w: layout version %v, this build reads %d and %d", ErrCorrupt, v, layoutBeforeSegment, layoutVersion)
 		}
 	}
 
@@ -478,63 +550,26 @@ func (l *Local) commitLoop() {
 	}
 }
 
-// commit numbers the group's records and writes them, their index entries, the
-// zones they touch and the high-water ID in one synced batch. Numbering here, in
-// the one goroutine that commits, makes ID order the order of the write-ahead
-// log: a record is never visible, or durable, before one with a lower ID.
+// commit numbers the group's records, appends them to the segment log with one
+// sync, indexes them in the store without one, and answers each. Numbering
+// here, in the one goroutine that commits, makes ID order the order of the log
+// and of the store's write-ahead log: a record is never visible, or durable,
+// before one with a lower ID.
 func (l *Local) commit(group []*appendReq) {
-	for _, r := range group {
-		r.id = l.next
-		l.next++
+	err := l.failed
+	if err == nil {
+		err = l.commitGroup(group)
 	}
-	l.tail.add(group[0].id, len(group),
-		func(i int) []byte { return group[i].meta },
-		func(i int) []byte { return group[i].body })
-	b := l.db.NewBatch()
-	defer b.Close()
-	// Set copies keys and values, so one buffer serves them all; it fails only on
-	// a batch already committed or closed, which these are not, so its error is
-	// not checked.
-	var key []byte
-	for _, r := range group {
-		key = idKey(key[:0], kindMeta, r.id)
-		b.Set(key, r.meta, nil)
-		key = idKey(key[:0], kindBody, r.id)
-		b.Set(key, r.body, nil)
-		key = appendID(indexPrefix(key[:0], kindStatus, string(r.status)), r.id)
-		b.Set(key, nil, nil)
-		if r.controlID != "" {
-			key = appendID(indexPrefix(key[:0], kindControlID, r.controlID), r.id)
-			b.Set(key, nil, nil)
-			var recv [8]byte
-			binary.BigEndian.PutUint64(recv[:], uint64(r.received))
-			key = appendID(indexPrefix(key[:0], kindDedupe, r.sender, r.controlID), r.id)
-			b.Set(key, recv[:], nil)
-		}
-		if r.nhsNumber != "" {
-			key = appendID(indexPrefix(key[:0], kindNHSNumber, r.nhsNumber), r.id)
-			b.Set(key, nil, nil)
-		}
-		if blk := uint64(r.id) >> zoneShift; !l.zoneValid || blk != l.zone.block {
-			if l.zoneValid {
-				b.Set(l.zone.key(), l.zone.value(), nil)
-			}
-			prefixMax := r.received
-			if l.zoneValid {
-				prefixMax = max(prefixMax, l.zone.prefixMax)
-			}
-			l.zone = zone{block: blk, min: r.received, max: r.received, prefixMax: prefixMax}
-			l.zoneValid = true
-		} else {
-			l.zone.add(r.received)
-		}
-	}
-	b.Set(l.zone.key(), l.zone.value(), nil)
-	b.Set(keyHighWater, binary.BigEndian.AppendUint64(nil, uint64(l.next-1)), nil)
-	err := b.Commit(pebble.Sync)
 	if err != nil {
+		// Nothing more may be appended after a group whose write failed (its
+		// bytes in the log are unknown), nor indexed after one missing from
+		// the index: the journal refuses appends until it is opened again,
+		// which indexes from the log whatever reached it.
+		if l.failed == nil {
+			l.failed = err
+			l.log.Error("journal: appends refused until the journal is opened again", "err", err)
+		}
 		l.tail.reset()
-		err = fmt.Errorf("journal: append: commit: %w", err)
 	} else {
 		l.tail.publish(group[len(group)-1].id)
 		l.recent.add(time.Now(), group)
@@ -544,11 +579,210 @@ func (l *Local) commit(group []*appendReq) {
 		r.done <- err
 	}
 	// Let the answered Appends run before this goroutine commits again. Without
-	// this they wait in this P's run queue while the next commit's WAL sync, a
+	// this they wait in this P's run queue while the next commit's sync, a
 	// syscall, holds the P, until the runtime's monitor takes it back; at 10,000
 	// records/s arriving in bursts that made p99 latency 4-6 ms instead of
 	// 1.5-2 ms (measured with the harness described in docs/architecture.md).
 	runtime.Gosched()
+}
+
+// commitGroup numbers the group, appends it to the segment log (the one synced
+// write) and indexes it; see commit.
+func (l *Local) commitGroup(group []*appendReq) error {
+	buf := l.segBuf[:0]
+	for _, r := range group {
+		r.id = l.next
+		l.next++
+		start := len(buf)
+		buf = appendSegmentRecord(buf, r.id, r.meta, r.body)
+		r.loc = segLoc{segPos{0, int64(start)}, int64(len(buf) - start)}
+	}
+	if cap(buf) <= maxGroupBytes*2 {
+		l.segBuf = buf
+	}
+	l.tail.add(group[0].id, len(group),
+		func(i int) []byte { return group[i].meta },
+		func(i int) []byte { return group[i].body })
+	at, err := l.seg.append(buf)
+	if err != nil {
+		return fmt.Errorf("journal: append: %w", err)
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	for _, r := range group {
+		r.loc.seg = at.seg
+		r.loc.off += at.off
+		l.index(b, r.id, r.loc, r.meta, &r.indexFields)
+	}
+	l.finishIndex(b, group[len(group)-1].loc.end())
+	// The log holds the group durably; the index can be rebuilt from it, so
+	// its commit does not sync (see syncIndex).
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("journal: append: index: %w", err)
+	}
+	return nil
+}
+
+// index puts into b the meta of record id, which lies at loc in the segment
+// log, and its index entries, and widens the current zone, writing the previous
+// one when id starts a new block. finishIndex ends the batch. Only the
+// committer, or OpenLocal before it starts, calls it.
+func (l *Local) index(b *pebble.Batch, id ID, loc segLoc, meta []byte, f *indexFields) {
+	// Set copies keys and values, so one buffer serves them all; it fails only
+	// on a batch already committed or closed, which this is not, so its error
+	// is not checked.
+	key := idKey(l.keyBuf[:0], kindMeta, id)
+	l.valBuf = encodeLocatedMeta(l.valBuf[:0], loc, meta)
+	b.Set(key, l.valBuf, nil)
+	key = appendID(indexPrefix(key[:0], kindStatus, string(f.status)), id)
+	b.Set(key, nil, nil)
+	if f.controlID != "" {
+		key = appendID(indexPrefix(key[:0], kindControlID, f.controlID), id)
+		b.Set(key, nil, nil)
+		var recv [8]byte
+		binary.BigEndian.PutUint64(recv[:], uint64(f.received))
+		key = appendID(indexPrefix(key[:0], kindDedupe, f.sender, f.controlID), id)
+		b.Set(key, recv[:], nil)
+	}
+	if f.nhsNumber != "" {
+		key = appendID(indexPrefix(key[:0], kindNHSNumber, f.nhsNumber), id)
+		b.Set(key, nil, nil)
+	}
+	l.keyBuf = key
+	if blk := uint64(id) >> zoneShift; !l.zoneValid || blk != l.zone.block {
+		if l.zoneValid {
+			b.Set(l.zone.key(), l.zone.value(), nil)
+		}
+		prefixMax := f.received
+		if l.zoneValid {
+			prefixMax = max(prefixMax, l.zone.prefixMax)
+		}
+		l.zone = zone{block: blk, min: f.received, max: f.received, prefixMax: prefixMax}
+		l.zoneValid = true
+	} else {
+		l.zone.add(f.received)
+	}
+}
+
+// finishIndex ends a batch of index entries: the current zone, the highest ID
+// assigned, and the log position indexed up to.
+func (l *Local) finishIndex(b *pebble.Batch, indexed segPos) {
+	b.Set(l.zone.key(), l.zone.value(), nil)
+	b.Set(keyHighWater, binary.BigEndian.AppendUint64(nil, uint64(l.next-1)), nil)
+	b.Set(keyIndexed, encodePos(indexed), nil)
+}
+
+// reindex indexes the records the segment log holds after the position last
+// indexed: those whose group reached the log but whose index entries never
+// reached the disk (the machine lost power, or the process died before the
+// store wrote them). Before indexing them it makes them durable, and cuts off
+// any torn tail. Read-only, it writes nothing: it keeps their entries in an
+// indexed batch that reads go through.
+func (l *Local) reindex() error {
+	var from segPos
+	v, closer, err := l.db.Get(keyIndexed)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("read indexed position: %w", err)
+	default:
+		from, err = decodePos(v)
+		closer.Close()
+		if err != nil {
+			return err
+		}
+	}
+	var b *pebble.Batch
+	if l.readOnly {
+		b = l.db.NewIndexedBatch()
+	} else {
+		b = l.db.NewBatch()
+	}
+	last, n := l.next-1, 0
+	var end segPos
+	ends, err := l.seg.scan(from, func(loc segLoc, id ID, meta, _ []byte) error {
+		if id <= last {
+			return fmt.Errorf("%w: segment %d offset %d: record %d follows record %d", ErrCorrupt, loc.seg, loc.off, id, last)
+		}
+		rec := Record{ID: id}
+		if err := decodeMeta(&rec, meta); err != nil {
+			return fmt.Errorf("segment %d offset %d: %w", loc.seg, loc.off, err)
+		}
+		l.index(b, id, loc, meta, &indexFields{
+			received:  rec.Received.UnixNano(),
+			sender:    rec.Sender,
+			controlID: rec.ControlID,
+			nhsNumber: rec.NHSNumber,
+			status:    rec.Status,
+		})
+		last, end = id, loc.end()
+		n++
+		return nil
+	})
+	if err != nil {
+		b.Close()
+		return fmt.Errorf("segment log: %w", err)
+	}
+	l.next, l.reindexed = last+1, n
+	if n > 0 {
+		l.finishIndex(b, end)
+	}
+	if l.readOnly {
+		if n > 0 {
+			l.overlay = b
+		} else {
+			b.Close()
+		}
+		return nil
+	}
+	defer b.Close()
+	for _, e := range ends {
+		switch {
+		case e.good < e.size:
+			l.log.Warn("journal: cutting off the torn tail of a segment", "segment", e.num, "at", e.good, "bytes", e.size-e.good)
+			err = l.seg.truncate(e.num, e.good)
+		case e.records > 0:
+			err = l.seg.syncFile(e.num)
+		}
+		if err != nil {
+			return fmt.Errorf("segment log: %w", err)
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	l.log.Info("journal: indexed records found only in the segment log", "records", n)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("index records from the segment log: %w", err)
+	}
+	return nil
+}
+
+// syncIndex syncs the store's write-ahead log every interval while
+// anything is written to it, until the committer returns. Appends do not need
+// it: the segment log is what makes them durable. It bounds what a machine
+// crash takes from the store: index entries to rebuild from the log at open,
+// and outbox writes (routing, settled deliveries), whose loss repeats work.
+func (l *Local) syncIndex(every time.Duration) {
+	defer close(l.indexSynced)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var synced uint64
+	for {
+		select {
+		case <-l.committed:
+			return
+		case <-t.C:
+		}
+		if l.db.Metrics().WAL.BytesIn == synced {
+			continue // nothing written since the last sync
+		}
+		if err := l.db.LogData(nil, pebble.Sync); err != nil {
+			l.log.Error("journal: sync the index", "err", err)
+			continue
+		}
+		synced = l.db.Metrics().WAL.BytesIn
+	}
 }
 
 // appendID appends id to an index key prefix.
@@ -583,7 +817,7 @@ func (l *Local) SetStatus(ctx context.Context, id ID, s Status) error {
 		return fmt.Errorf("journal: set status of %d: %w", id, err)
 	}
 	rec := Record{ID: id}
-	err = decodeMeta(&rec, v)
+	loc, located, err := decodeStoredMeta(&rec, v)
 	closer.Close()
 	if err != nil {
 		return fmt.Errorf("journal: set status: %w", err)
@@ -594,15 +828,21 @@ func (l *Local) SetStatus(ctx context.Context, id ID, s Status) error {
 	// Written even when the status is unchanged: an earlier SetStatus to the
 	// same value may still be syncing, and this call must not return first.
 	meta := encodeMeta(nil, &rec)
+	val := meta
+	if located {
+		val = encodeLocatedMeta(nil, loc, meta)
+	}
 	b := l.db.NewBatch()
 	defer b.Close()
-	b.Set(metaKey, meta, nil)
+	b.Set(metaKey, val, nil)
 	if old != s {
 		b.Delete(appendID(indexPrefix(nil, kindStatus, string(old)), id), nil)
 		b.Set(appendID(indexPrefix(nil, kindStatus, string(s)), id), nil, nil)
 	}
-	// Pebble gathers concurrent synced commits into one write-ahead log sync, so
-	// status changes share syncs with each other and with the committer.
+	// A status lives only in the store, so this commit syncs; Pebble gathers
+	// concurrent synced commits into one write-ahead log sync, so status
+	// changes share syncs with each other. The sync also makes every index
+	// entry written before it durable, this record's among them.
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("journal: set status of %d: %w", id, err)
 	}
@@ -642,8 +882,17 @@ func (l *Local) Close(ctx context.Context) error {
 // other operation make short.
 func (l *Local) shutdown() {
 	<-l.idle
-	<-l.committed // closed at open when read-only, as no committer runs
+	<-l.committed   // closed at open when read-only, as no committer runs
+	<-l.indexSynced // likewise
+	if l.overlay != nil {
+		l.overlay.Close()
+	}
+	// Closing the store syncs its write-ahead log: a journal closed cleanly
+	// has nothing to index again at the next open.
 	err := l.db.Close()
+	if serr := l.seg.close(); err == nil {
+		err = serr
+	}
 	if lerr := l.lock.Close(); err == nil {
 		err = lerr
 	}

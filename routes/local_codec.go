@@ -12,18 +12,23 @@ import (
 // are length-prefixed (uvarint), so no value can run into the next part of a key
 // and a prefix scan matches one value exactly.
 //
-//	'm' id                              -> meta: the record's small fields
-//	'b' id                              -> body: the ACK and the raw message
+//	'm' id                              -> meta: the record's place in the
+//	                                       segment log, then its small fields
+//	'b' id                              -> body: the ACK and the raw message,
+//	                                       for records written before the log
 //	'c' lp(controlID) id                -> ""            List by ControlID
 //	'n' lp(nhsNumber) id                -> ""            List by NHSNumber
 //	's' lp(status) id                   -> ""            List by Status
 //	'd' lp(sender) lp(controlID) id     -> received      FindControlID
 //	'z' block                           -> zone          List by time range
 //	'h'                                 -> the highest ID ever assigned
+//	'i'                                 -> the segment log's position indexed
 //	'v'                                 -> layout version
 //
-// Meta and body are kept apart so that a filtered scan reads ~100-byte metas
-// rather than whole messages, and so that SetStatus rewrites only the meta.
+// Bodies live in the segment log (local_segment.go), metas in the store, so
+// that a filtered scan reads ~100-byte metas rather than whole messages, and so
+// that SetStatus rewrites only the meta. Layout version 1, before the log,
+// kept bodies under 'b'; such records are still read there.
 //
 // A zone summarises one block of zoneSize consecutive IDs: the least and greatest
 // Received in it, and the greatest Received in it and every block before it
@@ -41,13 +46,19 @@ const (
 	kindDedupe    = 'd'
 	kindZone      = 'z'
 	kindHighWater = 'h'
+	kindIndexed   = 'i'
 	kindLayout    = 'v'
 
 	// layoutVersion changes when the key space or an encoding changes in a way
-	// an older build would misread.
-	layoutVersion = 1
+	// an older build would misread. Version 2 added the segment log, which a
+	// build of version 1 would not read; this build reads both.
+	layoutVersion       = 2
+	layoutBeforeSegment = 1
 	// encodingVersion leads every meta and body value.
 	encodingVersion = 1
+	// metaLocated leads a stored meta whose record is in the segment log: its
+	// place there, then the meta (which starts with encodingVersion).
+	metaLocated = 2
 
 	zoneShift = 10
 	zoneSize  = 1 << zoneShift
@@ -55,6 +66,7 @@ const (
 
 var (
 	keyHighWater = []byte{kindHighWater}
+	keyIndexed   = []byte{kindIndexed}
 	keyLayout    = []byte{kindLayout}
 )
 
@@ -144,6 +156,46 @@ func decodeMeta(rec *Record, b []byte) error {
 		return fmt.Errorf("%w: record %d: meta truncated", ErrCorrupt, rec.ID)
 	}
 	return nil
+}
+
+// encodeLocatedMeta appends the stored meta of a record in the segment log at
+// loc: the place, then the meta value.
+func encodeLocatedMeta(dst []byte, loc segLoc, meta []byte) []byte {
+	dst = append(dst, metaLocated)
+	dst = binary.AppendUvarint(dst, loc.seg)
+	dst = binary.AppendUvarint(dst, uint64(loc.off))
+	dst = binary.AppendUvarint(dst, uint64(loc.n))
+	return append(dst, meta...)
+}
+
+// decodeStoredMeta fills rec's small fields from a stored meta and returns
+// where its record lies in the segment log; located is false for a record
+// written before the log, whose body is under 'b'.
+func decodeStoredMeta(rec *Record, v []byte) (loc segLoc, located bool, err error) {
+	if len(v) == 0 || v[0] != metaLocated {
+		return segLoc{}, false, decodeMeta(rec, v)
+	}
+	d := decoder{b: v[1:]}
+	loc.seg = d.uvarint()
+	off, n := d.uvarint(), d.uvarint()
+	if d.bad || off > math.MaxInt64 || n <= segmentHeader || n > segmentHeader+math.MaxUint32 {
+		return segLoc{}, false, fmt.Errorf("%w: record %d: segment location", ErrCorrupt, rec.ID)
+	}
+	loc.off, loc.n = int64(off), int64(n)
+	return loc, true, decodeMeta(rec, d.b)
+}
+
+// encodePos and decodePos are the value of 'i'.
+func encodePos(p segPos) []byte {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), p.seg)
+	return binary.BigEndian.AppendUint64(v, uint64(p.off))
+}
+
+func decodePos(v []byte) (segPos, error) {
+	if len(v) != 16 || int64(binary.BigEndian.Uint64(v[8:])) < 0 {
+		return segPos{}, fmt.Errorf("%w: indexed position", ErrCorrupt)
+	}
+	return segPos{binary.BigEndian.Uint64(v), int64(binary.BigEndian.Uint64(v[8:]))}, nil
 }
 
 // encodeBody appends the body value: the ACK, length-prefixed, then the raw

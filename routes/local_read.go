@@ -5,16 +5,19 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"time"
 
 	"github.com/cockroachdb/pebble"
 )
 
-// getter is what reads a key: the store itself, or a snapshot of it.
-type getter interface {
-	Get(key []byte) ([]byte, io.Closer, error)
+// reader is what reads the index: the store, or, when read-only, the store
+// with the entries of records found only in the segment log (see reindex).
+func (l *Local) reader() pebble.Reader {
+	if l.overlay != nil {
+		return l.overlay
+	}
+	return l.db
 }
 
 // Get returns the record with the given id. See Journal.Get.
@@ -42,32 +45,55 @@ func (l *Local) readRecent(id ID) (*Record, error) {
 			return rec, err
 		}
 	}
-	return readRecord(l.db, id, nil)
+	return l.readRecord(l.reader(), id, nil)
 }
 
-// readRecord reads record id from g. meta, when not nil, is its meta value,
+// readRecord reads record id through r. meta, when not nil, is its stored meta,
 // already read by a scan.
-func readRecord(g getter, id ID, meta []byte) (*Record, error) {
+func (l *Local) readRecord(r pebble.Reader, id ID, meta []byte) (*Record, error) {
 	rec := &Record{ID: id}
+	var (
+		loc     segLoc
+		located bool
+	)
 	if meta == nil {
-		v, closer, err := g.Get(idKey(nil, kindMeta, id))
+		v, closer, err := r.Get(idKey(nil, kindMeta, id))
 		if errors.Is(err, pebble.ErrNotFound) {
 			return nil, ErrNotFound
 		} else if err != nil {
 			return nil, err
 		}
-		err = decodeMeta(rec, v)
+		loc, located, err = decodeStoredMeta(rec, v)
 		closer.Close()
 		if err != nil {
 			return nil, err
 		}
-	} else if err := decodeMeta(rec, meta); err != nil {
-		return nil, err
+	} else {
+		var err error
+		if loc, located, err = decodeStoredMeta(rec, meta); err != nil {
+			return nil, err
+		}
 	}
-	v, closer, err := g.Get(idKey(nil, kindBody, id))
+	return l.readBody(r, rec, loc, located)
+}
+
+// readBody adds the body to rec, whose meta is read: from the segment log at
+// loc when located, else from the 'b' key (records written before the log).
+func (l *Local) readBody(r pebble.Reader, rec *Record, loc segLoc, located bool) (*Record, error) {
+	if located {
+		_, body, err := l.seg.read(loc, rec.ID)
+		if err != nil {
+			return nil, err
+		}
+		if err := decodeBody(rec, body); err != nil {
+			return nil, err
+		}
+		return rec, nil
+	}
+	v, closer, err := r.Get(idKey(nil, kindBody, rec.ID))
 	if errors.Is(err, pebble.ErrNotFound) {
-		// Meta and body are written in one batch; one without the other is damage.
-		return nil, fmt.Errorf("%w: record %d has no body", ErrCorrupt, id)
+		// Meta and body were written in one batch; one without the other is damage.
+		return nil, fmt.Errorf("%w: record %d has no body", ErrCorrupt, rec.ID)
 	} else if err != nil {
 		return nil, err
 	}
@@ -100,7 +126,7 @@ func (l *Local) FindControlID(ctx context.Context, sender, controlID string, sin
 	if l.recent != nil && !l.recent.mayHave(l.recent.hash(prefix), from) {
 		return nil, fmt.Errorf("journal: find control id: %w", ErrNotFound)
 	}
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := l.reader().NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return nil, fmt.Errorf("journal: find control id: %w", err)
 	}
@@ -172,9 +198,14 @@ func (l *Local) List(ctx context.Context, q Query, fn func(*Record) bool) error 
 	}
 	s.bounded = s.bounded || !q.Since.IsZero()
 
-	s.snap = l.db.NewSnapshot()
-	defer s.snap.Close()
-	it, err := s.snap.NewIter(nil)
+	if l.overlay != nil {
+		s.r = l.overlay // read-only: nothing changes under the scan
+	} else {
+		snap := l.db.NewSnapshot()
+		defer snap.Close()
+		s.r = snap
+	}
+	it, err := s.r.NewIter(nil)
 	if err != nil {
 		return fmt.Errorf("journal: list: %w", err)
 	}
@@ -209,12 +240,12 @@ var errStop = errors.New("stop")
 
 // scan is one List call in progress.
 type scan struct {
-	l    *Local
-	ctx  context.Context
-	q    Query
-	fn   func(*Record) bool
-	snap *pebble.Snapshot
-	it   *pebble.Iterator
+	l   *Local
+	ctx context.Context
+	q   Query
+	fn  func(*Record) bool
+	r   pebble.Reader // a snapshot of the store, or the read-only overlay
+	it  *pebble.Iterator
 
 	since, until int64 // Received bounds in Unix nanoseconds: since <= t < until
 	bounded      bool  // q has a usable time bound
@@ -273,30 +304,33 @@ func (s *scan) check() error {
 
 // visit reads record id, and passes it to fn when it matches every filter.
 func (s *scan) visit(id ID, meta []byte) error {
-	var rec Record
+	rec := &Record{ID: id}
+	var (
+		loc     segLoc
+		located bool
+	)
 	if meta == nil {
-		v, closer, err := s.snap.Get(idKey(nil, kindMeta, id))
+		v, closer, err := s.r.Get(idKey(nil, kindMeta, id))
 		if errors.Is(err, pebble.ErrNotFound) {
 			return fmt.Errorf("%w: index entry for missing record %d", ErrCorrupt, id)
 		} else if err != nil {
 			return err
 		}
-		rec.ID = id
-		err = decodeMeta(&rec, v)
+		loc, located, err = decodeStoredMeta(rec, v)
 		closer.Close()
 		if err != nil {
 			return err
 		}
 	} else {
-		rec.ID = id
-		if err := decodeMeta(&rec, meta); err != nil {
+		var err error
+		if loc, located, err = decodeStoredMeta(rec, meta); err != nil {
 			return err
 		}
 	}
-	if !s.match(&rec) {
+	if !s.match(rec) {
 		return nil
 	}
-	full, err := readRecordBody(s.snap, &rec)
+	full, err := s.l.readBody(s.r, rec, loc, located)
 	if err != nil {
 		return err
 	}
@@ -305,22 +339,6 @@ func (s *scan) visit(id ID, meta []byte) error {
 		return errStop
 	}
 	return nil
-}
-
-// readRecordBody adds the body to a record whose meta is read.
-func readRecordBody(g getter, rec *Record) (*Record, error) {
-	v, closer, err := g.Get(idKey(nil, kindBody, rec.ID))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, fmt.Errorf("%w: record %d has no body", ErrCorrupt, rec.ID)
-	} else if err != nil {
-		return nil, err
-	}
-	defer closer.Close()
-	out := *rec
-	if err := decodeBody(&out, v); err != nil {
-		return nil, err
-	}
-	return &out, nil
 }
 
 func (s *scan) match(r *Record) bool {
@@ -336,7 +354,7 @@ func (s *scan) match(r *Record) bool {
 // query's order. Within a block it reads Status's entries when the query has a
 // status, else the records.
 func (s *scan) scanZones() error {
-	zit, err := s.snap.NewIter(&pebble.IterOptions{LowerBound: []byte{kindZone}, UpperBound: []byte{kindZone + 1}})
+	zit, err := s.r.NewIter(&pebble.IterOptions{LowerBound: []byte{kindZone}, UpperBound: []byte{kindZone + 1}})
 	if err != nil {
 		return err
 	}
@@ -474,7 +492,8 @@ func (l *Local) readStore(from, upper ID, limit int, fn func(*Record) bool) (sen
 	if upper != 0 {
 		ub = idKey(nil, kindMeta, upper)
 	}
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: idKey(nil, kindMeta, from), UpperBound: ub})
+	r := l.reader()
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: idKey(nil, kindMeta, from), UpperBound: ub})
 	if err != nil {
 		return 0, false, err
 	}
@@ -484,7 +503,7 @@ func (l *Local) readStore(from, upper ID, limit int, fn func(*Record) bool) (sen
 			it.Close()
 			return sent, false, fmt.Errorf("%w: record key", ErrCorrupt)
 		}
-		rec, err := readRecord(l.db, id, it.Value())
+		rec, err := l.readRecord(r, id, it.Value())
 		if err != nil {
 			it.Close()
 			return sent, false, err
