@@ -238,10 +238,10 @@ func TestAbsolutePathReadsItsOwnSegment(t *testing.T) {
 // kind and the segments over: names; into: then finds that group's resource.
 func TestFollowsScopesToTheCurrentGroup(t *testing.T) {
 	set, err := Load(Layer{FS: files(map[string]string{
-		"segments/OBR-Order.yaml": "segment: OBR\nresource: ServiceRequest\nrules:\n  - {value: active, to: status}\n  - {value: order, to: intent}\n  - {from: \"4\", to: code.text}\n",
-		"segments/OBX-Result.yaml": "segment: OBX\nresource: Observation\nrules:\n  - {value: final, to: status}\n  - {from: \"3\", to: code.text}\n",
-		"segments/NTE-OrderNote.yaml": "segment: NTE\nresource: ServiceRequest\nname: NTE-OrderNote\nrules:\n  - {from: \"3\", to: \"note[+].text\"}\n",
-		"segments/NTE-ResultNote.yaml": "segment: NTE\nresource: Observation\nname: NTE-ResultNote\nrules:\n  - {from: \"3\", to: \"note[+].text\"}\n",
+		"segments/OBR-ServiceRequest.yaml": "segment: OBR\nresource: ServiceRequest\nrules:\n  - {value: active, to: status}\n  - {value: order, to: intent}\n  - {from: \"4\", to: code.text}\n",
+		"segments/OBX-Observation.yaml":    "segment: OBX\nresource: Observation\nrules:\n  - {value: final, to: status}\n  - {from: \"3\", to: code.text}\n",
+		"segments/NTE-OrderNote.yaml":      "segment: NTE\nresource: ServiceRequest\nname: NTE-OrderNote\nrules:\n  - {from: \"3\", to: \"note[+].text\"}\n",
+		"segments/NTE-ResultNote.yaml":     "segment: NTE\nresource: Observation\nname: NTE-ResultNote\nrules:\n  - {from: \"3\", to: \"note[+].text\"}\n",
 		"messages/oru.yaml": "structure: ORU\nmessages: [ORU]\nresources:\n" +
 			"  - {map: OBR-ServiceRequest, name: order}\n" +
 			"  - {map: OBX-Observation, name: result}\n" +

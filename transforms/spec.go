@@ -90,7 +90,7 @@ type entrySpec struct {
 	Map     string            `yaml:"map"`
 	Name    string            `yaml:"name"`
 	Into    string            `yaml:"into"`
-	Repeat  bool              `yaml:"repeat"` // with into: every such segment merges in, not only the first
+	Repeat  bool              `yaml:"repeat"`  // with into: every such segment merges in, not only the first
 	Follows []string          `yaml:"follows"` // runs only in the group one of these segments opens
 	Over    []string          `yaml:"over"`    // with follows: segments of that group that may come between
 	When    string            `yaml:"when"`
