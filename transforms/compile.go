@@ -599,8 +599,9 @@ func (c *compiler) constant(rs *ruleSpec, el fhirmodel.Element, kind nodeKind) [
 type program struct {
 	vm          *vm.Program
 	native      native
-	usesValue   bool // reads Value, which is then filled before it runs
-	usesSegment bool // reads Segment, likewise
+	usesValue   bool    // reads Value, which is then filled before it runs
+	usesSegment bool    // reads Segment, likewise
+	get         *source // the expression is Get of this path alone
 }
 
 // compileExpr compiles an expr-lang program against the rule environment.
@@ -616,12 +617,16 @@ func (c *compiler) compileExpr(pos, src string, boolean, inDatatype bool) *progr
 		c.errorf(pos, "expression %q: %v", src, strings.ReplaceAll(err.Error(), "\n", " "))
 		return nil
 	}
-	return &program{
+	prog := &program{
 		vm:          p,
 		native:      compileNative(src, inDatatype),
 		usesValue:   strings.Contains(src, "Value"),
 		usesSegment: strings.Contains(src, "Segment"),
 	}
+	if get, ok := getPath(src, inDatatype); ok {
+		prog.get = &get
+	}
+	return prog
 }
 
 func (c *compiler) compileStructure(s *structureSpec) *structure {

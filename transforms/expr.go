@@ -116,6 +116,14 @@ func (c *Converter) testRule(p *program, f frame, pos string, r *rule) bool {
 // computeValue runs a rule's expr and writes its result like a value read from
 // the message, so that conversions, tables and code checks still apply.
 func (c *Converter) computeValue(r *rule, f frame) {
+	if src := r.compute.get; src != nil {
+		// 'Get("1")' alone: the text where it lies, as a from: rule reads it.
+		c.env = exprEnv{c: c, f: f}
+		if text := c.env.text(*src); len(text) > 0 {
+			c.computeText(r, f, text)
+		}
+		return
+	}
 	v, ok, err := c.run(r.compute, f, r)
 	if err != nil {
 		c.issue(r, f, "expression failed: "+err.Error())
@@ -124,23 +132,28 @@ func (c *Converter) computeValue(r *rule, f frame) {
 	if !ok {
 		return
 	}
-	text := v.s
-	if text == "" {
+	if v.s == "" {
 		return
 	}
+	c.computed = append(c.computed[:0], v.s...)
+	c.computeText(r, f, c.computed)
+}
+
+// computeText writes an expression's result: through the rule's table, as a
+// boolean already written as one, else converted as a value read from the
+// message would be.
+func (c *Converter) computeText(r *rule, f frame, text []byte) {
 	if r.table != nil {
-		c.computed = append(c.computed[:0], text...)
-		mapped, ok := r.table.lookup(c.computed)
+		mapped, ok := r.table.lookup(text)
 		if !ok {
 			return
 		}
-		text = mapped
+		c.computed = append(c.computed[:0], mapped...)
+		text = c.computed
 	}
-	if r.conv == convBoolean && (text == "true" || text == "false") {
-		c.computed = append(c.computed[:0], text...)
-		c.writeScalar(r, f, c.computed, r.kind)
+	if r.conv == convBoolean && (string(text) == "true" || string(text) == "false") {
+		c.writeScalar(r, f, text, r.kind)
 		return
 	}
-	c.computed = append(c.computed[:0], text...)
-	c.writeConverted(r, f, c.computed)
+	c.writeConverted(r, f, text)
 }

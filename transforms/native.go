@@ -3,6 +3,7 @@ package transforms
 import (
 	"bytes"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
@@ -32,6 +33,20 @@ func compileNative(src string, inDatatype bool) native {
 		return nil
 	}
 	return nativeNode(tree.Node, inDatatype)
+}
+
+// getPath returns the source of an expression that is nothing but Get with a
+// constant path ('Get("1")'), whose text can then be used where it lies in the
+// message rather than copied into a string.
+func getPath(src string, inDatatype bool) (source, bool) {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return source{}, false
+	}
+	if name, args, ok := callName(tree.Node); ok && name == "Get" {
+		return pathArg(args, inDatatype)
+	}
+	return source{}, false
 }
 
 // pathArg returns the source a Get/Has call names, when its argument is a
@@ -129,6 +144,15 @@ func nativeNode(n ast.Node, inDT bool) native {
 				return func(e *exprEnv) nval { return nval{b: strings.HasSuffix(a(e).s, b(e).s)} }
 			}
 		}
+	case "replace":
+		if len(args) == 3 {
+			a := nativeNode(args[0], inDT)
+			old, okOld := args[1].(*ast.StringNode)
+			repl, okNew := args[2].(*ast.StringNode)
+			if a != nil && okOld && okNew {
+				return func(e *exprEnv) nval { return nval{s: strings.ReplaceAll(a(e).s, old.Value, repl.Value)} }
+			}
+		}
 	case "trim", "upper", "lower":
 		if len(args) == 1 {
 			if a := nativeNode(args[0], inDT); a != nil {
@@ -141,6 +165,12 @@ func nativeNode(n ast.Node, inDT bool) native {
 }
 
 func nativeBinary(x *ast.BinaryNode, inDT bool) native {
+	// len(Get("2")) >= 12, len(filter([Has("3"), Has("2")], #)) == 1.
+	if cmp := intComparison(x.Operator); cmp != nil {
+		if l, r := nativeCount(x.Left, inDT), nativeCount(x.Right, inDT); l != nil && r != nil {
+			return func(e *exprEnv) nval { return nval{b: cmp(l(e), r(e))} }
+		}
+	}
 	// Get("2") == "NM" compares the message's bytes without making a string.
 	if x.Operator == "==" || x.Operator == "!=" {
 		if name, args, ok := callName(x.Left); ok && name == "Get" {
@@ -165,6 +195,21 @@ func nativeBinary(x *ast.BinaryNode, inDT bool) native {
 				return nil
 			}
 			set = append(set, s.Value)
+		}
+		// Get("3") in ["Internet", "X.400"] compares the message's bytes, as
+		// == does, without making a string of them.
+		if name, args, ok := callName(x.Left); ok && name == "Get" {
+			if src, ok := pathArg(args, inDT); ok {
+				return func(e *exprEnv) nval {
+					text := e.text(src)
+					for _, s := range set {
+						if string(text) == s {
+							return nval{b: true}
+						}
+					}
+					return nval{}
+				}
+			}
 		}
 		return func(e *exprEnv) nval {
 			v := left(e).s
@@ -191,6 +236,76 @@ func nativeBinary(x *ast.BinaryNode, inDT bool) native {
 		return func(e *exprEnv) nval { return nval{b: l(e).s != r(e).s} }
 	case "+":
 		return func(e *exprEnv) nval { return nval{s: l(e).s + r(e).s} }
+	}
+	return nil
+}
+
+// count is an integer-valued closure: a constant, or len of text or of the
+// true values among a list of conditions.
+type count func(e *exprEnv) int
+
+func intComparison(op string) func(a, b int) bool {
+	switch op {
+	case "==":
+		return func(a, b int) bool { return a == b }
+	case "!=":
+		return func(a, b int) bool { return a != b }
+	case "<":
+		return func(a, b int) bool { return a < b }
+	case "<=":
+		return func(a, b int) bool { return a <= b }
+	case ">":
+		return func(a, b int) bool { return a > b }
+	case ">=":
+		return func(a, b int) bool { return a >= b }
+	}
+	return nil
+}
+
+// nativeCount compiles an integer literal, len(Get(path)), len(STRING) (in
+// characters, as expr-lang counts), or len(filter([CONDITIONS], #)), the
+// number of conditions that hold.
+func nativeCount(n ast.Node, inDT bool) count {
+	if x, ok := n.(*ast.IntegerNode); ok {
+		v := x.Value
+		return func(*exprEnv) int { return v }
+	}
+	name, args, ok := callName(n)
+	if !ok || name != "len" || len(args) != 1 {
+		return nil
+	}
+	if inner, innerArgs, ok := callName(args[0]); ok && inner == "Get" {
+		if src, ok := pathArg(innerArgs, inDT); ok {
+			return func(e *exprEnv) int { return utf8.RuneCount(e.text(src)) }
+		}
+	}
+	if inner, innerArgs, ok := callName(args[0]); ok && inner == "filter" && len(innerArgs) == 2 {
+		arr, isArr := innerArgs[0].(*ast.ArrayNode)
+		pred, isPred := innerArgs[1].(*ast.PredicateNode)
+		if !isArr || !isPred {
+			return nil
+		}
+		if _, self := pred.Node.(*ast.PointerNode); !self {
+			return nil
+		}
+		conds := make([]native, len(arr.Nodes))
+		for i, el := range arr.Nodes {
+			if conds[i] = nativeNode(el, inDT); conds[i] == nil {
+				return nil
+			}
+		}
+		return func(e *exprEnv) int {
+			n := 0
+			for _, cond := range conds {
+				if cond(e).b {
+					n++
+				}
+			}
+			return n
+		}
+	}
+	if str := nativeNode(args[0], inDT); str != nil {
+		return func(e *exprEnv) int { return utf8.RuneCountInString(str(e).s) }
 	}
 	return nil
 }

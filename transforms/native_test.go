@@ -1,0 +1,62 @@
+package transforms
+
+import (
+	"testing"
+
+	"github.com/spinebridge/spinebridge/adapters/hl7v2"
+)
+
+// TestNativeMatchesVM: an expression compiled to closures gives what
+// expr-lang's VM gives for it, in a segment and in a data-type map's value.
+func TestNativeMatchesVM(t *testing.T) {
+	m, err := hl7v2.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\r" +
+		"EVN|A01|202601011200|||C08^Woolfson\r" +
+		"PID|1||123^^^^MR||DOE^JANE||19700101|F|||1 High St^^LEEDS||||||||||||Zoë\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := loadDefault(t).NewConverter(Options{})
+	c.reset(m)
+	evn, _ := m.Find("EVN", 1)
+	pid, _ := m.Find("PID", 1)
+	for _, tc := range []struct {
+		src     string
+		seg     hl7v2.Segment
+		boolean bool
+		want    nval
+	}{
+		{`len(Get("2")) >= 12`, evn, true, nval{b: true}},
+		{`len(Get("2")) >= 13`, evn, true, nval{b: false}},
+		{`len(Get("PID-23")) == 3`, evn, true, nval{b: true}}, // characters, not bytes
+		{`len(filter([Has("3"), Has("2"), Has("5")], #)) == 2`, pid, true, nval{b: true}},
+		{`len(filter([Has("3"), Has("2")], #)) < 1`, pid, true, nval{b: false}},
+		{`len(Get("5.1") + "X") != 4`, pid, true, nval{b: false}},
+		{`Get("8") in ["M", "F"]`, pid, true, nval{b: true}},
+		{`Get("8") in ["M", "U"]`, pid, true, nval{b: false}},
+		{`Get("5.2")`, pid, false, nval{s: "JANE"}},
+		{`"app:" + replace(Get("11.1") + (Has("11.3") ? "@" + Get("11.3") : ""), " ", "%20")`, pid, false, nval{s: "app:1%20High%20St@LEEDS"}},
+	} {
+		p := (&compiler{}).compileExpr("test", tc.src, tc.boolean, false)
+		if p == nil || p.native == nil {
+			t.Errorf("%s: not compiled to closures", tc.src)
+			continue
+		}
+		f := frame{seg: tc.seg}
+		env := c.prepare(f, nil, p)
+		native := p.native(env)
+		out, err := c.vm.Run(p.vm, c.prepare(f, nil, p))
+		if err != nil {
+			t.Fatalf("%s: VM: %v", tc.src, err)
+		}
+		var vm nval
+		switch v := out.(type) {
+		case bool:
+			vm.b = v
+		case string:
+			vm.s = v
+		}
+		if native != tc.want || vm != tc.want {
+			t.Errorf("%s: closures %+v, VM %+v, want %+v", tc.src, native, vm, tc.want)
+		}
+	}
+}
