@@ -376,6 +376,21 @@ func TestRulesSegments(t *testing.T) {
 				{"Encounter", "diagnosis.rank", []string{"1", "2"}},
 			},
 		},
+		{
+			"ADT ROL by group: the patient's PP is the GP, the visit's ROL a participant typed by ROL-3, a procedure's ROL its role alone",
+			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"ROL|1|AD|PP^Primary Care Provider^HL70443|111^Gp^Gill",
+				"PV1|1|I", "ROL|2|AD|PP^Primary Care Provider^HL70443|222^Visit^Vic|20220101",
+				"PR1|1||76164006^Biopsy^SCT", "ROL|3|AD|PP^Primary Care Provider^HL70443|333^Proc^Pat"),
+			[]want{
+				{"Patient", "generalPractitioner", []string{"->PractitionerRole"}},
+				{"Encounter", "participant.individual", []string{"->PractitionerRole"}},
+				{"Encounter", "participant.type.coding.code", []string{"PP"}},
+				{"Encounter", "participant.period.start", []string{"2022-01-01"}},
+				{"PractitionerRole", "code.coding.code", []string{"PP", "PP", "PP"}},
+				{"Practitioner", "name.family", []string{"Gp", "Visit", "Proc"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
