@@ -391,6 +391,16 @@ func TestRulesSegments(t *testing.T) {
 				{"Practitioner", "name.family", []string{"Gp", "Visit", "Proc"}},
 			},
 		},
+		{
+			"VXU ORC is the immunisation and the order that led to it (VXU_V04 row 12.1)",
+			message("VXU^V04", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "ORC|RE|4422^SIIS|13696^SIIS",
+				"RXA|0|1|20260101||08^HepB^CVX|999"),
+			[]want{
+				{"ServiceRequest", "identifier.value", []string{"4422", "13696"}},
+				{"ServiceRequest", "subject", []string{"->Patient"}},
+				{"Immunization", "patient", []string{"->Patient"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
