@@ -401,6 +401,19 @@ func TestRulesSegments(t *testing.T) {
 				{"Immunization", "patient", []string{"->Patient"}},
 			},
 		},
+		{
+			"ORC-21..23: the ordering facility, with its address and telephone, is the requester's organisation",
+			message("ORM^O01", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"ORC|NW|1101||||||||||3850^ORDPROVIDER^JONES"+strings.Repeat("|", 9)+
+					"Good Health Hospital^L^716|1000 Hospital Lane^^Ann Arbor^MI^99999|^WPN^PH^^^626^5551234"),
+			[]want{
+				{"ServiceRequest", "requester", []string{"->PractitionerRole"}},
+				{"PractitionerRole", "organization", []string{"->Organization"}},
+				{"Organization", "name", []string{"FAC", "RFAC", "Good Health Hospital"}},
+				{"Organization", "address.city", []string{"Ann Arbor"}},
+				{"Organization", "telecom.value", []string{"626 5551234"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
