@@ -414,6 +414,16 @@ func TestRulesSegments(t *testing.T) {
 				{"Organization", "telecom.value", []string{"626 5551234"}},
 			},
 		},
+		{
+			"a role built from an XCN carries its code: OP for the ordering provider, responsibleObserver for OBX-16",
+			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "ORC|RE|1101||||||||||3850^ORDPROVIDER^JONES",
+				"OBR|1|1101||24725-4^CT Head^LN", "OBX|1|ST|8867-4^Heart rate^LN||60||||||F|||||1134^Aly^Zafar"),
+			[]want{
+				{"PractitionerRole", "code.coding.code", []string{"OP", "responsibleObserver"}},
+				{"ServiceRequest", "requester", []string{"->PractitionerRole"}},
+				{"Observation", "performer", []string{"->PractitionerRole"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
