@@ -118,6 +118,14 @@ func TestRulesDatatypes(t *testing.T) {
 				{"Patient", "name.period.end", []string{"2025-12-31"}},
 			},
 		},
+		{
+			"XPN.15, the name the person is called by, is a second name with use nickname",
+			message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE"+strings.Repeat("^", 13)+"Janey||19700101|F"),
+			[]want{
+				{"Patient", "name.given", []string{"JANE", "Janey"}},
+				{"Patient", "name.use", []string{"nickname"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
