@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -612,8 +613,11 @@ func (l *Local) commitGroup(group []*appendReq) error {
 	for _, r := range group {
 		r.loc.seg = at.seg
 		r.loc.off += at.off
-		l.index(b, r.id, r.loc, r.meta, &r.indexFields)
 	}
+	l.index(b, len(group), func(i int) (ID, segLoc, []byte, *indexFields) {
+		r := group[i]
+		return r.id, r.loc, r.meta, &r.indexFields
+	})
 	l.finishIndex(b, group[len(group)-1].loc.end())
 	// The log holds the group durably; the index can be rebuilt from it, so
 	// its commit does not sync (see syncIndex).
@@ -623,45 +627,73 @@ func (l *Local) commitGroup(group []*appendReq) error {
 	return nil
 }
 
-// index puts into b the meta of record id, which lies at loc in the segment
-// log, and its index entries, and widens the current zone, writing the previous
-// one when id starts a new block. finishIndex ends the batch. Only the
-// committer, or OpenLocal before it starts, calls it.
-func (l *Local) index(b *pebble.Batch, id ID, loc segLoc, meta []byte, f *indexFields) {
+// index puts into b the meta and index entries of n records, the i-th given
+// by rec(i) in ID order: its ID, its place in the segment log, its meta and the
+// fields of its index entries. It widens the current zone, writing each
+// previous one when a record starts a new block; finishIndex ends the batch.
+// Only the committer, or OpenLocal before it starts, calls it.
+//
+// Keys go into the batch one kind at a time, each kind in ID order: Pebble's
+// memtable insert keeps its place from one key to the next, so a run of
+// ascending keys ('m', and 's' for one status) costs a fraction of the same
+// keys interleaved with the others, which made every insert a search from the
+// top of the skiplist (8 µs a record, 15 % of the engine's CPU).
+func (l *Local) index(b *pebble.Batch, n int, rec func(i int) (ID, segLoc, []byte, *indexFields)) {
 	// Set copies keys and values, so one buffer serves them all; it fails only
 	// on a batch already committed or closed, which this is not, so its error
 	// is not checked.
-	key := idKey(l.keyBuf[:0], kindMeta, id)
-	l.valBuf = encodeLocatedMeta(l.valBuf[:0], loc, meta)
-	b.Set(key, l.valBuf, nil)
-	key = appendID(indexPrefix(key[:0], kindStatus, string(f.status)), id)
-	b.Set(key, nil, nil)
-	if f.controlID != "" {
-		key = appendID(indexPrefix(key[:0], kindControlID, f.controlID), id)
-		b.Set(key, nil, nil)
-		var recv [8]byte
-		binary.BigEndian.PutUint64(recv[:], uint64(f.received))
-		key = appendID(indexPrefix(key[:0], kindDedupe, f.sender, f.controlID), id)
-		b.Set(key, recv[:], nil)
+	key := l.keyBuf[:0]
+	for i := range n {
+		id, loc, meta, f := rec(i)
+		key = idKey(key[:0], kindMeta, id)
+		l.valBuf = encodeLocatedMeta(l.valBuf[:0], loc, meta)
+		b.Set(key, l.valBuf, nil)
+		l.widenZone(b, id, f.received)
 	}
-	if f.nhsNumber != "" {
-		key = appendID(indexPrefix(key[:0], kindNHSNumber, f.nhsNumber), id)
+	for i := range n {
+		id, _, _, f := rec(i)
+		key = appendID(indexPrefix(key[:0], kindStatus, string(f.status)), id)
 		b.Set(key, nil, nil)
+	}
+	for i := range n {
+		if id, _, _, f := rec(i); f.controlID != "" {
+			key = appendID(indexPrefix(key[:0], kindControlID, f.controlID), id)
+			b.Set(key, nil, nil)
+		}
+	}
+	for i := range n {
+		if id, _, _, f := rec(i); f.controlID != "" {
+			var recv [8]byte
+			binary.BigEndian.PutUint64(recv[:], uint64(f.received))
+			key = appendID(indexPrefix(key[:0], kindDedupe, f.sender, f.controlID), id)
+			b.Set(key, recv[:], nil)
+		}
+	}
+	for i := range n {
+		if id, _, _, f := rec(i); f.nhsNumber != "" {
+			key = appendID(indexPrefix(key[:0], kindNHSNumber, f.nhsNumber), id)
+			b.Set(key, nil, nil)
+		}
 	}
 	l.keyBuf = key
-	if blk := uint64(id) >> zoneShift; !l.zoneValid || blk != l.zone.block {
-		if l.zoneValid {
-			b.Set(l.zone.key(), l.zone.value(), nil)
-		}
-		prefixMax := f.received
-		if l.zoneValid {
-			prefixMax = max(prefixMax, l.zone.prefixMax)
-		}
-		l.zone = zone{block: blk, min: f.received, max: f.received, prefixMax: prefixMax}
-		l.zoneValid = true
-	} else {
-		l.zone.add(f.received)
+}
+
+// widenZone adds a record received at t (Unix nanoseconds) to the current zone,
+// or, when id starts a new block, writes the current one into b and starts the
+// next.
+func (l *Local) widenZone(b *pebble.Batch, id ID, t int64) {
+	blk := uint64(id) >> zoneShift
+	if l.zoneValid && blk == l.zone.block {
+		l.zone.add(t)
+		return
 	}
+	prefixMax := t
+	if l.zoneValid {
+		b.Set(l.zone.key(), l.zone.value(), nil)
+		prefixMax = max(prefixMax, l.zone.prefixMax)
+	}
+	l.zone = zone{block: blk, min: t, max: t, prefixMax: prefixMax}
+	l.zoneValid = true
 }
 
 // finishIndex ends a batch of index entries: the current zone, the highest ID
@@ -698,8 +730,14 @@ func (l *Local) reindex() error {
 	} else {
 		b = l.db.NewBatch()
 	}
-	last, n := l.next-1, 0
-	var end segPos
+	type found struct {
+		id   ID
+		loc  segLoc
+		meta []byte
+		f    indexFields
+	}
+	var recs []found
+	last := l.next - 1
 	ends, err := l.seg.scan(from, func(loc segLoc, id ID, meta, _ []byte) error {
 		if id <= last {
 			return fmt.Errorf("%w: segment %d offset %d: record %d follows record %d", ErrCorrupt, loc.seg, loc.off, id, last)
@@ -708,24 +746,28 @@ func (l *Local) reindex() error {
 		if err := decodeMeta(&rec, meta); err != nil {
 			return fmt.Errorf("segment %d offset %d: %w", loc.seg, loc.off, err)
 		}
-		l.index(b, id, loc, meta, &indexFields{
+		recs = append(recs, found{id, loc, slices.Clone(meta), indexFields{
 			received:  rec.Received.UnixNano(),
 			sender:    rec.Sender,
 			controlID: rec.ControlID,
 			nhsNumber: rec.NHSNumber,
 			status:    rec.Status,
-		})
-		last, end = id, loc.end()
-		n++
+		}})
+		last = id
 		return nil
 	})
 	if err != nil {
 		b.Close()
 		return fmt.Errorf("segment log: %w", err)
 	}
+	n := len(recs)
 	l.next, l.reindexed = last+1, n
 	if n > 0 {
-		l.finishIndex(b, end)
+		l.index(b, n, func(i int) (ID, segLoc, []byte, *indexFields) {
+			r := &recs[i]
+			return r.id, r.loc, r.meta, &r.f
+		})
+		l.finishIndex(b, recs[n-1].loc.end())
 	}
 	if l.readOnly {
 		if n > 0 {
