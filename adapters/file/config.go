@@ -98,9 +98,6 @@ func build(name string, cfg Config) (*Destination, problems) {
 		return nil, ps
 	}
 	d.dirMode = d.mode | d.mode&0o444>>2
-	if d.fsync {
-		d.group = newGroupSync(d.dir)
-	}
 	return d, nil
 }
 

@@ -13,16 +13,15 @@
 // counter.
 //
 // A delivery counts as done only once its file and the rename would survive
-// a power cut. Deliveries in flight together share that work: after its
-// rename, each waits for one syncfs(2) of the file system under the
-// destination's directory, begun after the rename, and one syncfs serves
-// every delivery waiting when it begins (one journal commit for them all,
-// where syncing each file and then its directory costs two per delivery). A
-// subdirectory on another file system (a mount point below the directory) is
-// synced the old way, the file and then its directory. The destination asks
-// for 32 deliveries in flight so that the syncs have something to share; the
-// routes file's concurrency: key overrides it. With fsync off nothing is
-// synced: a crash may then lose deliveries the dispatcher counted as done.
+// a power cut: the temporary file is synced before the rename, and the
+// directory after it. Deliveries in flight together share the directory's
+// sync: after its rename each waits for one fsync of the directory begun
+// after the rename, and one fsync serves every delivery waiting on that
+// directory (the files' own syncs, made concurrently, the file system commits
+// together). The destination asks for 32 deliveries in flight so that the
+// syncs have something to share; the routes file's concurrency: key
+// overrides it. With fsync off nothing is synced: a crash may then lose
+// deliveries the dispatcher counted as done.
 //
 // # File names
 //

@@ -14,8 +14,6 @@ import (
 	"text/template"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/spinebridge/spinebridge/routes"
 )
 
@@ -28,10 +26,10 @@ type Destination struct {
 	mode    os.FileMode
 	dirMode os.FileMode
 	fsync   bool
-	group   *groupSync // with fsync: one syncfs for the files of many deliveries
+	dirs    dirSync // with fsync: one directory sync for the renames of many deliveries
 
-	dirs sync.Map  // directories known to exist → whether they are on dir's file system
-	bufs sync.Pool // *bytes.Buffer for executing tmpl
+	known sync.Map  // directories known to exist → struct{}
+	bufs  sync.Pool // *bytes.Buffer for executing tmpl
 }
 
 var (
@@ -56,11 +54,10 @@ func (d *Destination) Deliver(ctx context.Context, del *routes.Delivery) error {
 	}
 	path := filepath.Join(d.dir, rel)
 	dir := filepath.Dir(path)
-	sameFS, err := d.ensureDir(dir)
-	if err != nil {
+	if err := d.ensureDir(dir); err != nil {
 		return fmt.Errorf("file: %s: create directory: %w", d.name, bare(err))
 	}
-	if err := d.write(ctx, dir, path, del.Body, sameFS); err != nil {
+	if err := d.write(ctx, dir, path, del.Body); err != nil {
 		if errors.Is(err, syscall.ENAMETOOLONG) {
 			return routes.Permanent(fmt.Errorf("file: %s: %w", d.name, err))
 		}
@@ -69,17 +66,14 @@ func (d *Destination) Deliver(ctx context.Context, del *routes.Delivery) error {
 	return nil
 }
 
-// write writes body to a temporary file in dir and renames it to path. With
-// fsync, a file in a directory on the destination directory's file system is
-// made durable by the group sync; elsewhere (a subdirectory another file
-// system is mounted on) by syncing the file and its directory.
-func (d *Destination) write(ctx context.Context, dir, path string, body []byte, sameFS bool) (err error) {
-	grouped := d.fsync && sameFS
+// write writes body to a temporary file in dir, syncs it, renames it to path
+// and waits for a sync of dir, shared with the other deliveries into it.
+func (d *Destination) write(ctx context.Context, dir, path string, body []byte) (err error) {
 	f, err := os.CreateTemp(dir, tempPattern)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			// Removed behind our back: create it again next time.
-			d.dirs.Delete(dir)
+			d.known.Delete(dir)
 		}
 		return fmt.Errorf("create: %w", bare(err))
 	}
@@ -98,7 +92,7 @@ func (d *Destination) write(ctx context.Context, dir, path string, body []byte, 
 	if err := f.Chmod(d.mode); err != nil {
 		return fmt.Errorf("chmod: %w", bare(err))
 	}
-	if d.fsync && !grouped {
+	if d.fsync {
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("sync: %w", bare(err))
 		}
@@ -112,16 +106,10 @@ func (d *Destination) write(ctx context.Context, dir, path string, body []byte, 
 	if err := syscall.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename into place: %w", err)
 	}
-	switch {
-	case grouped:
-		// One syncfs writes the file's data and the rename's directory entry.
-		if err := d.group.sync(ctx); err != nil {
-			return fmt.Errorf("sync: %w", err)
-		}
-	case d.fsync:
+	if d.fsync {
 		// The rename is an entry in the directory: sync it, or a crash may undo
 		// it.
-		if err := syncDir(dir); err != nil {
+		if err := d.dirs.sync(ctx, dir); err != nil {
 			return fmt.Errorf("sync directory: %w", bare(err))
 		}
 	}
@@ -129,11 +117,10 @@ func (d *Destination) write(ctx context.Context, dir, path string, body []byte, 
 }
 
 // ensureDir creates dir and its missing parents, syncing the parent of each
-// one created when fsync is on, and remembers that it exists. It reports
-// whether dir is on the same file system as the destination's directory.
-func (d *Destination) ensureDir(dir string) (sameFS bool, err error) {
-	if v, ok := d.dirs.Load(dir); ok {
-		return v.(bool), nil
+// one created when fsync is on, and remembers that it exists.
+func (d *Destination) ensureDir(dir string) error {
+	if _, ok := d.known.Load(dir); ok {
+		return nil
 	}
 	var missing []string
 	for p := dir; ; p = filepath.Dir(p) {
@@ -142,7 +129,7 @@ func (d *Destination) ensureDir(dir string) (sameFS bool, err error) {
 			break
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
-			return false, err
+			return err
 		}
 		missing = append(missing, p)
 		if filepath.Dir(p) == p {
@@ -150,37 +137,17 @@ func (d *Destination) ensureDir(dir string) (sameFS bool, err error) {
 		}
 	}
 	if err := os.MkdirAll(dir, d.dirMode); err != nil {
-		return false, err
+		return err
 	}
 	if d.fsync {
 		for _, p := range missing {
 			if err := syncDir(filepath.Dir(p)); err != nil {
-				return false, err
+				return err
 			}
 		}
 	}
-	sameFS, err = d.onDirFS(dir)
-	if err != nil {
-		return false, err
-	}
-	d.dirs.Store(dir, sameFS)
-	return sameFS, nil
-}
-
-// onDirFS reports whether dir is on the file system of the destination's
-// directory, which must exist.
-func (d *Destination) onDirFS(dir string) (bool, error) {
-	if dir == d.dir {
-		return true, nil
-	}
-	var st, root unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return false, err
-	}
-	if err := unix.Stat(d.dir, &root); err != nil {
-		return false, err
-	}
-	return st.Dev == root.Dev, nil
+	d.known.Store(dir, struct{}{})
+	return nil
 }
 
 func syncDir(dir string) error {
@@ -211,20 +178,20 @@ func bare(err error) error {
 // Ready creates the directory if it is missing and checks that a file can be
 // created in it.
 func (d *Destination) Ready(ctx context.Context) error {
-	if _, err := d.ensureDir(d.dir); err != nil {
+	if err := d.ensureDir(d.dir); err != nil {
 		return fmt.Errorf("file: %s: %w", d.name, err)
 	}
 	f, err := os.CreateTemp(d.dir, ".spinebridge-ready-*")
 	if err != nil {
-		d.dirs.Delete(d.dir)
+		d.known.Delete(d.dir)
 		return fmt.Errorf("file: %s: directory not writable: %w", d.name, err)
 	}
 	f.Close()
 	return os.Remove(f.Name())
 }
 
-// Concurrency asks for enough deliveries in flight for the group sync to
-// share its syncs; without fsync it leaves the dispatcher's default.
+// Concurrency asks for enough deliveries in flight for their syncs to be
+// shared; without fsync it leaves the dispatcher's default.
 func (d *Destination) Concurrency() int {
 	if d.fsync {
 		return groupConcurrency
@@ -235,11 +202,9 @@ func (d *Destination) Concurrency() int {
 // groupConcurrency is the destination's concurrency with fsync on.
 const groupConcurrency = 32
 
-// Close releases the directory the group sync holds open.
+// Close waits for a directory sync under way.
 func (d *Destination) Close() error {
-	if d.group != nil {
-		return d.group.close()
-	}
+	d.dirs.close()
 	return nil
 }
 

@@ -297,21 +297,15 @@ func TestSafe(t *testing.T) {
 	}
 }
 
-// TestGroupSync delivers from many goroutines at once with fsync on: each
-// delivery returns only after a syncfs that began after its rename, and the
-// syncs are shared. A directory on another file system (here /dev/shm,
-// reached through a symbolic link) is synced file by file instead.
-func TestGroupSync(t *testing.T) {
+// TestSharedDirectorySync delivers from many goroutines at once with fsync
+// on, into two directories: every delivery returns after a sync of its own
+// directory begun after its rename, the syncs shared between deliveries.
+func TestSharedDirectorySync(t *testing.T) {
 	dir := t.TempDir()
-	shm, err := os.MkdirTemp("/dev/shm", "spinebridge-file-test-")
-	if err != nil {
-		t.Skipf("no tmpfs at /dev/shm to stand for another file system: %v", err)
-	}
-	t.Cleanup(func() { os.RemoveAll(shm) })
-	if err := os.Symlink(shm, filepath.Join(dir, "elsewhere")); err != nil {
-		t.Fatal(err)
-	}
 	d := newDest(t, "dir: "+dir+"\nname: '{{.Key}}/{{.MessageID}}.{{.Ext}}'")
+	if d.Concurrency() != groupConcurrency {
+		t.Errorf("Concurrency() = %d with fsync, want %d", d.Concurrency(), groupConcurrency)
+	}
 	const n = 400
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -319,10 +313,7 @@ func TestGroupSync(t *testing.T) {
 		wg.Go(func() {
 			del := delivery(fmt.Sprint("body ", i))
 			del.MessageID = routes.ID(i + 1)
-			del.Key = "local"
-			if i%10 == 0 {
-				del.Key = "elsewhere"
-			}
+			del.Key = []string{"a", "b"}[i%2]
 			errs <- d.Deliver(context.Background(), del)
 		})
 	}
@@ -333,27 +324,23 @@ func TestGroupSync(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := len(files(t, filepath.Join(dir, "local"))); got != n-n/10 {
-		t.Errorf("%d files in local, want %d", got, n-n/10)
+	for _, sub := range []string{"a", "b"} {
+		if got := len(files(t, filepath.Join(dir, sub))); got != n/2 {
+			t.Errorf("%d files in %s, want %d", got, sub, n/2)
+		}
 	}
-	if got := len(files(t, shm)); got != n/10 {
-		t.Errorf("%d files on the other file system, want %d", got, n/10)
-	}
-	if same, _ := d.dirs.Load(filepath.Join(dir, "elsewhere")); same != false {
-		t.Errorf("the directory on /dev/shm is taken for the destination's file system")
-	}
-	if same, _ := d.dirs.Load(filepath.Join(dir, "local")); same != true {
-		t.Errorf("a subdirectory is not taken for the destination's file system")
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "local", "2.json"))
+	b, err := os.ReadFile(filepath.Join(dir, "b", "2.json"))
 	if err != nil || string(b) != "body 1" {
-		t.Errorf("local/2.json = %q, %v", b, err)
+		t.Errorf("b/2.json = %q, %v", b, err)
 	}
 
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Deliver(context.Background(), delivery("late")); err == nil {
-		t.Error("a delivery after Close succeeded without a sync")
+		t.Error("a delivery after Close succeeded without its directory sync")
+	}
+	if nd := newDest(t, "dir: "+dir+"\nfsync: false"); nd.Concurrency() != 0 {
+		t.Errorf("Concurrency() = %d without fsync, want 0 (the dispatcher's default)", nd.Concurrency())
 	}
 }
