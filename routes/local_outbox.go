@@ -18,8 +18,8 @@ import (
 //	'e' id seq                           -> an event of the message's journey
 //	'p' id                               -> ""  a replay asked for
 //
-// Outbox writes are not synced (see Outbox): the journal's next synced commit
-// carries them to disk, and losing the last of them only repeats work.
+// Outbox writes are not synced (see Outbox): the store's log is synced in the
+// background every 100 ms, and losing the last of them only repeats work.
 const (
 	kindCursor     = 'x'
 	kindPending    = 'q'
