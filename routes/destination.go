@@ -2,9 +2,12 @@ package routes
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -225,6 +228,38 @@ func DecodeDestination[C any, D Destination](name string, node *yaml.Node, build
 // each problem at the path of keys of the value at fault (["tls",
 // "cert_file"]), so that a factory reports all of them at their positions.
 type ConfigProblems []ConfigProblem
+
+// LoadClientTLS reads a TLS client's files into tc: caFile's PEM certificates
+// become the roots the server is verified against, certFile and keyFile (both
+// or neither) the client certificate for mutual TLS. Each problem goes to ps
+// at path plus the file's key (ca_file, cert_file, key_file), the keys of a
+// destination's tls: mapping.
+func LoadClientTLS(tc *tls.Config, caFile, certFile, keyFile string, ps *ConfigProblems, path ...string) {
+	at := func(key string) []string { return append(slices.Clone(path), key) }
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			ps.Add(err, at("ca_file")...)
+		} else {
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				ps.Add(fmt.Errorf("%s holds no PEM certificate", caFile), at("ca_file")...)
+			}
+		}
+	}
+	switch {
+	case certFile == "" && keyFile != "":
+		ps.Add(errors.New("set without cert_file"), at("key_file")...)
+	case certFile != "" && keyFile == "":
+		ps.Add(errors.New("set without key_file"), at("cert_file")...)
+	case certFile != "":
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			ps.Add(fmt.Errorf("with key file %s: %w", keyFile, err), at("cert_file")...)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+}
 
 // ConfigProblem is one value of a configuration at fault.
 type ConfigProblem struct {

@@ -2,7 +2,6 @@ package fhirrest
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
@@ -193,31 +192,7 @@ func (c TLSConfig) client(ps *problems) *tls.Config {
 		ServerName:         c.ServerName,
 		InsecureSkipVerify: c.InsecureSkipVerify,
 	}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		switch {
-		case err != nil:
-			ps.Add(err, "tls", "ca_file")
-		default:
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				ps.Add(fmt.Errorf("%s holds no PEM certificate", c.CAFile), "tls", "ca_file")
-			}
-			tc.RootCAs = pool
-		}
-	}
-	switch {
-	case c.CertFile == "" && c.KeyFile != "":
-		ps.Add(errors.New("set without cert_file"), "tls", "key_file")
-	case c.CertFile != "" && c.KeyFile == "":
-		ps.Add(errors.New("set without key_file"), "tls", "cert_file")
-	case c.CertFile != "":
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			ps.Add(fmt.Errorf("with key file %s: %w", c.KeyFile, err), "tls", "cert_file")
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
+	routes.LoadClientTLS(tc, c.CAFile, c.CertFile, c.KeyFile, ps, "tls")
 	return tc
 }
 

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -116,10 +114,8 @@ func buildAckDestination(name string, cfg AckConfig) (*AckDestination, routes.Co
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	tc, err := ackTLS(cfg.TLS)
-	if err != nil {
-		ps.Add(err, "tls")
-	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.TLS.ServerName}
+	routes.LoadClientTLS(tc, cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile, &ps, "tls")
 	if len(ps) > 0 {
 		return nil, ps
 	}
@@ -131,29 +127,6 @@ func buildAckDestination(name string, cfg AckConfig) (*AckDestination, routes.Co
 func isHTTPURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
-}
-
-func ackTLS(c AckTLS) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("ca_file: no PEM certificate in it")
-		}
-		tc.RootCAs = pool
-	}
-	if c.CertFile != "" || c.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("cert_file/key_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // endpoint is where an acknowledgement to the ITK address addr goes.

@@ -184,6 +184,17 @@ func TestAckFactory(t *testing.T) {
 	if d.(*AckDestination).cfg.Timeout != 5*time.Second {
 		t.Errorf("timeout %v", d.(*AckDestination).cfg.Timeout)
 	}
+	// Each TLS file is reported at its own key.
+	src = "kind: itk-ack\nurl: https://tie.example.nhs.uk/itk\ntls:\n  ca_file: /nonexistent/ca.pem\n  key_file: client.key\n"
+	if err := yaml.Unmarshal([]byte(src), &node); err != nil {
+		t.Fatal(err)
+	}
+	_, err = AckFactory("acks", node.Content[0])
+	for _, want := range []string{"4:12: tls.ca_file: open /nonexistent/ca.pem", "5:13: tls.key_file: set without cert_file"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
 	if err := yaml.Unmarshal([]byte("kind: itk-ack\nurls: x\n"), &node); err != nil {
 		t.Fatal(err)
 	}

@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"mime"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -158,29 +156,7 @@ func (c ClientTLSConfig) client(ps *configProblems) *tls.Config {
 		ServerName:         c.ServerName,
 		InsecureSkipVerify: c.InsecureSkipVerify,
 	}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			ps.Add(err, "tls", "ca_file")
-		} else {
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				ps.Add(fmt.Errorf("%s holds no PEM certificate", c.CAFile), "tls", "ca_file")
-			}
-		}
-	}
-	switch {
-	case c.CertFile == "" && c.KeyFile != "":
-		ps.Add(errors.New("set without cert_file"), "tls", "key_file")
-	case c.CertFile != "" && c.KeyFile == "":
-		ps.Add(errors.New("set without key_file"), "tls", "cert_file")
-	case c.CertFile != "":
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			ps.Add(fmt.Errorf("with key file %s: %w", c.KeyFile, err), "tls", "cert_file")
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
+	routes.LoadClientTLS(tc, c.CAFile, c.CertFile, c.KeyFile, ps, "tls")
 	return tc
 }
 
