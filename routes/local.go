@@ -218,12 +218,7 @@ func createDir(fsys vfs.FS, dir string) error {
 	if err := fsys.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	parent, err := fsys.OpenDir(fsys.PathDir(dir))
-	if err != nil {
-		return err
-	}
-	defer parent.Close()
-	return parent.Sync()
+	return syncAndClose(fsys.OpenDir(fsys.PathDir(dir)))
 }
 
 func openLocal(fsys vfs.FS, dir string, opts LocalOptions, log *slog.Logger) (*Local, error) {

@@ -303,25 +303,17 @@ func (s *segmentLog) truncate(num uint64, size int64) error {
 
 // syncFile makes segment num durable as it stands, for records that reached the
 // file but whose group never synced: they are about to be indexed.
-func (s *segmentLog) syncFile(num uint64) error {
-	f, err := s.fs.Open(s.path(num))
+func (s *segmentLog) syncFile(num uint64) error { return syncAndClose(s.fs.Open(s.path(num))) }
+
+func (s *segmentLog) syncDir() error { return syncAndClose(s.fs.OpenDir(s.dir)) }
+
+// syncAndClose syncs f, as opened with err, and closes it.
+func syncAndClose(f vfs.File, err error) error {
 	if err != nil {
 		return err
 	}
 	err = f.Sync()
 	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func (s *segmentLog) syncDir() error {
-	d, err := s.fs.OpenDir(s.dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	return err
