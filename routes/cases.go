@@ -158,15 +158,7 @@ func (l *loader) readCase(f *routesFile, n *yaml.Node, where string, routeNames 
 	}
 	before := len(l.errs)
 	c := &testCase{pos: fmt.Sprintf("%s:%d", f.path, n.Line)}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], resolve(n.Content[i+1])
-		key := where + "." + k.Value
-		if seen[k.Value] {
-			l.at(f, k, "%s: given twice", key)
-			continue
-		}
-		seen[k.Value] = true
+	seen := l.eachKey(f, n, where, func(k, v *yaml.Node, key string) {
 		switch k.Value {
 		case "name":
 			if l.scalar(f, v, key) {
@@ -219,7 +211,7 @@ func (l *loader) readCase(f *routesFile, n *yaml.Node, where string, routeNames 
 		default:
 			l.at(f, k, "%s: unknown key %q%s", where, k.Value, suggest(k.Value, caseKeys))
 		}
-	}
+	})
 	if !seen["name"] {
 		l.at(f, n, "%s: name: is required", where)
 	}

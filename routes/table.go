@@ -504,14 +504,7 @@ func (l *loader) readFile(path string, src []byte) {
 		return
 	}
 	found := false
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := root.Content[i], resolve(root.Content[i+1])
-		if seen[k.Value] {
-			l.at(f, k, "%s: given twice", k.Value)
-			continue
-		}
-		seen[k.Value] = true
+	l.eachKey(f, root, "", func(k, v *yaml.Node, _ string) {
 		switch k.Value {
 		case "routes":
 			found = true
@@ -522,10 +515,31 @@ func (l *loader) readFile(path string, src []byte) {
 		default:
 			l.at(f, k, "unknown key %q%s", k.Value, suggest(k.Value, topKeys))
 		}
-	}
+	})
 	if !found {
 		l.at(f, root, "neither routes: nor destinations:")
 	}
+}
+
+// eachKey calls fn with each key of mapping n, its value resolved, and the
+// key's path below where (the key alone when where is ""). A key given twice
+// is reported and passed over. It returns the keys seen.
+func (l *loader) eachKey(f *routesFile, n *yaml.Node, where string, fn func(k, v *yaml.Node, key string)) map[string]bool {
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolve(n.Content[i+1])
+		key := k.Value
+		if where != "" {
+			key = where + "." + k.Value
+		}
+		if seen[k.Value] {
+			l.at(f, k, "%s: given twice", key)
+			continue
+		}
+		seen[k.Value] = true
+		fn(k, v, key)
+	}
+	return seen
 }
 
 func resolve(n *yaml.Node) *yaml.Node {
@@ -556,16 +570,8 @@ func (l *loader) readRoute(f *routesFile, n *yaml.Node, where string) {
 		return
 	}
 	r := &routeSpec{f: f, node: n, where: where}
-	seen := map[string]bool{}
 	var nameNode *yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], resolve(n.Content[i+1])
-		key := where + "." + k.Value
-		if seen[k.Value] {
-			l.at(f, k, "%s: given twice", key)
-			continue
-		}
-		seen[k.Value] = true
+	seen := l.eachKey(f, n, where, func(k, v *yaml.Node, key string) {
 		switch k.Value {
 		case "name":
 			if l.scalar(f, v, key) {
@@ -614,7 +620,7 @@ func (l *loader) readRoute(f *routesFile, n *yaml.Node, where string) {
 		default:
 			l.at(f, k, "%s: unknown key %q%s", where, k.Value, suggest(k.Value, routeKeys))
 		}
-	}
+	})
 	switch {
 	case !seen["name"]:
 		l.at(f, n, "%s: name: is required", where)
@@ -705,16 +711,16 @@ func (l *loader) buildDestinations(t *Table) {
 		var kind, concurrency *yaml.Node
 		rest := *d.node
 		rest.Content = nil
-		for i := 0; i+1 < len(d.node.Content); i += 2 {
-			switch d.node.Content[i].Value {
+		l.eachKey(d.f, d.node, where, func(k, v *yaml.Node, _ string) {
+			switch k.Value {
 			case "kind":
-				kind = resolve(d.node.Content[i+1])
+				kind = v
 			case "concurrency":
-				concurrency = resolve(d.node.Content[i+1])
+				concurrency = v
 			default:
-				rest.Content = append(rest.Content, d.node.Content[i], d.node.Content[i+1])
+				rest.Content = append(rest.Content, k, v)
 			}
-		}
+		})
 		if concurrency != nil {
 			n, err := strconv.Atoi(concurrency.Value)
 			if concurrency.Kind != yaml.ScalarNode || err != nil || n < 1 || n > maxConcurrency {

@@ -301,6 +301,8 @@ func TestLoadTableProblems(t *testing.T) {
 		{"destination twice in a file", "destinations:\n  a: {kind: fhir, url: x}\n  a: {kind: fhir, url: y}\n", []string{
 			"3:3: destinations.a: already declared at "}},
 		{"factory error without position", "destinations:\n  a: {kind: fhir}\n", []string{"2:6: destinations.a: url: required"}},
+		{"destination key twice", "destinations:\n  a: {kind: fhir, url: x, kind: mllp}\n", []string{
+			"2:27: destinations.a.kind: given twice"}},
 		{"concurrency zero", "destinations:\n  a: {kind: fhir, url: x, concurrency: 0}\n", []string{
 			"2:40: destinations.a.concurrency: want a whole number from 1 to 4096"}},
 		{"concurrency not a number", "destinations:\n  a: {kind: fhir, url: x, concurrency: [8]}\n", []string{
