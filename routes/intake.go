@@ -366,8 +366,10 @@ func (in *Intake) receive(ctx context.Context, a Arrival, sc *intakeScratch) Rep
 	// listener's point or its route's may say so.
 	var later func(func([]byte) error)
 	if v.status == StatusAccepted && in.cfg.Processor != nil {
-		if when := appAckType(m); enhanced && when != "NE" {
-			later = in.appAck(rec, when)
+		if enhanced {
+			if when := appAckType(m); when != "NE" {
+				later = in.appAck(rec, when)
+			}
 		}
 		if err := in.cfg.Processor.Process(ctx, rec); err != nil {
 			in.log.Error("intake: processing failed", "listener", in.cfg.Listener, "id", uint64(rec.ID), "err", err)
