@@ -244,6 +244,16 @@ func TestNewConsumerErrors(t *testing.T) {
 			t.Errorf("error does not contain %q:\n%s", w, msg)
 		}
 	}
+	_, err = NewConsumer(ConsumerConfig{URL: "amqp://broker", Queue: "in", QueueType: "stream", DeadLetterExchange: "rejected"}, recv, nil)
+	if err == nil {
+		t.Fatal("NewConsumer accepted queue settings without declare")
+	}
+	msg = err.Error()
+	for _, w := range []string{"queue_type: is \"stream\"; want classic or quorum", "queue_type: set without declare", "dead_letter_exchange: set without declare"} {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error does not contain %q:\n%s", w, msg)
+		}
+	}
 	if _, err := NewConsumer(ConsumerConfig{URL: "amqp://broker", Queue: "in"}, nil, nil); err == nil {
 		t.Error("NewConsumer accepted no receiver")
 	}

@@ -2,7 +2,12 @@ package amqp
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -209,4 +214,148 @@ func TestConsumerReconnects(t *testing.T) {
 	f.mu.Lock()
 	t.Logf("%d messages, %d receptions", n, len(f.order))
 	f.mu.Unlock()
+}
+
+// A message the intake journals as refused (it does not parse, say) is
+// rejected without requeue, so that the queue's dead-letter exchange has it,
+// and is not received again.
+func TestConsumerRejectsJournaledRefusal(t *testing.T) {
+	adm := admin(t)
+	dlx := exchange(t, adm)
+	dlq := queue(t, adm, dlx, "#", nil)
+	q := queue(t, adm, "", "", amqp091.Table{"x-dead-letter-exchange": dlx})
+	publishRaw(t, adm, q, 2)
+	refused := string(hl7Message(0))
+	f := newFakeIntake(func(p string, _ int) routes.Reply {
+		if p == refused {
+			return routes.Reply{Committed: true, Code: hl7v2.AR, ID: 7,
+				Ack: []byte("MSH|^~\\&|||||20260314||ACK|A1\rMSA|AR||message could not be parsed\rERR|||100^Segment sequence error^HL70357|E|||message does not start with MSH\r")}
+		}
+		return routes.Reply{Committed: true, Code: hl7v2.AA, ID: 8}
+	})
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	c, err := NewConsumer(ConsumerConfig{URL: brokerURL, Queue: q}, f.Receive, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	await(t, f, 2)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	if d := depth(t, adm, q); d != 0 {
+		t.Errorf("queue holds %d messages; the refused one should not be requeued, the other acknowledged", d)
+	}
+	got := drain(t, adm, dlq)
+	if len(got) != 1 || string(got[0].Body) != refused {
+		t.Errorf("dead-letter queue holds %d messages, want the refused one", len(got))
+	}
+	f.mu.Lock()
+	if c := f.calls[refused]; c != 1 {
+		t.Errorf("refused message received %d times, want 1", c)
+	}
+	f.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), `reason="message does not start with MSH"`) || !strings.Contains(logs.String(), "id=7") {
+		t.Errorf("the refusal is not logged with its reason and journal id:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// With declare set the consumer makes its queue, durable and with the
+// dead-letter exchange given, and reports itself ready once it consumes.
+func TestConsumerDeclaresQueue(t *testing.T) {
+	adm := admin(t)
+	dlx := exchange(t, adm)
+	dlq := queue(t, adm, dlx, "#", nil)
+	q := uniqueName(t, "declared")
+	t.Cleanup(func() {
+		if _, err := adminAgain(t).QueueDelete(q, false, false, false); err != nil {
+			t.Errorf("delete queue %s: %v", q, err)
+		}
+	})
+	f := newFakeIntake(func(string, int) routes.Reply { return routes.Reply{Code: hl7v2.AR} })
+	c, err := NewConsumer(ConsumerConfig{URL: brokerURL, Queue: q, Declare: true, DeadLetterExchange: dlx}, f.Receive, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Ready() == nil {
+		t.Error("Ready before Run = nil, want not consuming")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); c.Ready() != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer not ready after 10s: %v", c.Ready())
+		}
+	}
+	info, err := adm.QueueDeclarePassive(q, true, false, false, false, nil)
+	if err != nil {
+		t.Fatalf("the declared queue is not there, or not durable: %v", err)
+	}
+	if info.Consumers != 1 {
+		t.Errorf("queue has %d consumers, want 1", info.Consumers)
+	}
+	publishRaw(t, adm, q, 1)
+	await(t, f, 1)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if c.Ready() == nil {
+		t.Error("Ready after Run = nil, want not consuming")
+	}
+	if got := drain(t, adm, dlq); len(got) != 1 {
+		t.Errorf("dead-letter queue holds %d messages, want the refused one through the declared x-dead-letter-exchange", len(got))
+	}
+}
+
+// A consumer that cannot reach its broker says why in Ready.
+func TestConsumerReadyReportsConnectFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	f := newFakeIntake(committed)
+	c, err := NewConsumer(ConsumerConfig{URL: "amqp://" + addr + "/", Queue: "q"}, f.Receive, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := c.Ready()
+		if err != nil && !errors.Is(err, errNotConsuming) {
+			var ne *net.OpError
+			if !errors.As(err, &ne) {
+				t.Errorf("Ready = %v, want the connection error", err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Ready = %v after 10s, want the connection error", err)
+		}
+	}
 }

@@ -48,9 +48,15 @@
 //
 // A Consumer reads raw HL7 v2 messages from a queue and hands each to a
 // Receiver, the signature of the intake's Receive. It acknowledges the broker's
-// delivery only once the intake has journaled the message, or has refused it for
-// good; a message the journal could not take is given back to the queue after
-// a pause, so the broker keeps it until the journal can.
+// delivery only once the intake has journaled the message. A message the intake
+// refuses for good (AR or CR: not HL7 v2, no MSH-10, a version not accepted) is
+// rejected without requeueing, journaled or not, so that the queue's
+// dead-letter exchange, when it has one, catches it and it does not come round
+// forever; the log says why, in the ACK's words. A message the journal could
+// not take is given back to the queue after a pause, so the broker keeps it
+// until the journal can. The consumer can declare its queue, durable, with a
+// queue type and a dead-letter exchange, and Ready says whether it is
+// consuming.
 //
 // # Secrets
 //
