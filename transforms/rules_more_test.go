@@ -1,0 +1,80 @@
+package transforms
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestRulesSegmentGroups covers segments mapped in more message structures
+// than the IG's message tables name: the insurance, guarantor and financial
+// segments of the patient group, and the timing and route of a pharmacy order.
+func TestRulesSegmentGroups(t *testing.T) {
+	const pid = "PID|1||123^^^^MR||DOE^JANE||19700101|F||||||||||4000776^^^^VN"
+	for _, tc := range []struct {
+		name  string
+		raw   []byte
+		wants []want
+	}{
+		{
+			"RDE: the RXE's TQ1 and RXR are the order's timing and route (TQ1[MedicationRequest], RXR[MedicationRequest])",
+			message("RDE^O11", pid, "ORC|NW|1163422591^EPC", "TQ1|1||TID",
+				"RXO|00047040230^Ampicillin^NDC|2", "RXR|IV^IV Infusion",
+				"RXE||0143963401^NICARDIPINE^NDC|5||mg", "TQ1|1||P&Post (after)&HL70335^^^^180^min||||20191104103000+0000|20191104113000+0000|S|Condition text|Text instruction|||2",
+				"RXR|IV^Intravenous|HAND^HAND||IVP^IV PUSH"),
+			[]want{
+				{"MedicationRequest", "dosageInstruction.timing.code.coding.code", []string{"P"}},
+				{"MedicationRequest", "dosageInstruction.timing.repeat.period", []string{"180"}},
+				{"MedicationRequest", "dosageInstruction.timing.repeat.periodUnit", []string{"min"}},
+				{"MedicationRequest", "dosageInstruction.timing.repeat.count", []string{"2"}},
+				{"MedicationRequest", "dosageInstruction.timing.repeat.boundsPeriod.start", []string{"2019-11-04T10:30:00+00:00"}},
+				{"MedicationRequest", "dosageInstruction.route.coding.code", []string{"IV"}},
+				{"MedicationRequest", "dosageInstruction.route.coding.display", []string{"Intravenous"}},
+				{"MedicationRequest", "dosageInstruction.site.coding.code", []string{"HAND"}},
+				{"MedicationRequest", "dosageInstruction.method.coding.code", []string{"IVP"}},
+				{"MedicationRequest", "dosageInstruction.text", []string{"Text instruction"}},
+				{"MedicationRequest", "priority", []string{"stat"}},
+			},
+		},
+		{
+			"an order without an RXE takes the ORC's TQ1 and the RXO's RXR",
+			message("RDE^O11", pid, "ORC|NW|1163422591^EPC", "TQ1|1||TID", "RXO|00047040230^Ampicillin^NDC|2", "RXR|PO^Oral"),
+			[]want{
+				{"MedicationRequest", "dosageInstruction.timing.code.coding.code", []string{"TID"}},
+				{"MedicationRequest", "dosageInstruction.route.coding.code", []string{"PO"}},
+			},
+		},
+		{
+			"IN2 adds the coverage's Medicare, Medicaid and member numbers to the Coverage of its IN1",
+			message("ADT^A08", pid,
+				"IN1|1|BAV^Blue Advantage|IC-1.31|Blue Cross",
+				"IN2|1117^^^^EI|425-57-9745||||Medicare-12345||MCN-008"+strings.Repeat("|", 53)+"PNM1234^^^^MB",
+				"IN1|2|GOLD^Gold Plan|IC-2|Gold Insurer"),
+			[]want{
+				{"Coverage", "identifier.value", []string{"BAV", "Medicare-12345", "MCN-008", "PNM1234", "GOLD"}},
+				{"Coverage", "identifier.type.coding.code", []string{"MC", "MA", "MB"}},
+			},
+		},
+		{
+			"ORM: the account (PID-18), its guarantor (GT1), a charge (FT1) and the episode of care (PV1-54)",
+			message("ORM^O01", pid, "PV1|1|I"+strings.Repeat("|", 52)+"EOC124^^^^MR",
+				"GT1|1|1516^^^^MR|RADIANT^LUCY||||||||BRO|||20010410|20010415",
+				"ORC|NW|1101", "OBR|1|1101||24725-4^CT Head^LN",
+				"FT1|1|12345||20191122|20191122|CG|71045^Xray exam chest^C4"),
+			[]want{
+				{"Account", "identifier.value", []string{"4000776"}},
+				{"Account", "subject", []string{"->Patient"}},
+				{"Account", "guarantor.party", []string{"->RelatedPerson"}},
+				{"RelatedPerson", "name.family", []string{"RADIANT"}},
+				{"RelatedPerson", "relationship.coding.code", []string{"BRO", "BRO"}},
+				{"Encounter", "account", []string{"->Account"}},
+				{"Encounter", "episodeOfCare", []string{"->EpisodeOfCare"}},
+				{"EpisodeOfCare", "identifier.value", []string{"EOC124"}},
+				{"ChargeItem", "code.coding.code", []string{"71045"}},
+				{"ChargeItem", "account", []string{"->Account"}},
+				{"ChargeItem", "subject", []string{"->Patient"}},
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
+	}
+}
