@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 )
 
 // config is the whole Spinebridge configuration. It is loaded in one place,
@@ -27,6 +28,7 @@ type config struct {
 	Routes   routesConfig   `mapstructure:"routes"`
 	Delivery deliveryConfig `mapstructure:"delivery"`
 	ITK      itkConfig      `mapstructure:"itk"`
+	Inbound  inboundConfig  `mapstructure:"inbound"`
 }
 
 // itkConfig is the ITK 2.x listener: SOAP POSTs at /itk.
@@ -186,6 +188,7 @@ var defaults = map[string]any{
 	"itk.timeout":              30 * time.Second,
 	"itk.timestamp_window":     5 * time.Minute,
 	"itk.services":             []string{},
+	"inbound.amqp":             []any{},
 }
 
 // loadConfig builds the configuration for cmd. flags maps configuration keys to the
@@ -219,6 +222,15 @@ func loadConfig(cmd *cobra.Command, flags map[string]string) (config, error) {
 			}
 			return config{}, fmt.Errorf("config: %s: %w", file, err)
 		}
+	}
+	// A list cannot be set from the environment key by key, so
+	// SPINEBRIDGE_INBOUND_AMQP holds the whole of inbound.amqp, as YAML.
+	if text, ok := v.Get("inbound.amqp").(string); ok {
+		var list []map[string]any
+		if err := yaml.Unmarshal([]byte(text), &list); err != nil {
+			return config{}, usageError{fmt.Errorf("config: SPINEBRIDGE_INBOUND_AMQP: want inbound.amqp as a YAML list of queues: %w", err)}
+		}
+		v.Set("inbound.amqp", list)
 	}
 	var c config
 	if err := v.UnmarshalExact(&c); err != nil {

@@ -196,6 +196,8 @@ func TestEveryKeyFromEnvironment(t *testing.T) {
 			val = "4242"
 		case []string:
 			val = "X1,X2"
+		case []any: // a list of mappings, inbound.amqp: given whole, as YAML
+			val = `[{name: set, url: "amqp://broker/", queue: q, prefetch: 7, connect_timeout: 42s}]`
 		default:
 			if strings.HasSuffix(key, "timeout") || strings.HasSuffix(key, "window") || strings.HasSuffix(key, "keep_alive") || strings.HasSuffix(key, "backoff") {
 				val = "42s"
@@ -229,6 +231,7 @@ func TestEveryKeyFromEnvironment(t *testing.T) {
 		"delivery.max_backoff": c.Delivery.MaxBackoff == 42*time.Second,
 		"itk.identity":         c.ITK.Identity == "set-itk.identity",
 		"itk.services":         len(c.ITK.Services) == 2,
+		"inbound.amqp":         len(c.Inbound.AMQP) == 1 && c.Inbound.AMQP[0].Queue == "q" && c.Inbound.AMQP[0].Prefetch == 7 && c.Inbound.AMQP[0].ConnectTimeout == 42*time.Second,
 	}
 	for key, ok := range checks {
 		if !ok {

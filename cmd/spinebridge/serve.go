@@ -36,7 +36,8 @@ func newServeCommand() *cobra.Command {
 		Short: "Run the engine: accept, journal and acknowledge messages, route, transform and deliver them",
 		Long: `Serve runs the engine. With no flags it starts on its embedded defaults: MLLP on
 :2575, HL7 v2 over HTTP on :8080 (POST /hl7v2), the admin endpoint on :8081
-(/healthz, /readyz, /messages), and the journal in ./data.
+(/healthz, /readyz, /messages), and the journal in ./data. It also consumes
+raw HL7 v2 from each RabbitMQ queue listed under inbound.amqp.
 
 A message is acknowledged only once it is durable in the journal. Configuration
 comes from --config FILE (YAML), SPINEBRIDGE_<KEY> environment variables (e.g.
@@ -96,6 +97,7 @@ type engine struct {
 	itk      *http.Server // nil when ITK shares the inbound HTTP listener
 	listener *mllp.Listener
 	inbound  *http.Server // HL7 v2 over HTTP
+	amqp     []*amqpInbound
 	admin    *http.Server
 	log      *slog.Logger
 }
@@ -104,8 +106,9 @@ type engine struct {
 // builds the engine's parts. It opens the journal but binds no socket.
 func buildEngine(cfg config, log *slog.Logger) (*engine, error) {
 	icfg, lcfg, errs := engineConfig(cfg)
-	if errs != nil {
-		return nil, usageError{errs}
+	queues, qerrs := newAMQPInbound(cfg.Inbound.AMQP, log)
+	if err := errors.Join(errs, qerrs); err != nil {
+		return nil, usageError{err}
 	}
 	dir := filepath.Join(cfg.DataDir, "journal")
 	j, err := routes.OpenLocal(dir, routes.LocalOptions{DuplicateWindow: cfg.Ack.DuplicateWindow})
@@ -132,7 +135,12 @@ func buildEngine(cfg config, log *slog.Logger) (*engine, error) {
 	if err != nil {
 		return fail(usageError{err})
 	}
-	e := &engine{journal: j, routing: rt, log: log}
+	e := &engine{journal: j, routing: rt, amqp: queues, log: log}
+	for _, q := range queues {
+		if err := q.connectIntake(icfg, j, rt.metrics, log); err != nil {
+			return fail(usageError{err})
+		}
+	}
 	l, err := mllp.NewListener(lcfg, mllpIntake{intake, rt.metrics}, log)
 	if err != nil {
 		return fail(usageError{err})
@@ -319,6 +327,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		itkAddr = itkLn.Addr().String()
 	}
 	log.Info("itk listening", "url", "http://"+itkAddr+"/itk")
+	// The queues are consumed once routing runs, like the listeners, and stop
+	// with them.
+	amqpCtx, stopAMQP := context.WithCancel(ctx)
+	defer stopAMQP()
+	amqpStopped := runAMQPInbound(amqpCtx, e.amqp, log)
 
 	var runErr error
 	select {
@@ -331,6 +344,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	defer cancel()
 	if err := e.listener.Shutdown(sctx); err != nil {
 		log.Error("mllp: shutdown", "err", err)
+	}
+	// A consumer settles the messages in hand (journaled, then acknowledged)
+	// before it stops; those the broker sent ahead go back to the queue.
+	stopAMQP()
+	if !amqpStopped(sctx) {
+		log.Error("amqp inbound: not stopped in time; messages not yet acknowledged go back to their queues")
 	}
 	if err := e.inbound.Shutdown(sctx); err != nil {
 		log.Error("http: shutdown", "err", err)
@@ -368,7 +387,13 @@ func (e *engine) ready(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "journal not ready", http.StatusServiceUnavailable)
 		return
 	}
-	if problems := e.routing.ready(ctx); len(problems) > 0 {
+	problems := e.routing.ready(ctx)
+	for _, q := range e.amqp {
+		if err := q.consumer.Ready(); err != nil {
+			problems = append(problems, fmt.Sprintf("inbound amqp %s: %v", q.name, err))
+		}
+	}
+	if len(problems) > 0 {
 		slices.Sort(problems)
 		http.Error(w, "not ready:\n"+strings.Join(problems, "\n"), http.StatusServiceUnavailable)
 		return
