@@ -74,6 +74,29 @@ func TestRulesSegmentGroups(t *testing.T) {
 				{"ChargeItem", "subject", []string{"->Patient"}},
 			},
 		},
+		{
+			"ADT: the insurance group's RF1 is the referral, and a DB1 for the patient (DB1-2 PT) identifies the patient",
+			message("ADT^A01", pid, "PV1|1|I",
+				"DB1|1|PT|DB123^^^^MR|Y", "DB1|2|GT|DB999^^^^MR|Y",
+				"IN1|1|BAV^Blue Advantage|IC-1.31|Blue Cross",
+				"RF1|A^Accepted^HL70283|A^ASAP^HL70280|EXTERNAL|||123-1^name|20260101||||123-2^other"),
+			[]want{
+				{"Patient", "identifier.value", []string{"123", "DB123"}},
+				{"ServiceRequest", "identifier.value", []string{"123-1", "123-2"}},
+				{"ServiceRequest", "status", []string{"active"}},
+				{"ServiceRequest", "subject", []string{"->Patient"}},
+				{"ServiceRequest", "encounter", []string{"->Encounter"}},
+			},
+		},
+		{
+			"ORU: FT1 is a charge on the patient's account",
+			message("ORU^R01", pid, "PV1|1|I", "OBR|1|1101||24725-4^CT Head^LN", "FT1|1|12345||20191122|20191122|CG|71045^Xray exam chest^C4"),
+			[]want{
+				{"ChargeItem", "code.coding.code", []string{"71045"}},
+				{"ChargeItem", "account", []string{"->Account"}},
+				{"Encounter", "account", []string{"->Account"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
