@@ -155,53 +155,74 @@ func (t *tree) empty(n int32) bool {
 }
 
 // writeMembers writes the members of object n (without braces), each preceded
-// by a comma when comma is true or an earlier member was written; it reports
-// whether anything was written.
+// by a comma when comma is true or an earlier member was written. It reports
+// whether anything but weak members was written: an object holding nothing
+// else is empty, and its caller takes back what it wrote.
+//
+// Emptiness is found while writing, not asked of each subtree beforehand:
+// asking at every level walks a subtree once per ancestor.
 func (t *tree) writeMembers(dst []byte, n int32, comma bool) ([]byte, bool) {
-	wrote := false
+	strong := false
 	for c := t.nodes[n].first; c != none; c = t.nodes[c].next {
-		if t.empty(c) {
-			continue
-		}
-		if comma || wrote {
+		mark := len(dst)
+		if comma {
 			dst = append(dst, ',')
 		}
 		dst = appendJSONString(dst, t.nodes[c].name)
 		dst = append(dst, ':')
-		dst = t.writeValue(dst, c)
-		wrote = true
+		var wrote bool
+		if dst, wrote = t.writeValue(dst, c); !wrote {
+			dst = dst[:mark]
+			continue
+		}
+		comma = true
+		strong = strong || !t.nodes[c].weak
 	}
-	return dst, wrote
+	return dst, strong
 }
 
-func (t *tree) writeValue(dst []byte, n int32) []byte {
+// writeValue writes n and reports whether it holds anything but weak members;
+// when it does not, what it wrote is for the caller to take back.
+func (t *tree) writeValue(dst []byte, n int32) ([]byte, bool) {
 	nd := &t.nodes[n]
 	switch nd.kind {
 	case kindString:
-		return appendJSONBytes(dst, t.text[nd.start:nd.end])
+		return appendJSONBytes(dst, t.text[nd.start:nd.end]), nd.start != nd.end
 	case kindRaw:
-		return append(dst, t.text[nd.start:nd.end]...)
+		return append(dst, t.text[nd.start:nd.end]...), nd.start != nd.end
 	case kindArray:
 		dst = append(dst, '[')
-		first := true
+		strong, comma := false, false
 		for c := nd.first; c != none; c = t.nodes[c].next {
-			if t.empty(c) {
-				continue
-			}
-			if !first {
+			mark := len(dst)
+			if comma {
 				dst = append(dst, ',')
 			}
-			dst = t.writeValue(dst, c)
-			first = false
+			var wrote bool
+			if dst, wrote = t.writeValue(dst, c); !wrote {
+				dst = dst[:mark]
+				continue
+			}
+			comma = true
+			strong = strong || !t.nodes[c].weak
 		}
-		return append(dst, ']')
+		return append(dst, ']'), strong
 	}
 	dst = append(dst, '{')
-	dst, _ = t.writeMembers(dst, n, false)
-	return append(dst, '}')
+	dst, strong := t.writeMembers(dst, n, false)
+	return append(dst, '}'), strong
 }
 
 const hexDigits = "0123456789abcdef"
+
+// jsonPlain marks the bytes a JSON string holds as they are: printable ASCII
+// other than the quote and the backslash.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // appendJSONString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD,
 // so the output is always valid JSON and valid FHIR.
@@ -213,12 +234,16 @@ func appendJSONBytes(dst, b []byte) []byte { return appendJSON(dst, b) }
 func appendJSON[T string | []byte](dst []byte, s T) []byte {
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			dst = append(dst, c)
-			i++
-			continue
+		// Copy the run of bytes that need no escaping in one append.
+		j := i
+		for j < len(s) && jsonPlain[s[j]] {
+			j++
 		}
+		dst = append(dst, s[i:j]...)
+		if i = j; i == len(s) {
+			break
+		}
+		c := s[i]
 		var r rune
 		var size int
 		switch v := any(s[i:]).(type) {
