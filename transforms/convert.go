@@ -488,8 +488,18 @@ func (c *Converter) firstValue(src source, f frame) (hl7v2.Value, int, bool) {
 	return c.vals[start].v, c.vals[start].depth, true
 }
 
-// apply runs one rule in f.
+// apply runs one rule in f. A rule that reads the message looks for its values
+// before it tests its condition: a third of all rules find nothing to read,
+// and then the condition need not run.
 func (c *Converter) apply(r *rule, f frame) {
+	if r.constant == nil && r.compute == nil && r.hasSrc {
+		start := c.values(r.src, f, r.each)
+		if len(c.vals) > start && (r.when == nil || c.testRule(r.when, f, r.pos, r)) {
+			c.applyValues(r, f, start)
+		}
+		c.vals = c.vals[:start]
+		return
+	}
 	if r.when != nil && !c.testRule(r.when, f, r.pos, r) {
 		return
 	}
@@ -498,17 +508,18 @@ func (c *Converter) apply(r *rule, f frame) {
 		c.writeScalar(r, f, r.constant, r.kind)
 	case r.compute != nil:
 		c.computeValue(r, f)
-	case r.hasSrc:
-		start := c.values(r.src, f, r.each)
-		for i := start; i < len(c.vals); i++ {
-			va := c.vals[i]
-			if r.dt != nil {
-				c.applyMap(r, f, va.v, va.depth)
-			} else {
-				c.convertValue(r, f, va.v)
-			}
+	}
+}
+
+// applyValues writes the values of r that c.vals holds from start.
+func (c *Converter) applyValues(r *rule, f frame, start int) {
+	for i := start; i < len(c.vals); i++ {
+		va := c.vals[i]
+		if r.dt != nil {
+			c.applyMap(r, f, va.v, va.depth)
+		} else {
+			c.convertValue(r, f, va.v)
 		}
-		c.vals = c.vals[:start]
 	}
 }
 
