@@ -217,7 +217,7 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	if e.follows != nil && !c.inGroup(e, seg) {
 		return
 	}
-	if e.when != nil && !c.test(e.when, frame{seg: seg}, e.pos) {
+	if e.when != nil && !c.test(e.when, &frame{seg: seg}, e.pos) {
 		return
 	}
 	res := -1
@@ -243,7 +243,7 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	}
 	f := frame{seg: seg, obj: c.resources[res].root}
 	for i := range e.smap.rules {
-		c.apply(&e.smap.rules[i], f)
+		c.apply(&e.smap.rules[i], &f)
 	}
 	for _, r := range e.refs {
 		c.pending = append(c.pending, pendingRef{from: res, element: r.element, name: r.name, seg: seg.Index()})
@@ -297,7 +297,7 @@ func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) int {
 	identified := false
 	for _, src := range sm.identity {
 		c.h.Write([]byte{0})
-		start := c.values(src, frame{seg: seg}, true)
+		start := c.values(&src, &frame{seg: seg}, true)
 		for _, va := range c.vals[start:] {
 			c.h.Write(va.v.Bytes())
 			identified = true
@@ -377,7 +377,7 @@ type valueAt struct {
 // all, else the first non-empty one. It returns where its values start; the
 // caller reads c.vals[start:] by index (rules it runs may append more) and
 // truncates c.vals back to start when done. No callback, so nothing escapes.
-func (c *Converter) values(src source, f frame, all bool) int {
+func (c *Converter) values(src *source, f *frame, all bool) int {
 	start := len(c.vals)
 	add := func(v hl7v2.Value, depth int) {
 		if !c.absent(v) {
@@ -479,7 +479,7 @@ func (c *Converter) absent(v hl7v2.Value) bool {
 }
 
 // firstValue returns the first value src names in f.
-func (c *Converter) firstValue(src source, f frame) (hl7v2.Value, int, bool) {
+func (c *Converter) firstValue(src *source, f *frame) (hl7v2.Value, int, bool) {
 	start := c.values(src, f, false)
 	defer func() { c.vals = c.vals[:start] }()
 	if len(c.vals) == start {
@@ -491,9 +491,9 @@ func (c *Converter) firstValue(src source, f frame) (hl7v2.Value, int, bool) {
 // apply runs one rule in f. A rule that reads the message looks for its values
 // before it tests its condition: a third of all rules find nothing to read,
 // and then the condition need not run.
-func (c *Converter) apply(r *rule, f frame) {
+func (c *Converter) apply(r *rule, f *frame) {
 	if r.constant == nil && r.compute == nil && r.hasSrc {
-		start := c.values(r.src, f, r.each)
+		start := c.values(&r.src, f, r.each)
 		if len(c.vals) > start && (r.when == nil || c.testRule(r.when, f, r.pos, r)) {
 			c.applyValues(r, f, start)
 		}
@@ -512,7 +512,7 @@ func (c *Converter) apply(r *rule, f frame) {
 }
 
 // applyValues writes the values of r that c.vals holds from start.
-func (c *Converter) applyValues(r *rule, f frame, start int) {
+func (c *Converter) applyValues(r *rule, f *frame, start int) {
 	for i := start; i < len(c.vals); i++ {
 		va := c.vals[i]
 		if r.dt != nil {
@@ -536,7 +536,7 @@ func (c *Converter) target(r *rule, obj int32, kind nodeKind) int32 {
 	return c.t.walkTo(obj, r.target, kind)
 }
 
-func (c *Converter) applyMap(r *rule, f frame, v hl7v2.Value, depth int) {
+func (c *Converter) applyMap(r *rule, f *frame, v hl7v2.Value, depth int) {
 	if r.resource != "" {
 		res := c.subResource(r, f, v, depth)
 		c.writeReference(c.target(r, f.obj, kindObject), res)
@@ -545,14 +545,14 @@ func (c *Converter) applyMap(r *rule, f frame, v hl7v2.Value, depth int) {
 	n := c.target(r, f.obj, kindObject)
 	sub := frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: n}
 	for i := range r.dt.rules {
-		c.apply(&r.dt.rules[i], sub)
+		c.apply(&r.dt.rules[i], &sub)
 	}
 }
 
 // subResource builds, once per bundle, the resource a data-type map makes from
 // a value (a Practitioner from an XCN, say): the same value twice in a message
 // is the same resource.
-func (c *Converter) subResource(r *rule, f frame, v hl7v2.Value, depth int) int {
+func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int {
 	c.h.Reset()
 	c.hashString(r.resource)
 	c.h.Write([]byte{0})
@@ -567,7 +567,7 @@ func (c *Converter) subResource(r *rule, f frame, v hl7v2.Value, depth int) int 
 	c.setProfile(res, r.dt.profile)
 	sub := frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: c.resources[res].root}
 	for i := range r.dt.rules {
-		c.apply(&r.dt.rules[i], sub)
+		c.apply(&r.dt.rules[i], &sub)
 	}
 	return res
 }
@@ -610,7 +610,7 @@ func appendUUID(dst []byte, id [16]byte) []byte {
 }
 
 // convertValue turns one source value into the rule's primitive and writes it.
-func (c *Converter) convertValue(r *rule, f frame, v hl7v2.Value) {
+func (c *Converter) convertValue(r *rule, f *frame, v hl7v2.Value) {
 	text := c.textOf(v)
 	if text == nil {
 		return
@@ -687,7 +687,7 @@ func (tb *table) lookup(code []byte) (string, bool) {
 
 // writeConverted converts text per r.conv and writes it; a value that does not
 // convert is left out and reported.
-func (c *Converter) writeConverted(r *rule, f frame, text []byte) {
+func (c *Converter) writeConverted(r *rule, f *frame, text []byte) {
 	if len(text) == 0 {
 		return
 	}
@@ -741,7 +741,7 @@ func (c *Converter) writeConverted(r *rule, f frame, text []byte) {
 	c.writeScalar(r, f, out, r.kind)
 }
 
-func (c *Converter) writeScalar(r *rule, f frame, text []byte, kind nodeKind) {
+func (c *Converter) writeScalar(r *rule, f *frame, text []byte, kind nodeKind) {
 	n := c.target(r, f.obj, kind)
 	if n == none {
 		return
@@ -752,7 +752,7 @@ func (c *Converter) writeScalar(r *rule, f frame, text []byte, kind nodeKind) {
 	}
 }
 
-func (c *Converter) issue(r *rule, f frame, msg string) {
+func (c *Converter) issue(r *rule, f *frame, msg string) {
 	loc := "message"
 	if f.seg.Exists() {
 		loc = string(f.seg.ID())

@@ -34,13 +34,13 @@ func (e *exprEnv) Get(path string) string {
 	if err != nil {
 		return ""
 	}
-	return string(e.text(src))
+	return string(e.text(&src))
 }
 
 // Has reports whether path holds a value.
 func (e *exprEnv) Has(path string) bool {
 	src, err := exprPath(path, e.f.inDT)
-	return err == nil && e.has(src)
+	return err == nil && e.has(&src)
 }
 
 // exprPath reads the path given to Get or Has: relative to a data-type map's
@@ -63,13 +63,13 @@ func segmentName(id []byte) string {
 }
 
 // prepare fills the environment for p about to run in f.
-func (c *Converter) prepare(f frame, r *rule, p *program) *exprEnv {
-	c.env = exprEnv{c: c, f: f}
+func (c *Converter) prepare(f *frame, r *rule, p *program) *exprEnv {
+	c.env = exprEnv{c: c, f: *f}
 	if p.usesSegment && f.seg.Exists() {
 		c.env.Segment = segmentName(f.seg.ID())
 	}
 	if p.usesValue && r != nil && r.hasSrc {
-		if v, _, ok := c.firstValue(r.src, f); ok {
+		if v, _, ok := c.firstValue(&r.src, f); ok {
 			c.env.Value = string(trimSpace(c.textOf(v)))
 		}
 	}
@@ -77,7 +77,7 @@ func (c *Converter) prepare(f frame, r *rule, p *program) *exprEnv {
 }
 
 // run evaluates p in f: natively when it compiled to closures, else on the VM.
-func (c *Converter) run(p *program, f frame, r *rule) (nval, bool, error) {
+func (c *Converter) run(p *program, f *frame, r *rule) (nval, bool, error) {
 	env := c.prepare(f, r, p)
 	if p.native != nil {
 		v := p.native(env)
@@ -100,11 +100,11 @@ func (c *Converter) run(p *program, f frame, r *rule) (nval, bool, error) {
 
 // test runs a condition; an expression that fails at run time counts as false
 // and is reported.
-func (c *Converter) test(p *program, f frame, pos string) bool {
+func (c *Converter) test(p *program, f *frame, pos string) bool {
 	return c.testRule(p, f, pos, nil)
 }
 
-func (c *Converter) testRule(p *program, f frame, pos string, r *rule) bool {
+func (c *Converter) testRule(p *program, f *frame, pos string, r *rule) bool {
 	v, _, err := c.run(p, f, r)
 	if err != nil {
 		c.issues = append(c.issues, Issue{Location: c.env.Segment, Rule: pos, Message: "condition failed: " + err.Error()})
@@ -115,11 +115,11 @@ func (c *Converter) testRule(p *program, f frame, pos string, r *rule) bool {
 
 // computeValue runs a rule's expr and writes its result like a value read from
 // the message, so that conversions, tables and code checks still apply.
-func (c *Converter) computeValue(r *rule, f frame) {
+func (c *Converter) computeValue(r *rule, f *frame) {
 	if src := r.compute.get; src != nil {
 		// 'Get("1")' alone: the text where it lies, as a from: rule reads it.
-		c.env = exprEnv{c: c, f: f}
-		if text := c.env.text(*src); len(text) > 0 {
+		c.env = exprEnv{c: c, f: *f}
+		if text := c.env.text(src); len(text) > 0 {
 			c.computeText(r, f, text)
 		}
 		return
@@ -142,7 +142,7 @@ func (c *Converter) computeValue(r *rule, f frame) {
 // computeText writes an expression's result: through the rule's table, as a
 // boolean already written as one, else converted as a value read from the
 // message would be.
-func (c *Converter) computeText(r *rule, f frame, text []byte) {
+func (c *Converter) computeText(r *rule, f *frame, text []byte) {
 	if r.table != nil {
 		mapped, ok := r.table.lookup(text)
 		if !ok {

@@ -128,11 +128,11 @@ func nativeNode(n ast.Node, inDT bool) native {
 	switch name {
 	case "Get":
 		if src, ok := pathArg(args, inDT); ok {
-			return func(e *exprEnv) nval { return nval{s: string(e.text(src))} }
+			return func(e *exprEnv) nval { return nval{s: string(e.text(&src))} }
 		}
 	case "Has":
 		if src, ok := pathArg(args, inDT); ok {
-			return func(e *exprEnv) nval { return nval{b: e.has(src)} }
+			return func(e *exprEnv) nval { return nval{b: e.has(&src)} }
 		}
 	case "hasPrefix", "hasSuffix":
 		if len(args) == 2 {
@@ -177,7 +177,7 @@ func nativeBinary(x *ast.BinaryNode, inDT bool) native {
 			if src, ok := pathArg(args, inDT); ok {
 				if lit, ok := x.Right.(*ast.StringNode); ok {
 					want, eq := []byte(lit.Value), x.Operator == "=="
-					return func(e *exprEnv) nval { return nval{b: bytes.Equal(e.text(src), want) == eq} }
+					return func(e *exprEnv) nval { return nval{b: bytes.Equal(e.text(&src), want) == eq} }
 				}
 			}
 		}
@@ -201,7 +201,7 @@ func nativeBinary(x *ast.BinaryNode, inDT bool) native {
 		if name, args, ok := callName(x.Left); ok && name == "Get" {
 			if src, ok := pathArg(args, inDT); ok {
 				return func(e *exprEnv) nval {
-					text := e.text(src)
+					text := e.text(&src)
 					for _, s := range set {
 						if string(text) == s {
 							return nval{b: true}
@@ -276,7 +276,7 @@ func nativeCount(n ast.Node, inDT bool) count {
 	}
 	if inner, innerArgs, ok := callName(args[0]); ok && inner == "Get" {
 		if src, ok := pathArg(innerArgs, inDT); ok {
-			return func(e *exprEnv) int { return utf8.RuneCount(e.text(src)) }
+			return func(e *exprEnv) int { return utf8.RuneCount(e.text(&src)) }
 		}
 	}
 	if inner, innerArgs, ok := callName(args[0]); ok && inner == "filter" && len(innerArgs) == 2 {
@@ -311,8 +311,8 @@ func nativeCount(n ast.Node, inDT bool) count {
 }
 
 // text returns the unescaped text at src in the environment's frame, or nil.
-func (e *exprEnv) text(src source) []byte {
-	v, _, ok := e.c.firstValue(src, e.f)
+func (e *exprEnv) text(src *source) []byte {
+	v, _, ok := e.c.firstValue(src, &e.f)
 	if !ok {
 		return nil
 	}
@@ -320,7 +320,7 @@ func (e *exprEnv) text(src source) []byte {
 }
 
 // has reports whether src holds a value in the environment's frame.
-func (e *exprEnv) has(src source) bool {
-	_, _, ok := e.c.firstValue(src, e.f)
+func (e *exprEnv) has(src *source) bool {
+	_, _, ok := e.c.firstValue(src, &e.f)
 	return ok
 }

@@ -42,9 +42,9 @@ func TestNativeMatchesVM(t *testing.T) {
 			continue
 		}
 		f := frame{seg: tc.seg}
-		env := c.prepare(f, nil, p)
+		env := c.prepare(&f, nil, p)
 		native := p.native(env)
-		out, err := c.vm.Run(p.vm, c.prepare(f, nil, p))
+		out, err := c.vm.Run(p.vm, c.prepare(&f, nil, p))
 		if err != nil {
 			t.Fatalf("%s: VM: %v", tc.src, err)
 		}
