@@ -89,12 +89,17 @@ type Converter struct {
 	badCharset bool   // MSH-18 names a set this build cannot decode
 	escape     byte   // the message's escape character
 	delims     hl7v2.Delimiters
-	val        []byte // scratch for converted values
-	h          hash.Hash
-	sum        []byte
-	vm         vm.VM
-	env        exprEnv
-	msg        *hl7v2.Message
+	val        []byte        // scratch for converted values
+	split      []hl7v2.Value // scratch for a field's repetitions
+	// The components of the value data-type maps last read: a map's rules read
+	// components of the same value one after another.
+	comps   []hl7v2.Value
+	compsOf []byte
+	h       hash.Hash
+	sum     []byte
+	vm      vm.VM
+	env     exprEnv
+	msg     *hl7v2.Message
 }
 
 type resource struct {
@@ -189,6 +194,7 @@ func (c *Converter) reset(m *hl7v2.Message) {
 	c.issues = c.issues[:0]
 	c.badCharset = false
 	c.msg = m
+	c.compsOf = nil
 	c.delims = m.Delimiters()
 	c.escape = c.delims.Escape
 }
@@ -423,7 +429,7 @@ func (c *Converter) values(src *source, f *frame, all bool) int {
 		for _, p := range src.parts {
 			switch depth {
 			case 0:
-				v = v.Comp(p)
+				v = c.comp(v, p)
 			case 1:
 				v = v.Sub(p)
 			default:
@@ -441,26 +447,49 @@ func (c *Converter) values(src *source, f *frame, all bool) int {
 }
 
 func (c *Converter) reps(field hl7v2.Value, rep int, parts []int, all bool) {
-	n, r := field.Reps(), 1
 	if rep > 0 {
-		n, r = rep, rep
+		c.addRep(field.Rep(rep), parts)
+		return
 	}
-	for ; r <= n; r++ {
-		v, depth := field.Rep(r), 0
-		if len(parts) > 0 {
-			v, depth = v.Comp(parts[0]), 1
-			if len(parts) > 1 {
-				v, depth = v.Sub(parts[1]), 2
-			}
-		}
-		if c.absent(v) {
-			continue
-		}
-		c.vals = append(c.vals, valueAt{v, depth})
-		if !all {
+	c.split = field.AppendReps(c.split[:0])
+	for _, v := range c.split {
+		if c.addRep(v, parts) && !all {
 			return
 		}
 	}
+}
+
+// addRep appends the part of repetition v that parts name to c.vals, unless it
+// is absent, and reports whether it did.
+func (c *Converter) addRep(v hl7v2.Value, parts []int) bool {
+	depth := 0
+	if len(parts) > 0 {
+		v, depth = v.Comp(parts[0]), 1
+		if len(parts) > 1 {
+			v, depth = v.Sub(parts[1]), 2
+		}
+	}
+	if c.absent(v) {
+		return false
+	}
+	c.vals = append(c.vals, valueAt{v, depth})
+	return true
+}
+
+// comp returns component p of repetition v, splitting v once for all the
+// rules of a data-type map that read it.
+func (c *Converter) comp(v hl7v2.Value, p int) hl7v2.Value {
+	b := v.Bytes()
+	if len(b) == 0 {
+		return v.Comp(p)
+	}
+	if len(c.compsOf) != len(b) || &c.compsOf[0] != &b[0] {
+		c.comps, c.compsOf = v.AppendComps(c.comps[:0]), b
+	}
+	if p < 1 || p > len(c.comps) {
+		return hl7v2.Value{}
+	}
+	return c.comps[p-1]
 }
 
 // absent reports whether v says nothing: empty, the explicit null, or only

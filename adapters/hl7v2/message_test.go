@@ -323,3 +323,47 @@ func TestParseReuse(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendRepsAndComps holds the one-pass forms to what Rep and Comp return,
+// on every level a value can be read at.
+func TestAppendRepsAndComps(t *testing.T) {
+	m, err := hl7v2.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ORU^R01|X1|P|2.5\rOBX|1|CE|a~b^c&d&e~~f^|x^|\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obx, _ := m.Find("OBX", 1)
+	var values []hl7v2.Value
+	for n := 1; n <= 7; n++ {
+		f := obx.Field(n)
+		values = append(values, f, f.Comp(2), f.Comp(2).Sub(1))
+		for r := 1; r <= f.Reps(); r++ {
+			values = append(values, f.Rep(r))
+		}
+	}
+	var got []hl7v2.Value
+	for _, v := range values {
+		got = v.AppendReps(got[:0])
+		if len(got) != v.Reps() {
+			t.Errorf("%q: AppendReps gave %d, Reps %d", v.Bytes(), len(got), v.Reps())
+		}
+		for i, p := range got {
+			if string(p.Bytes()) != string(v.Rep(i+1).Bytes()) || p.Comps() != v.Rep(i+1).Comps() {
+				t.Errorf("%q: rep %d = %q, Rep gives %q", v.Bytes(), i+1, p.Bytes(), v.Rep(i+1).Bytes())
+			}
+		}
+		got = v.AppendComps(got[:0])
+		if len(got) != v.Comps() {
+			t.Errorf("%q: AppendComps gave %d, Comps %d", v.Bytes(), len(got), v.Comps())
+		}
+		for i, p := range got {
+			if string(p.Bytes()) != string(v.Comp(i+1).Bytes()) || p.Subs() != v.Comp(i+1).Subs() {
+				t.Errorf("%q: comp %d = %q, Comp gives %q", v.Bytes(), i+1, p.Bytes(), v.Comp(i+1).Bytes())
+			}
+		}
+	}
+	dst := make([]hl7v2.Value, 0, 8)
+	f := obx.Field(3)
+	if n := testing.AllocsPerRun(100, func() { dst = f.Rep(2).AppendComps(f.AppendReps(dst[:0])) }); n != 0 {
+		t.Errorf("AppendReps and AppendComps allocate %.0f times", n)
+	}
+}

@@ -1,5 +1,7 @@
 package hl7v2
 
+import "bytes"
+
 // level says which separators a Value may still contain.
 type level uint8
 
@@ -80,6 +82,50 @@ func (v Value) only(n int) Value {
 		return v
 	}
 	return Value{d: v.d}
+}
+
+// AppendReps appends to dst what Rep(1) to Rep(Reps()) return, reading v
+// once where those calls read it once each, and returns dst. It allocates
+// nothing when dst has room.
+func (v Value) AppendReps(dst []Value) []Value {
+	if v.lvl == levelField {
+		return v.appendParts(dst, v.d.Repetition, levelRep)
+	}
+	return v.appendOne(dst)
+}
+
+// AppendComps appends to dst what Comp(1) to Comp(Comps()) return, reading v
+// once, and returns dst.
+func (v Value) AppendComps(dst []Value) []Value {
+	switch v.lvl {
+	case levelField:
+		return v.Rep(1).AppendComps(dst)
+	case levelRep:
+		return v.appendParts(dst, v.d.Component, levelComp)
+	}
+	return v.appendOne(dst)
+}
+
+func (v Value) appendParts(dst []Value, sep byte, lvl level) []Value {
+	if len(v.b) == 0 {
+		return dst
+	}
+	b := v.b
+	for {
+		i := bytes.IndexByte(b, sep)
+		if i < 0 {
+			return append(dst, Value{b: b, d: v.d, lvl: lvl})
+		}
+		dst = append(dst, Value{b: b[:i], d: v.d, lvl: lvl})
+		b = b[i+1:]
+	}
+}
+
+func (v Value) appendOne(dst []Value) []Value {
+	if len(v.b) == 0 {
+		return dst
+	}
+	return append(dst, v)
 }
 
 // Reps returns the number of repetitions of a field; 0 when it is empty.
