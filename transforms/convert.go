@@ -451,8 +451,16 @@ func (c *Converter) reps(field hl7v2.Value, rep int, parts []int, all bool) {
 		c.addRep(field.Rep(rep), parts)
 		return
 	}
+	// Most fields hold one repetition, and most rules want the first value:
+	// that needs no split of the whole field.
+	if !all && c.addRep(field.Rep(1), parts) {
+		return
+	}
 	c.split = field.AppendReps(c.split[:0])
-	for _, v := range c.split {
+	for i, v := range c.split {
+		if i == 0 && !all {
+			continue // read above, and absent
+		}
 		if c.addRep(v, parts) && !all {
 			return
 		}
