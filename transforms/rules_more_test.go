@@ -97,6 +97,20 @@ func TestRulesSegmentGroups(t *testing.T) {
 				{"Encounter", "account", []string{"->Account"}},
 			},
 		},
+		{
+			"GT1-12 and GT1-19 identify the guarantor, GT1-36 is the guarantor's language",
+			message("ADT^A08", pid, "GT1|1|1516^^^^MR|RADIANT^LUCY||||||||BRO|G-SSN-12|||||||55121^^^^FI"+strings.Repeat("|", 17)+"ger^German^ISO639"),
+			[]want{
+				{"RelatedPerson", "identifier.value", []string{"1516", "G-SSN-12", "55121"}},
+				{"RelatedPerson", "identifier.type.coding.code", []string{"MR", "SB", "FI"}},
+				{"RelatedPerson", "communication.language.coding.code", []string{"ger"}},
+			},
+		},
+		{
+			"SIU: the patient's account (PID[Account])",
+			message("SIU^S12", "SCH|12345|36996", pid),
+			[]want{{"Account", "identifier.value", []string{"4000776"}}, {"Account", "subject", []string{"->Patient"}}},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
