@@ -104,6 +104,10 @@ func (l *Local) readBody(r pebble.Reader, rec *Record, loc segLoc, located bool)
 	return rec, nil
 }
 
+// errControlIDNew answers FindControlID for a control id the recent set proves
+// new, nearly every message: made once, not per message.
+var errControlIDNew = fmt.Errorf("journal: find control id: %w", ErrNotFound)
+
 // FindControlID returns the latest record from sender with the given MSH-10
 // received at or after since. See Journal.FindControlID.
 func (l *Local) FindControlID(ctx context.Context, sender, controlID string, since time.Time) (*Record, error) {
@@ -124,7 +128,7 @@ func (l *Local) FindControlID(ctx context.Context, sender, controlID string, sin
 
 	prefix := indexPrefix(nil, kindDedupe, sender, controlID)
 	if l.recent != nil && !l.recent.mayHave(l.recent.hash(prefix), from) {
-		return nil, fmt.Errorf("journal: find control id: %w", ErrNotFound)
+		return nil, errControlIDNew
 	}
 	it, err := l.reader().NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
