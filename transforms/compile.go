@@ -118,6 +118,7 @@ type entry struct {
 	repeat  bool
 	follows []string // the segments whose group this entry's segment must be in
 	over    []string // segments that may stand between it and the one opening its group
+	group   bool     // into only a resource built from its group's segments, else nothing
 	when    *program
 	refs    []ref
 	links   []link
@@ -650,6 +651,10 @@ func (c *compiler) compileStructure(s *structureSpec) *structure {
 			}
 		}
 		e.follows, e.over = es.Follows, es.Over
+		if es.Group && (es.Into == "" || len(es.Follows) == 0) {
+			c.errorf(es.pos, "group: is for into: entries with follows:")
+		}
+		e.group = es.Group
 		sm, ok := c.segments[es.Map]
 		if !ok {
 			c.errorf(es.pos, "no segment map %q (have: %s)", es.Map, strings.Join(sortedKeys(c.segments), ", "))

@@ -229,11 +229,15 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	res := -1
 	if e.into != "" {
 		if inst := c.named[e.into]; len(inst) > 0 {
-			last := inst[len(inst)-1].res
-			if e.repeat || !slices.Contains(c.resources[last].absorbed, e.segment) {
-				res = last
+			last := inst[len(inst)-1]
+			if (e.repeat || !slices.Contains(c.resources[last.res].absorbed, e.segment)) &&
+				(!e.group || last.seg >= c.groupStart(e, seg)) {
+				res = last.res
 				c.resources[res].absorbed = append(c.resources[res].absorbed, e.segment)
 			}
+		}
+		if res < 0 && e.group {
+			return
 		}
 	}
 	if res < 0 {
@@ -283,6 +287,19 @@ func (c *Converter) inGroup(e *entry, seg hl7v2.Segment) bool {
 		return isOneOf(prev, e.follows)
 	}
 	return false
+}
+
+// groupStart is the index of the segment that opens seg's group (the one
+// inGroup found), so that a group: entry merges only into what that group built.
+func (c *Converter) groupStart(e *entry, seg hl7v2.Segment) int {
+	for i := seg.Index() - 1; i >= 0; i-- {
+		prev := c.msg.Segment(i)
+		if prev.Is(e.segment) || isOneOf(prev, e.over) {
+			continue
+		}
+		return i
+	}
+	return 0
 }
 
 func isOneOf(seg hl7v2.Segment, ids []string) bool {

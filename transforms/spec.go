@@ -93,6 +93,7 @@ type entrySpec struct {
 	Repeat  bool              `yaml:"repeat"`  // with into: every such segment merges in, not only the first
 	Follows []string          `yaml:"follows"` // runs only in the group one of these segments opens
 	Over    []string          `yaml:"over"`    // with follows: segments of that group that may come between
+	Group   bool              `yaml:"group"`   // with into and follows: merge only into a resource the group built, never start one
 	When    string            `yaml:"when"`
 	Refs    map[string]string `yaml:"refs"`  // element -> name of the resource it refers to
 	Links   map[string]string `yaml:"links"` // name -> element of that resource that refers back to this one
