@@ -111,6 +111,21 @@ func TestRulesSegmentGroups(t *testing.T) {
 			message("SIU^S12", "SCH|12345|36996", pid),
 			[]want{{"Account", "identifier.value", []string{"4000776"}}, {"Account", "subject", []string{"->Patient"}}},
 		},
+		{
+			"IN2-1, IN2-2 and IN2-63 are the insured's, added to the subscriber of their own IN1 only",
+			message("ADT^A08", pid,
+				"IN1|1|BAV^Blue Advantage|IC-1.31|Blue Cross"+strings.Repeat("|", 12)+"DOE^JOHN|SPO",
+				"IN2|1117^^^^EI|425-57-9745"+strings.Repeat("|", 61)+"0005245^PRN^PH",
+				"IN1|2|GOLD^Gold Plan|IC-2|Gold Insurer"+strings.Repeat("|", 12)+"DOE^JANE|SEL",
+				"IN2|2227^^^^EI|999-99-9999"),
+			[]want{
+				{"RelatedPerson", "name.family", []string{"DOE"}},
+				{"RelatedPerson", "identifier.value", []string{"1117", "425-57-9745"}},
+				{"RelatedPerson", "identifier.type.coding.code", []string{"EI", "SB"}},
+				{"RelatedPerson", "telecom.value", []string{"0005245"}},
+				{"Coverage", "subscriber", []string{"->RelatedPerson", "->Patient"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
