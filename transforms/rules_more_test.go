@@ -126,6 +126,18 @@ func TestRulesSegmentGroups(t *testing.T) {
 				{"Coverage", "subscriber", []string{"->RelatedPerson", "->Patient"}},
 			},
 		},
+		{
+			"DFT: the charges' ORC and OBR are their order, a PRT of a charge its PractitionerRole",
+			message("DFT^P03", "EVN|P03", pid, "PV1|1|I", "ORC|RE|PLACER|FILLER||CM", "OBR|1|||57698-3^Lipid panel^LN",
+				"FT1|1|12345||20191122|20191122|CG|71045^Xray exam chest^C4", "PRT||AD||AD|005454^LAB^ROBIN"),
+			[]want{
+				{"ServiceRequest", "identifier.value", []string{"PLACER", "FILLER"}},
+				{"ServiceRequest", "code.coding.code", []string{"57698-3"}},
+				{"ServiceRequest", "subject", []string{"->Patient"}},
+				{"PractitionerRole", "code.coding.code", []string{"AD"}},
+				{"Practitioner", "name.family", []string{"LAB"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
