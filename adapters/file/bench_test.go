@@ -12,44 +12,55 @@ import (
 // BenchmarkDeliver writes a new 2 KiB file per delivery with the default name
 // template, from one goroutine and from 8×GOMAXPROCS goroutines (as the
 // dispatcher's workers would), with fsync on (each file and its directory
-// synced) and off. The directory is the test's temporary directory, under
+// synced) and off, writing unnamed files linked into place (named=false) and
+// named temporary files renamed (named=true). The directory is the test's temporary directory, under
 // TMPDIR: what a file costs depends on the file system there.
 func BenchmarkDeliver(b *testing.B) {
 	body := make([]byte, 2048)
 	for i := range body {
 		body[i] = 'a' + byte(i%26)
 	}
-	for _, fsync := range []bool{false, true} {
-		for _, parallel := range []bool{false, true} {
-			b.Run(fmt.Sprintf("fsync=%v/parallel=%v", fsync, parallel), func(b *testing.B) {
-				d := newDest(b, fmt.Sprintf("dir: %s\nfsync: %v", b.TempDir(), fsync))
-				var next atomic.Uint64
-				deliver := func(del *routes.Delivery) {
-					del.MessageID = routes.ID(next.Add(1))
-					if err := d.Deliver(context.Background(), del); err != nil {
-						b.Fatal(err)
-					}
+	for _, named := range []bool{false, true} {
+		for _, fsync := range []bool{false, true} {
+			for _, parallel := range []bool{false, true} {
+				if !named && !anonymousFiles() {
+					continue
 				}
-				b.ReportAllocs()
-				b.SetBytes(int64(len(body)))
-				if parallel {
-					b.SetParallelism(8)
-					b.RunParallel(func(pb *testing.PB) {
-						del := delivery("")
-						del.Body = body
-						for pb.Next() {
-							deliver(del)
-						}
-					})
-				} else {
-					del := delivery("")
-					del.Body = body
-					for b.Loop() {
-						deliver(del)
-					}
-				}
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
-			})
+				benchmarkDeliver(b, body, named, fsync, parallel)
+			}
 		}
 	}
+}
+
+func benchmarkDeliver(b *testing.B, body []byte, named, fsync, parallel bool) {
+	b.Run(fmt.Sprintf("named=%v/fsync=%v/parallel=%v", named, fsync, parallel), func(b *testing.B) {
+		d := newDest(b, fmt.Sprintf("dir: %s\nfsync: %v", b.TempDir(), fsync))
+		d.named.Store(named)
+		var next atomic.Uint64
+		deliver := func(del *routes.Delivery) {
+			del.MessageID = routes.ID(next.Add(1))
+			if err := d.Deliver(context.Background(), del); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportAllocs()
+		b.SetBytes(int64(len(body)))
+		if parallel {
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				del := delivery("")
+				del.Body = body
+				for pb.Next() {
+					deliver(del)
+				}
+			})
+		} else {
+			del := delivery("")
+			del.Body = body
+			for b.Loop() {
+				deliver(del)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+	})
 }

@@ -67,6 +67,7 @@ var sample = routes.Delivery{
 func build(name string, cfg Config) (*Destination, problems) {
 	var ps problems
 	d := &Destination{name: name, mode: DefaultMode, fsync: cfg.Fsync == nil || *cfg.Fsync}
+	d.named.Store(!anonymousFiles())
 	if cfg.Dir == "" {
 		ps.Add(errors.New("required"), "dir")
 	} else if dir, err := filepath.Abs(cfg.Dir); err != nil {

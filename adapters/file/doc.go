@@ -4,17 +4,17 @@
 // # Writing a file so that it is all there or not there at all
 //
 // A reader watching the directory must never see half a message, and a crash
-// must never leave one. Each delivery is written to a temporary file in the
-// directory it is going to (".spinebridge-*.tmp"; readers should skip names
-// starting with a dot), given its mode, and renamed to its name. A rename
-// replaces a file of the same name in one step, so a delivery sent again (a
-// retry, a replay) overwrites the file it wrote before rather than adding a
-// second one: file names come from the delivery, never from a clock or a
-// counter.
+// must never leave one. On Linux each delivery is written to an unnamed file
+// in the directory it is going to (O_TMPFILE), given its mode, and linked in
+// under its name once whole; a crash before the link leaves nothing. Where the
+// file system cannot make unnamed files, it is written to a named temporary
+// file (".spinebridge-*.tmp"; readers should skip names starting with a dot)
+// and renamed. A delivery sent again (a retry, a replay) replaces the file it
+// wrote before, in one step (a rename), rather than adding a second one: file
+// names come from the delivery, never from a clock or a counter.
 //
-// A delivery counts as done only once its file and the rename would survive
-// a power cut: the temporary file is synced before the rename, and the
-// directory after it. Deliveries in flight together share the directory's
+// A delivery counts as done only once its file and its name would survive a
+// power cut: the file is synced before it is named, and the directory after. Deliveries in flight together share the directory's
 // sync: after its rename each waits for one fsync of the directory begun
 // after the rename, and one fsync serves every delivery waiting on that
 // directory (the files' own syncs, made concurrently, the file system commits

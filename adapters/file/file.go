@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/template"
 	"time"
@@ -27,6 +28,9 @@ type Destination struct {
 	dirMode os.FileMode
 	fsync   bool
 	dirs    dirSync // with fsync: one directory sync for the renames of many deliveries
+	// named is set once unnamed files (see writeAnonymous) are found not to
+	// work here: every later delivery then uses a named temporary file.
+	named atomic.Bool
 
 	known sync.Map  // directories known to exist → struct{}
 	bufs  sync.Pool // *bytes.Buffer for executing tmpl
@@ -68,13 +72,47 @@ func (d *Destination) Deliver(ctx context.Context, del *routes.Delivery) error {
 
 // write writes body to a temporary file in dir, syncs it, renames it to path
 // and waits for a sync of dir, shared with the other deliveries into it.
-func (d *Destination) write(ctx context.Context, dir, path string, body []byte) (err error) {
-	f, err := os.CreateTemp(dir, tempPattern)
+func (d *Destination) write(ctx context.Context, dir, path string, body []byte) error {
+	err := errNoAnonymous
+	if !d.named.Load() {
+		if err = d.writeAnonymous(dir, path, body); errors.Is(err, errNoAnonymous) {
+			d.named.Store(true)
+		}
+	}
+	if errors.Is(err, errNoAnonymous) {
+		err = d.writeNamed(dir, path, body)
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			// Removed behind our back: create it again next time.
 			d.known.Delete(dir)
 		}
+		return err
+	}
+	if d.fsync {
+		// The new name is an entry in the directory: sync it, or a crash may
+		// undo it.
+		if err := d.dirs.sync(ctx, dir); err != nil {
+			return fmt.Errorf("sync directory: %w", bare(err))
+		}
+	}
+	return nil
+}
+
+// errNoAnonymous says the file system cannot make unnamed files.
+var errNoAnonymous = errors.New("unnamed files not supported")
+
+// tempName is the try-th name for a temporary file in dir: hidden (see
+// tempPattern), and unlikely to be taken.
+func tempName(dir string, try int) string {
+	return filepath.Join(dir, fmt.Sprintf(".spinebridge-%d-%d.tmp", time.Now().UnixNano(), try))
+}
+
+// writeNamed writes body to a named temporary file in dir, syncs it when asked
+// and renames it to path: for file systems without unnamed files.
+func (d *Destination) writeNamed(dir, path string, body []byte) (err error) {
+	f, err := os.CreateTemp(dir, tempPattern)
+	if err != nil {
 		return fmt.Errorf("create: %w", bare(err))
 	}
 	tmp := f.Name()
@@ -105,13 +143,6 @@ func (d *Destination) write(ctx context.Context, dir, path string, body []byte) 
 	// rename itself refuses to replace a directory with a file.
 	if err := syscall.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename into place: %w", err)
-	}
-	if d.fsync {
-		// The rename is an entry in the directory: sync it, or a crash may undo
-		// it.
-		if err := d.dirs.sync(ctx, dir); err != nil {
-			return fmt.Errorf("sync directory: %w", bare(err))
-		}
 	}
 	return nil
 }

@@ -34,6 +34,22 @@ func newDest(t testing.TB, src string) *Destination {
 	return d.(*Destination)
 }
 
+// eachWay runs fn with each way of writing a file: unnamed and linked into
+// place where the system allows it, else named and renamed.
+func eachWay(t *testing.T, fn func(t *testing.T, way func(*Destination) *Destination)) {
+	for _, named := range []bool{false, true} {
+		if !named && !anonymousFiles() {
+			continue
+		}
+		t.Run(fmt.Sprint("named=", named), func(t *testing.T) {
+			fn(t, func(d *Destination) *Destination {
+				d.named.Store(named)
+				return d
+			})
+		})
+	}
+}
+
 func delivery(body string) *routes.Delivery {
 	return &routes.Delivery{
 		ID: "42.adt-to-pds.archive", MessageID: 42, Route: "adt-to-pds", Destination: "archive",
@@ -88,10 +104,14 @@ func TestDeliver(t *testing.T) {
 
 // A delivery sent again overwrites its file, and leaves nothing else behind.
 func TestRedeliveryOverwrites(t *testing.T) {
+	eachWay(t, testRedeliveryOverwrites)
+}
+
+func testRedeliveryOverwrites(t *testing.T, way func(*Destination) *Destination) {
 	for _, fsync := range []bool{true, false} {
 		t.Run(fmt.Sprint("fsync=", fsync), func(t *testing.T) {
 			dir := t.TempDir()
-			d := newDest(t, fmt.Sprintf("dir: %s\nfsync: %v\nmode: \"0600\"", dir, fsync))
+			d := way(newDest(t, fmt.Sprintf("dir: %s\nfsync: %v\nmode: \"0600\"", dir, fsync)))
 			del := delivery("first")
 			if err := d.Deliver(context.Background(), del); err != nil {
 				t.Fatal(err)
@@ -238,8 +258,12 @@ func TestReady(t *testing.T) {
 
 // A directory removed while deliveries go on is made again.
 func TestDirectoryRemoved(t *testing.T) {
+	eachWay(t, testDirectoryRemoved)
+}
+
+func testDirectoryRemoved(t *testing.T, way func(*Destination) *Destination) {
 	dir := filepath.Join(t.TempDir(), "out")
-	d := newDest(t, "dir: "+dir)
+	d := way(newDest(t, "dir: "+dir))
 	if err := d.Deliver(context.Background(), delivery("x")); err != nil {
 		t.Fatal(err)
 	}
@@ -259,14 +283,20 @@ func TestDirectoryRemoved(t *testing.T) {
 }
 
 func TestConcurrentDeliveries(t *testing.T) {
+	eachWay(t, testConcurrentDeliveries)
+}
+
+// testConcurrentDeliveries sends each delivery twice at once, from different
+// goroutines, as a retry racing its first attempt may: one whole file each.
+func testConcurrentDeliveries(t *testing.T, way func(*Destination) *Destination) {
 	dir := t.TempDir()
-	d := newDest(t, "dir: "+dir+"\nfsync: false")
+	d := way(newDest(t, "dir: "+dir+"\nfsync: false"))
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() {
 			for i := range 50 {
 				del := delivery("x")
-				del.MessageID = routes.ID(w*1000 + i + 1)
+				del.MessageID = routes.ID(w%2*1000 + i + 1)
 				if err := d.Deliver(context.Background(), del); err != nil {
 					t.Error(err)
 				}
@@ -274,8 +304,14 @@ func TestConcurrentDeliveries(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := len(files(t, dir)); n != 200 {
-		t.Errorf("%d files, want 200", n)
+	got := files(t, dir)
+	if len(got) != 100 {
+		t.Errorf("%d files, want 100: %q", len(got), got)
+	}
+	for _, f := range got {
+		if b, err := os.ReadFile(filepath.Join(dir, f)); err != nil || string(b) != "x" {
+			t.Errorf("%s: %q, %v", f, b, err)
+		}
 	}
 }
 
