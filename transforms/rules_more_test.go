@@ -138,6 +138,17 @@ func TestRulesSegmentGroups(t *testing.T) {
 				{"Practitioner", "name.family", []string{"LAB"}},
 			},
 		},
+		{
+			"NK1-30..32 are the contact person of the organisation NK1-13 names (NK1[Patient])",
+			message("ADT^A08", pid, "NK1|1||||||||||||TestOrg^^O12|"+strings.Repeat("|", 16)+"Green^John^A|898989898^^FX|Street1&Palkstreet"),
+			[]want{
+				{"Patient", "contact.organization", []string{"->Organization"}},
+				{"Organization", "name", []string{"FAC", "RFAC", "TestOrg"}},
+				{"Organization", "contact.name.family", []string{"Green"}},
+				{"Organization", "contact.telecom.value", []string{"898989898"}},
+				{"Organization", "contact.address.line", []string{"Street1", "Palkstreet"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
