@@ -149,6 +149,17 @@ func TestRulesSegmentGroups(t *testing.T) {
 				{"Organization", "contact.address.line", []string{"Street1", "Palkstreet"}},
 			},
 		},
+		{
+			"OBR-32, OBR-34 and OBR-35 are PractitionerRoles (NDL[PractitionerRole]) with their period",
+			message("ORU^R01", pid, "OBR|1|1101||24725-4^CT Head^LN"+strings.Repeat("|", 28)+
+				"32&Interp&Ian^20021111^20021112||34&Tech&Tom|35&Samuel&Sam"),
+			[]want{
+				{"DiagnosticReport", "resultsInterpreter", []string{"->PractitionerRole"}},
+				{"DiagnosticReport", "performer", []string{"->PractitionerRole", "->PractitionerRole"}},
+				{"Practitioner", "name.family", []string{"Interp", "Tech", "Samuel"}},
+				{"PractitionerRole", "period.start", []string{"2002-11-11"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
