@@ -319,7 +319,7 @@ func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) int {
 	c.hashString(sm.resource)
 	identified := false
 	for _, src := range sm.identity {
-		c.h.Write([]byte{0})
+		c.h.Write(sep0)
 		start := c.values(&src, &frame{seg: seg}, true)
 		for _, va := range c.vals[start:] {
 			c.h.Write(va.v.Bytes())
@@ -337,12 +337,16 @@ func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) int {
 	if _, taken := c.byID[id]; taken {
 		// Two segments with the same identity in one message: keep both,
 		// apart, and still deterministic.
-		c.h.Write([]byte{1})
+		c.h.Write(sep1)
 		c.writeMessageKey(seg.Index())
 		id = c.sumID()
 	}
 	return c.addResource(sm.resource, id)
 }
+
+// sep0 and sep1 separate the parts hashed into an id; package variables, as a
+// slice literal passed to the hash escapes.
+var sep0, sep1 = []byte{0}, []byte{1}
 
 // hashString writes s to the id hash without converting it on the heap.
 func (c *Converter) hashString(s string) {
@@ -352,13 +356,17 @@ func (c *Converter) hashString(s string) {
 
 func (c *Converter) writeMessageKey(segIndex int) {
 	msh, _ := c.msg.Find("MSH", 1)
-	c.h.Write([]byte{0})
-	c.h.Write(msh.Field(3).Bytes())
-	c.h.Write([]byte{0})
-	c.h.Write(msh.Field(4).Bytes())
-	c.h.Write([]byte{0})
-	c.h.Write(msh.Field(10).Bytes())
-	c.h.Write([]byte{0, byte(segIndex >> 8), byte(segIndex)})
+	// One buffer, one Write: a slice literal given to the hash's Write
+	// escapes, an allocation per call.
+	b := append(c.hbuf[:0], 0)
+	b = append(b, msh.Field(3).Bytes()...)
+	b = append(b, 0)
+	b = append(b, msh.Field(4).Bytes()...)
+	b = append(b, 0)
+	b = append(b, msh.Field(10).Bytes()...)
+	b = append(b, 0, byte(segIndex>>8), byte(segIndex))
+	c.hbuf = b
+	c.h.Write(b)
 }
 
 func (c *Converter) sumID() [16]byte {
@@ -372,7 +380,12 @@ func (c *Converter) sumID() [16]byte {
 }
 
 func (c *Converter) addResource(typ string, id [16]byte) int {
-	c.resources = append(c.resources, resource{typ: typ, id: id, root: c.t.root(), absorbed: nil})
+	// The slot's absorbed list from an earlier message is kept for reuse.
+	var absorbed []string
+	if n := len(c.resources); n < cap(c.resources) {
+		absorbed = c.resources[:n+1][n].absorbed[:0]
+	}
+	c.resources = append(c.resources, resource{typ: typ, id: id, root: c.t.root(), absorbed: absorbed})
 	n := len(c.resources) - 1
 	c.byID[id] = n
 	return n
@@ -609,9 +622,9 @@ func (c *Converter) applyMap(r *rule, f *frame, v hl7v2.Value, depth int) {
 func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int {
 	c.h.Reset()
 	c.hashString(r.resource)
-	c.h.Write([]byte{0})
+	c.h.Write(sep0)
 	c.hashString(r.dt.name)
-	c.h.Write([]byte{0})
+	c.h.Write(sep0)
 	c.h.Write(v.Bytes())
 	id := c.sumID()
 	if res, ok := c.byID[id]; ok {
