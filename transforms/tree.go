@@ -162,14 +162,22 @@ func (t *tree) empty(n int32) bool {
 // Emptiness is found while writing, not asked of each subtree beforehand:
 // asking at every level walks a subtree once per ancestor.
 func (t *tree) writeMembers(dst []byte, n int32, comma bool) ([]byte, bool) {
+	return t.writeChildren(dst, n, comma, true)
+}
+
+// writeChildren writes the children of n, as members when named, else as
+// array items, taking back each child that turns out empty.
+func (t *tree) writeChildren(dst []byte, n int32, comma, named bool) ([]byte, bool) {
 	strong := false
 	for c := t.nodes[n].first; c != none; c = t.nodes[c].next {
 		mark := len(dst)
 		if comma {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, t.nodes[c].name)
-		dst = append(dst, ':')
+		if named {
+			dst = appendJSONString(dst, t.nodes[c].name)
+			dst = append(dst, ':')
+		}
 		var wrote bool
 		if dst, wrote = t.writeValue(dst, c); !wrote {
 			dst = dst[:mark]
@@ -192,20 +200,7 @@ func (t *tree) writeValue(dst []byte, n int32) ([]byte, bool) {
 		return append(dst, t.text[nd.start:nd.end]...), nd.start != nd.end
 	case kindArray:
 		dst = append(dst, '[')
-		strong, comma := false, false
-		for c := nd.first; c != none; c = t.nodes[c].next {
-			mark := len(dst)
-			if comma {
-				dst = append(dst, ',')
-			}
-			var wrote bool
-			if dst, wrote = t.writeValue(dst, c); !wrote {
-				dst = dst[:mark]
-				continue
-			}
-			comma = true
-			strong = strong || !t.nodes[c].weak
-		}
+		dst, strong := t.writeChildren(dst, n, false, false)
 		return append(dst, ']'), strong
 	}
 	dst = append(dst, '{')
