@@ -101,7 +101,8 @@ type Journal interface {
 	// Concurrent Appends share commits. Append copies what it needs: rec's
 	// slices may be reused once it returns.
 	Append(ctx context.Context, rec *Record) error
-	// Get returns the record with the given id, or ErrNotFound.
+	// Get returns the record with the given id, or ErrNotFound (ErrRemoved
+	// when retention removed it).
 	Get(ctx context.Context, id ID) (*Record, error)
 	// List calls fn with each record that matches q, in ID order, or newest first
 	// when q.Descending. It stops when fn returns false. Each record passed to fn
@@ -135,4 +136,9 @@ var (
 	ErrCorrupt = errors.New("corrupt journal data")
 	// ErrBadID reports text that is not a journal id.
 	ErrBadID = errors.New("not a journal id")
+	// ErrRemoved reports a record the journal's retention removed: it was
+	// older than the retention and nothing needed it any more. It is also
+	// ErrNotFound, so callers that only ask whether a record is there need
+	// not tell the two apart.
+	ErrRemoved = fmt.Errorf("%w: removed by the journal's retention", ErrNotFound)
 )

@@ -40,6 +40,14 @@ type LocalOptions struct {
 	// RecentControlIDs caps the control ids kept in memory (about 48 bytes
 	// each); 0 means 1,048,576. Older lookups read the store.
 	RecentControlIDs int
+	// Retention is how long a record is kept once nothing needs it: older
+	// records that are routed, with no delivery pending or dead-lettered and
+	// no replay asked for, are removed in the background, at open and every
+	// few minutes, and segment files left with no record are deleted (see
+	// local_retention.go). 0 keeps every record for ever. It may not be
+	// shorter than DuplicateWindow, or a resent message could be taken for a
+	// new one.
+	Retention time.Duration
 
 	// tailBytes caps the recent records kept in memory for reading back;
 	// 0 means defaultTailBytes. Tests make it small to reach the store.
@@ -47,6 +55,12 @@ type LocalOptions struct {
 	// indexSync is how often the index is synced in the background; 0 means
 	// indexSyncInterval. Tests make it long, so that a crash loses the index.
 	indexSync time.Duration
+
+	// retentionEvery is how often retention runs; 0 means retentionInterval.
+	// Negative runs no pass in the background: tests run them.
+	retentionEvery time.Duration
+	// now is the clock retention judges age by; time.Now when nil.
+	now func() time.Time
 
 	// fs replaces the disk, for tests that drop what was never synced.
 	fs vfs.FS
@@ -94,6 +108,17 @@ type Local struct {
 	eventSeq atomic.Uint64 // the last event key's sequence number
 
 	statusLocks [64]sync.Mutex // serialise SetStatus's read-modify-write per ID
+
+	// Retention (local_retention.go). A pass holds replayMu and every status
+	// lock while it decides and commits a batch; RequestReplay holds replayMu.
+	retention   time.Duration
+	now         func() time.Time
+	horizon     atomic.Uint64 // every absent ID below it was removed by retention
+	passMu      sync.Mutex    // one pass at a time
+	replayMu    sync.Mutex
+	retained    chan struct{} // closed when the retention goroutine has returned
+	onRetention func(stage string) error
+	metrics     *journalMetrics
 
 	// Shutdown. Every operation counts itself in active; Close sets closing,
 	// and the last operation to leave after that (or Close itself when none is
@@ -166,6 +191,13 @@ var openDirs struct {
 // whose Append returned is there. A directory held by another journal, in this
 // process or another, fails with ErrLocked.
 func OpenLocal(dir string, opts LocalOptions) (*Local, error) {
+	switch {
+	case opts.Retention < 0:
+		return nil, fmt.Errorf("journal: open %s: retention %v is negative", dir, opts.Retention)
+	case opts.Retention > 0 && opts.DuplicateWindow > opts.Retention:
+		return nil, fmt.Errorf("journal: open %s: retention %v is shorter than the duplicate window %v: a message resent within the window could be taken for a new one",
+			dir, opts.Retention, opts.DuplicateWindow)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -293,6 +325,13 @@ func openLocal(fsys vfs.FS, dir string, opts LocalOptions, log *slog.Logger) (*L
 		indexSynced: make(chan struct{}),
 		finished:    make(chan struct{}),
 		appended:    make(chan struct{}, 1),
+		retention:   opts.Retention,
+		now:         opts.now,
+		retained:    make(chan struct{}),
+		metrics:     newJournalMetrics(seg),
+	}
+	if l.now == nil {
+		l.now = time.Now
 	}
 	// Event keys must keep increasing across restarts; the clock at open, in
 	// nanoseconds, is ahead of every sequence number an earlier run reached
@@ -310,12 +349,18 @@ func openLocal(fsys vfs.FS, dir string, opts LocalOptions, log *slog.Logger) (*L
 	if l.readOnly {
 		close(l.committed)
 		close(l.indexSynced)
+		close(l.retained)
 		return l, nil
 	}
 	l.queue = make(chan *appendReq, maxGroup)
 	l.reqs.New = func() any { return &appendReq{done: make(chan error, 1)} }
 	go l.commitLoop()
 	go l.syncIndex(cmp.Or(opts.indexSync, indexSyncInterval))
+	if l.retention > 0 && opts.retentionEvery >= 0 {
+		go l.retainLoop(cmp.Or(opts.retentionEvery, retentionInterval))
+	} else {
+		close(l.retained)
+	}
 	return l, nil
 }
 
@@ -405,6 +450,12 @@ func (l *Local) recover() error {
 		return fmt.Errorf("scan records: %w", err)
 	}
 	l.next = high + 1
+
+	horizon, err := readHorizon(l.db)
+	if err != nil {
+		return err
+	}
+	l.horizon.Store(uint64(horizon))
 
 	it, err = l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{kindZone}, UpperBound: []byte{kindZone + 1}})
 	if err != nil {
@@ -921,6 +972,7 @@ func (l *Local) shutdown() {
 	<-l.idle
 	<-l.committed   // closed at open when read-only, as no committer runs
 	<-l.indexSynced // likewise
+	<-l.retained    // closed at open when no retention runs
 	if l.overlay != nil {
 		l.overlay.Close()
 	}

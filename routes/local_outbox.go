@@ -177,20 +177,10 @@ func (l *Local) read(ctx context.Context, op string, fn func() error) error {
 
 // Cursor returns the next record to route. See Outbox.Cursor.
 func (l *Local) Cursor(ctx context.Context) (ID, error) {
-	next := ID(1)
-	err := l.read(ctx, "cursor", func() error {
-		v, closer, err := l.db.Get(keyCursor)
-		if errors.Is(err, pebble.ErrNotFound) {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		defer closer.Close()
-		if len(v) != 8 {
-			return fmt.Errorf("%w: cursor", ErrCorrupt)
-		}
-		next = ID(binary.BigEndian.Uint64(v))
-		return nil
+	var next ID
+	err := l.read(ctx, "cursor", func() (err error) {
+		next, err = readCursor(l.db)
+		return err
 	})
 	return next, err
 }
@@ -309,6 +299,10 @@ func (l *Local) Revive(ctx context.Context, letters []DeadLetter, ev Event) ([]P
 
 // RequestReplay asks for a message to be routed again. See Outbox.RequestReplay.
 func (l *Local) RequestReplay(ctx context.Context, id ID) error {
+	// Held against a retention pass from the check to the write, so that the
+	// record is not removed before the request that keeps it is stored.
+	l.replayMu.Lock()
+	defer l.replayMu.Unlock()
 	if _, err := l.Get(ctx, id); err != nil {
 		return err
 	}

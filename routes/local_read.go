@@ -31,7 +31,7 @@ func (l *Local) Get(ctx context.Context, id ID) (*Record, error) {
 	defer l.leave()
 	rec, err := l.readRecent(id)
 	if err != nil {
-		return nil, fmt.Errorf("journal: get %d: %w", id, err)
+		return nil, fmt.Errorf("journal: get %d: %w", id, l.removedBy(id, err))
 	}
 	return rec, nil
 }
@@ -336,6 +336,9 @@ func (s *scan) visit(id ID, meta []byte) error {
 	}
 	full, err := s.l.readBody(s.r, rec, loc, located)
 	if err != nil {
+		if errors.Is(s.l.removedBy(id, err), ErrRemoved) {
+			return nil // removed by retention since the scan began
+		}
 		return err
 	}
 	s.sent++
@@ -475,7 +478,15 @@ func (l *Local) Read(ctx context.Context, from ID, limit int, fn func(*Record) b
 					return err
 				}
 				if !ok {
-					continue // evicted since bounds: the store has it
+					// Evicted since bounds, or removed by retention: the
+					// store has it, or nothing does.
+					sent, stopped, err := l.readStore(from, from+1, 1, fn)
+					if err != nil || stopped {
+						return err
+					}
+					from++
+					n += sent
+					continue
 				}
 				from++
 				n++

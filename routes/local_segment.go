@@ -132,6 +132,9 @@ type segReader struct {
 	f    vfs.File
 	refs int
 	used uint64 // the clock at its last use, to close the least recent
+	// removed marks a file removed while it was being read: the last read
+	// closes it, so that its disk space is freed.
+	removed bool
 }
 
 // openSegmentLog opens the log under journalDir, creating its directory unless
@@ -444,7 +447,50 @@ func (s *segmentLog) acquire(num uint64) (*segReader, error) {
 func (s *segmentLog) release(r *segReader) {
 	s.mu.Lock()
 	r.refs--
+	if r.refs == 0 && r.removed {
+		r.f.Close()
+	}
 	s.mu.Unlock()
+}
+
+// remove deletes segment num, which must not be the one appended to, and
+// returns its size. Its reader, if open, is closed once no read uses it: an
+// open file keeps its disk space. The directory is not synced; see syncDir.
+func (s *segmentLog) remove(num uint64) (int64, error) {
+	s.mu.Lock()
+	if r, ok := s.readers[num]; ok {
+		delete(s.readers, num)
+		if r.refs == 0 {
+			r.f.Close()
+		} else {
+			r.removed = true
+		}
+	}
+	s.mu.Unlock()
+	name := s.path(num)
+	var size int64
+	if st, err := s.fs.Stat(name); err == nil {
+		size = st.Size()
+	}
+	if err := s.fs.Remove(name); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+		return 0, err
+	}
+	return size, nil
+}
+
+// diskBytes is the size of every segment file; 0 when they cannot be listed.
+func (s *segmentLog) diskBytes() int64 {
+	nums, err := s.list()
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, num := range nums {
+		if st, err := s.fs.Stat(s.path(num)); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
 }
 
 // close closes every file; no read or append may be under way.

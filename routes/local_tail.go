@@ -187,6 +187,9 @@ func (t *tailCache) get(rec *Record) (bool, error) {
 		return false, nil
 	}
 	e := t.at(int(rec.ID - t.first))
+	if e.meta == nil {
+		return false, nil // dropped
+	}
 	if err := decodeMeta(rec, e.meta); err != nil {
 		return true, err
 	}
@@ -208,12 +211,29 @@ func (t *tailCache) bounds() (first, last ID, ok bool) {
 	return t.first, t.visible, true
 }
 
+// drop forgets the records ids, which retention removed: a read finds them
+// in neither the cache nor the store. The IDs are in increasing order.
+func (t *tailCache) drop(ids []ID) {
+	if t == nil || len(ids) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range ids {
+		if t.n > 0 && id >= t.first && id < t.first+ID(t.n) {
+			*t.at(int(id - t.first)) = tailEntry{}
+		}
+	}
+}
+
 // setMeta replaces the cached meta of record id, when it is held, with meta,
 // which the cache keeps.
 func (t *tailCache) setMeta(id ID, meta []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.n > 0 && id >= t.first && id < t.first+ID(t.n) {
-		t.at(int(id - t.first)).meta = meta
+		if e := t.at(int(id - t.first)); e.meta != nil {
+			e.meta = meta
+		}
 	}
 }
