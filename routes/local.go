@@ -43,8 +43,8 @@ type LocalOptions struct {
 	// Retention is how long a record is kept once nothing needs it: older
 	// records that are routed, with no delivery pending or dead-lettered and
 	// no replay asked for, are removed in the background, at open and every
-	// few minutes, and segment files left with no record are deleted (see
-	// local_retention.go). 0 keeps every record for ever. It may not be
+	// five minutes (or a tenth of Retention, when shorter), and segment files
+	// left with no record are deleted (see local_retention.go). 0 keeps every record for ever. It may not be
 	// shorter than DuplicateWindow, or a resent message could be taken for a
 	// new one.
 	Retention time.Duration
@@ -56,7 +56,7 @@ type LocalOptions struct {
 	// indexSyncInterval. Tests make it long, so that a crash loses the index.
 	indexSync time.Duration
 
-	// retentionEvery is how often retention runs; 0 means retentionInterval.
+	// retentionEvery is how often retention runs; 0 means passInterval.
 	// Negative runs no pass in the background: tests run them.
 	retentionEvery time.Duration
 	// now is the clock retention judges age by; time.Now when nil.
@@ -357,7 +357,7 @@ func openLocal(fsys vfs.FS, dir string, opts LocalOptions, log *slog.Logger) (*L
 	go l.commitLoop()
 	go l.syncIndex(cmp.Or(opts.indexSync, indexSyncInterval))
 	if l.retention > 0 && opts.retentionEvery >= 0 {
-		go l.retainLoop(cmp.Or(opts.retentionEvery, retentionInterval))
+		go l.retainLoop(cmp.Or(opts.retentionEvery, passInterval(l.retention)))
 	} else {
 		close(l.retained)
 	}

@@ -62,6 +62,8 @@ const (
 	// retentionInterval is how often a pass runs, after the one at open: a
 	// few minutes' records are a few megabytes on a busy engine.
 	retentionInterval = 5 * time.Minute
+	// retentionMinInterval bounds passInterval below.
+	retentionMinInterval = time.Second
 	// retentionBatch is how many records one batch looks at, holding the
 	// locks of SetStatus and RequestReplay: under a millisecond on an idle
 	// machine, a few on a busy one.
@@ -104,6 +106,13 @@ const (
 	keptReplay
 	keptPending
 )
+
+// passInterval is how often passes run for a retention of r: every
+// retentionInterval, or a tenth of r when shorter (a second at least), so that
+// a record outlives its retention by about a tenth of it at most.
+func passInterval(r time.Duration) time.Duration {
+	return min(retentionInterval, max(retentionMinInterval, r/10))
+}
 
 // retainLoop runs a pass at open and then every interval, until Close.
 func (l *Local) retainLoop(every time.Duration) {

@@ -849,3 +849,19 @@ func TestRetentionLayout1(t *testing.T) {
 		t.Errorf("%d bodies left in the store, want record 5's", n)
 	}
 }
+
+// Passes run often enough that a record outlives its retention by about a
+// tenth of it, but never more than every second or less than every five
+// minutes.
+func TestPassInterval(t *testing.T) {
+	for r, want := range map[time.Duration]time.Duration{
+		7 * 24 * time.Hour: 5 * time.Minute,
+		30 * time.Minute:   3 * time.Minute,
+		30 * time.Second:   3 * time.Second,
+		3 * time.Second:    time.Second,
+	} {
+		if got := passInterval(r); got != want {
+			t.Errorf("passInterval(%v) = %v, want %v", r, got, want)
+		}
+	}
+}
