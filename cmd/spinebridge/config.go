@@ -29,6 +29,16 @@ type config struct {
 	Delivery deliveryConfig `mapstructure:"delivery"`
 	ITK      itkConfig      `mapstructure:"itk"`
 	Inbound  inboundConfig  `mapstructure:"inbound"`
+	Journal  journalConfig  `mapstructure:"journal"`
+}
+
+// journalConfig is the embedded journal in <data_dir>/journal.
+type journalConfig struct {
+	// Retention is how long a message is kept once nothing needs it any more
+	// (routed, every delivery made, no dead letter, no replay asked for); 0
+	// keeps every message for ever. It may not be shorter than
+	// ack.duplicate_window.
+	Retention time.Duration `mapstructure:"retention"`
 }
 
 // itkConfig is the ITK 2.x listener: SOAP POSTs at /itk.
@@ -189,6 +199,7 @@ var defaults = map[string]any{
 	"itk.timestamp_window":     5 * time.Minute,
 	"itk.services":             []string{},
 	"inbound.amqp":             []any{},
+	"journal.retention":        7 * 24 * time.Hour,
 }
 
 // loadConfig builds the configuration for cmd. flags maps configuration keys to the

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -91,6 +90,8 @@ func adminPost(ctx context.Context, base, path string) (string, error) {
 		return string(msg), nil
 	case http.StatusNotFound:
 		return "", routes.ErrNotFound
+	case http.StatusGone:
+		return "", routes.ErrRemoved
 	}
 	return "", fmt.Errorf("admin API: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 }
@@ -121,10 +122,8 @@ done when the engine next starts.`,
 			out := cmd.OutOrStdout()
 			if j == nil {
 				for _, id := range ids {
-					if _, err := adminPost(cmd.Context(), admin, "/messages/"+id.String()+"/replay"); errors.Is(err, routes.ErrNotFound) {
-						return fmt.Errorf("messages replay: no message %s in the journal", id)
-					} else if err != nil {
-						return err
+					if _, err := adminPost(cmd.Context(), admin, "/messages/"+id.String()+"/replay"); err != nil {
+						return messageError("messages replay", id, err)
 					}
 					fmt.Fprintf(out, "%s: replaying\n", id)
 				}
@@ -132,10 +131,8 @@ done when the engine next starts.`,
 			}
 			defer j.Close(context.Background())
 			for _, id := range ids {
-				if err := j.RequestReplay(cmd.Context(), id); errors.Is(err, routes.ErrNotFound) {
-					return fmt.Errorf("messages replay: no message %s in the journal", id)
-				} else if err != nil {
-					return err
+				if err := j.RequestReplay(cmd.Context(), id); err != nil {
+					return messageError("messages replay", id, err)
 				}
 				fmt.Fprintf(out, "%s: replay stored; the engine does it when it next starts\n", id)
 			}

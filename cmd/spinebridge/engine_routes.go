@@ -112,6 +112,7 @@ func buildRouting(cfg config, j *routes.Local, log *slog.Logger) (*routing, erro
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(metrics.Collectors()...)
 	reg.MustRegister(reloader.Collectors()...)
+	reg.MustRegister(j.Collectors()...)
 	return &routing{reloader: reloader, dispatcher: d, store: j, metrics: metrics, registry: reg, log: log}, nil
 }
 
@@ -148,7 +149,10 @@ func (rt *routing) replay(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a journal id", http.StatusBadRequest)
 		return
 	}
-	if err := rt.dispatcher.Replay(r.Context(), id); errors.Is(err, routes.ErrNotFound) {
+	if err := rt.dispatcher.Replay(r.Context(), id); errors.Is(err, routes.ErrRemoved) {
+		http.Error(w, "removed by the journal's retention", http.StatusGone)
+		return
+	} else if errors.Is(err, routes.ErrNotFound) {
 		http.Error(w, "no such message", http.StatusNotFound)
 		return
 	} else if err != nil {

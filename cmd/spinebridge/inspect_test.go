@@ -199,7 +199,7 @@ func TestEveryKeyFromEnvironment(t *testing.T) {
 		case []any: // a list of mappings, inbound.amqp: given whole, as YAML
 			val = `[{name: set, url: "amqp://broker/", queue: q, prefetch: 7, connect_timeout: 42s}]`
 		default:
-			if strings.HasSuffix(key, "timeout") || strings.HasSuffix(key, "window") || strings.HasSuffix(key, "keep_alive") || strings.HasSuffix(key, "backoff") {
+			if strings.HasSuffix(key, "timeout") || strings.HasSuffix(key, "window") || strings.HasSuffix(key, "keep_alive") || strings.HasSuffix(key, "backoff") || strings.HasSuffix(key, "retention") {
 				val = "42s"
 			} else {
 				val = "set-" + key
@@ -220,6 +220,7 @@ func TestEveryKeyFromEnvironment(t *testing.T) {
 		"mllp.read_timeout":    c.MLLP.ReadTimeout == 42*time.Second,
 		"mllp.tls.client_auth": c.MLLP.TLS.ClientAuth == "set-mllp.tls.client_auth",
 		"ack.duplicate_window": c.Ack.DuplicateWindow == 42*time.Second,
+		"journal.retention":    c.Journal.Retention == 42*time.Second,
 		"ack.message_types":    len(c.Ack.MessageTypes) == 2 && c.Ack.MessageTypes[1] == "X2",
 		"http.error_status":    c.HTTP.ErrorStatus,
 		"http.max_body_size":   c.HTTP.MaxBodySize == 4242,

@@ -71,9 +71,13 @@ func adminGet(ctx context.Context, base, path string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the journal is held by a running engine, and its admin API did not answer: %w", err)
 	}
-	if resp.StatusCode == http.StatusNotFound {
+	switch resp.StatusCode {
+	case http.StatusNotFound:
 		resp.Body.Close()
 		return nil, routes.ErrNotFound
+	case http.StatusGone:
+		resp.Body.Close()
+		return nil, routes.ErrRemoved
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -288,10 +292,8 @@ func newMessagesShowCommand() *cobra.Command {
 			}
 			if j == nil {
 				body, err := adminGet(cmd.Context(), admin, "/messages/"+id.String())
-				if errors.Is(err, routes.ErrNotFound) {
-					return fmt.Errorf("messages show: no message %s in the journal", id)
-				} else if err != nil {
-					return err
+				if err != nil {
+					return messageError("messages show", id, err)
 				}
 				defer body.Close()
 				_, err = io.Copy(cmd.OutOrStdout(), body)
@@ -299,11 +301,8 @@ func newMessagesShowCommand() *cobra.Command {
 			}
 			defer j.Close(context.Background())
 			r, err := j.Get(cmd.Context(), id)
-			if errors.Is(err, routes.ErrNotFound) {
-				return fmt.Errorf("messages show: no message %s in the journal", id)
-			}
 			if err != nil {
-				return err
+				return messageError("messages show", id, err)
 			}
 			evs, err := j.Events(cmd.Context(), id)
 			if err != nil {
@@ -313,6 +312,18 @@ func newMessagesShowCommand() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// messageError says why message id could not be read by command cmd: removed
+// by the journal's retention, never in the journal, or err itself.
+func messageError(cmd string, id routes.ID, err error) error {
+	switch {
+	case errors.Is(err, routes.ErrRemoved):
+		return fmt.Errorf("%s: message %s was removed from the journal by its retention (journal.retention): it was older than that and had nothing left to do", cmd, id)
+	case errors.Is(err, routes.ErrNotFound):
+		return fmt.Errorf("%s: no message %s in the journal", cmd, id)
+	}
+	return err
 }
 
 func showMessage(w io.Writer, r *routes.Record, journey []routes.Event) {

@@ -111,7 +111,7 @@ func buildEngine(cfg config, log *slog.Logger) (*engine, error) {
 		return nil, usageError{err}
 	}
 	dir := filepath.Join(cfg.DataDir, "journal")
-	j, err := routes.OpenLocal(dir, routes.LocalOptions{DuplicateWindow: cfg.Ack.DuplicateWindow})
+	j, err := routes.OpenLocal(dir, routes.LocalOptions{DuplicateWindow: cfg.Ack.DuplicateWindow, Retention: cfg.Journal.Retention})
 	if err != nil {
 		return nil, fmt.Errorf("open journal in %s: %w", dir, err)
 	}
@@ -205,6 +205,13 @@ func engineConfig(cfg config) (routes.IntakeConfig, mllp.ListenerConfig, error) 
 	}
 	if err := icfg.Validate(); err != nil {
 		errs = append(errs, prefixErrors("config: ack: ", err))
+	}
+	switch r := cfg.Journal.Retention; {
+	case r < 0:
+		errs = append(errs, fmt.Errorf("config: journal.retention %v: want a duration, or 0 to keep every message", r))
+	case r > 0 && r < cfg.Ack.DuplicateWindow:
+		errs = append(errs, fmt.Errorf("config: journal.retention %v is shorter than ack.duplicate_window %v: a message resent within the window could be taken for a new one; make journal.retention at least %v, or 0 to keep every message",
+			r, cfg.Ack.DuplicateWindow, cfg.Ack.DuplicateWindow))
 	}
 	lcfg := mllp.ListenerConfig{
 		Name: "mllp",
@@ -424,7 +431,10 @@ func (e *engine) showMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, err := e.journal.Get(r.Context(), id)
-	if errors.Is(err, routes.ErrNotFound) {
+	if errors.Is(err, routes.ErrRemoved) {
+		http.Error(w, "removed by the journal's retention", http.StatusGone)
+		return
+	} else if errors.Is(err, routes.ErrNotFound) {
 		http.Error(w, "no such message", http.StatusNotFound)
 		return
 	} else if err != nil {
