@@ -111,7 +111,7 @@ func buildEngine(cfg config, log *slog.Logger) (*engine, error) {
 		return nil, usageError{err}
 	}
 	dir := filepath.Join(cfg.DataDir, "journal")
-	j, err := routes.OpenLocal(dir, routes.LocalOptions{DuplicateWindow: cfg.Ack.DuplicateWindow, Retention: cfg.Journal.Retention})
+	j, err := routes.OpenLocal(dir, routes.LocalOptions{DuplicateWindow: cfg.Ack.DuplicateWindow, Retention: cfg.Journal.Retention, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("open journal in %s: %w", dir, err)
 	}
