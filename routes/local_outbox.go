@@ -297,6 +297,32 @@ func (l *Local) Revive(ctx context.Context, letters []DeadLetter, ev Event) ([]P
 	return out, nil
 }
 
+// DiscardDeadLetters gives up for good on the dead letters for destination
+// ("" for all) and returns how many there were. Each leaves the outbox with a
+// discarded event in its message's journey; the message is then kept only as
+// long as the journal's retention, which keeps a dead-lettered one for ever.
+func (l *Local) DiscardDeadLetters(ctx context.Context, destination string) (int, error) {
+	var letters []DeadLetter
+	if err := l.DeadLetters(ctx, destination, func(dl DeadLetter) bool {
+		letters = append(letters, dl)
+		return true
+	}); err != nil || len(letters) == 0 {
+		return 0, err
+	}
+	err := l.write(ctx, "discard", func(b *pebble.Batch) error {
+		for i := range letters {
+			p := &letters[i].PendingDelivery
+			b.Delete(deliveryKey(kindDeadLetter, p), nil)
+			l.addEvent(b, Event{MessageID: p.MessageID, Kind: EventDiscarded, Route: p.Route, Destination: p.Destination})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(letters), nil
+}
+
 // RequestReplay asks for a message to be routed again. See Outbox.RequestReplay.
 func (l *Local) RequestReplay(ctx context.Context, id ID) error {
 	// Held against a retention pass from the check to the write, so that the

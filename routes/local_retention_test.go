@@ -865,3 +865,49 @@ func TestPassInterval(t *testing.T) {
 		}
 	}
 }
+
+// A dead letter keeps its message past the retention until an operator
+// discards it; then the message goes at the next pass, journey and all.
+func TestRetentionDiscardedDeadLetter(t *testing.T) {
+	ctx := context.Background()
+	clk := &fakeClock{}
+	j := openWith(t, t.TempDir(), retentionOptions(clk, nil))
+	for i := 1; i <= 3; i++ {
+		mustAppend(t, j, retentionRecord(i))
+	}
+	var letters []PendingDelivery
+	for _, id := range []ID{1, 2} {
+		p := delivery(id)
+		p.Destination = fmt.Sprintf("dest%d", id)
+		letters = append(letters, p)
+	}
+	routeUpTo(t, j, 1, 4, letters...)
+	for i := range letters {
+		if err := j.Settle(ctx, &letters[i], DeadLettered, Event{Kind: EventAttempt, Outcome: DeadLettered}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.at(3, 2*time.Hour)
+	if st := mustPurge(t, j); st.removed != 1 || st.keptDeadLetters != 2 {
+		t.Fatalf("pass: %+v, want 3 removed and 1 and 2 kept for their dead letters", st)
+	}
+	if n, err := j.DiscardDeadLetters(ctx, "dest1"); n != 1 || err != nil {
+		t.Fatalf("discard: %d, %v", n, err)
+	}
+	evs, err := j.Events(ctx, 1)
+	if err != nil || evs[len(evs)-1].Kind != EventDiscarded || evs[len(evs)-1].Destination != "dest1" {
+		t.Errorf("journey of 1 after the discard: %+v, %v", evs, err)
+	}
+	if st := mustPurge(t, j); st.removed != 1 || st.keptDeadLetters != 1 {
+		t.Errorf("pass after the discard: %+v, want 1 removed and 2 kept", st)
+	}
+	if got := checkJournal(t, j); !slices.Equal(got, []ID{2}) {
+		t.Errorf("records: %v, want 2", got)
+	}
+	if n, err := j.DiscardDeadLetters(ctx, ""); n != 1 || err != nil {
+		t.Errorf("discard of all: %d, %v", n, err)
+	}
+	if n, err := j.DiscardDeadLetters(ctx, ""); n != 0 || err != nil {
+		t.Errorf("discard with none left: %d, %v", n, err)
+	}
+}

@@ -114,6 +114,9 @@ const (
 	EventAttempt    EventKind = "attempt"  // a delivery attempt and its outcome
 	EventReplay     EventKind = "replay"   // a replay was asked for
 	EventRevived    EventKind = "revived"  // a dead letter was sent again
+	// EventDiscarded is a dead letter an operator gave up on for good: the
+	// message then expires with the journal's retention.
+	EventDiscarded EventKind = "discarded"
 	EventRouteError EventKind = "route-error"
 	// EventAppAck is the application acknowledgement (MSH-16) of a message in
 	// enhanced mode: its code, and whether it was sent or only recorded.
