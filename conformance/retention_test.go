@@ -16,7 +16,8 @@ import (
 // than it: the admin API and `messages show` say they were removed by
 // retention, not that they never existed, and their segment file goes once
 // the newest message is in a newer one. A message whose delivery was given up
-// on stays, and the retention's log line says why.
+// on stays, and the retention's log line says why, until an operator discards
+// the dead letter.
 func TestEngineRetentionRemovesDeliveredMessagesAndKeepsDeadLetters(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
@@ -102,4 +103,11 @@ delivery:
 	if _, err := os.Stat(filepath.Join(data, "journal", "segments", "000002.log")); err != nil {
 		t.Errorf("segment 2, holding the dead letter's message: %v", err)
 	}
+
+	// Discarded by an operator, the dead letter no longer keeps its message.
+	out, err = exec.Command(binary, "messages", "dead-letters", "--discard", "--data-dir", data, "--admin-addr", e.admin).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "1 dead letters discarded") {
+		t.Fatalf("messages dead-letters --discard: %v\n%s", err, out)
+	}
+	waitUntil(t, 30*time.Second, "the discarded dead letter's message removed", func() bool { return removed("4") })
 }

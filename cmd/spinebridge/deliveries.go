@@ -44,6 +44,8 @@ func showJourney(w io.Writer, evs []routes.Event) {
 			what = "replay asked for"
 		case routes.EventRevived:
 			what = fmt.Sprintf("dead letter to %s via %s sent again", ev.Destination, ev.Route)
+		case routes.EventDiscarded:
+			what = fmt.Sprintf("dead letter to %s via %s discarded", ev.Destination, ev.Route)
 		case routes.EventAppAck:
 			what = "application ACK " + ev.Detail
 		default:
@@ -160,26 +162,35 @@ func newMessagesDeadLettersCommand() *cobra.Command {
 	var (
 		destination string
 		replay      bool
+		discard     bool
 		format      string
 	)
 	cmd := &cobra.Command{
 		Use:   "dead-letters",
-		Short: "List the deliveries given up on, and send them again with --replay",
+		Short: "List the deliveries given up on; send them again with --replay, or give up on them with --discard",
 		Long: `Dead-letters lists every delivery the engine gave up on: refused for good by its
 destination (a 4xx with an OperationOutcome, AR/CR, invalid output) or failing
 past the retry limit, with the reason. After the fault is fixed, --replay sends
-them again (all of them, or those of --destination), from the first attempt.`,
+them again (all of them, or those of --destination), from the first attempt.
+
+A dead letter keeps its message in the journal past journal.retention: it is
+work nobody has finished. --discard gives up on them for good (all of them, or
+those of --destination), noting it in each message's journey; the messages then
+go with the journal's retention.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "table" && format != "json" {
 				return usageError{fmt.Errorf("messages dead-letters: --format %q: want table or json", format)}
+			}
+			if replay && discard {
+				return usageError{fmt.Errorf("messages dead-letters: --replay and --discard together: choose one")}
 			}
 			var (
 				j     *routes.Local
 				admin string
 				err   error
 			)
-			if replay {
+			if replay || discard {
 				j, admin, err = openJournalForWrite(cmd)
 			} else {
 				j, admin, err = openJournal(cmd)
@@ -190,8 +201,12 @@ them again (all of them, or those of --destination), from the first attempt.`,
 			ctx, out := cmd.Context(), cmd.OutOrStdout()
 			q := "?" + url.Values{"destination": {destination}}.Encode()
 			if j == nil {
-				if replay {
-					msg, err := adminPost(ctx, admin, "/dead-letters/replay"+q)
+				if replay || discard {
+					path := "/dead-letters/replay"
+					if discard {
+						path = "/dead-letters/discard"
+					}
+					msg, err := adminPost(ctx, admin, path+q)
 					if err != nil {
 						return err
 					}
@@ -217,6 +232,14 @@ them again (all of them, or those of --destination), from the first attempt.`,
 				return writeDeadLetters(out, letters, format)
 			}
 			defer j.Close(context.Background())
+			if discard {
+				n, err := j.DiscardDeadLetters(ctx, destination)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, discardedText, n)
+				return nil
+			}
 			var letters []routes.DeadLetter
 			if err := j.DeadLetters(ctx, destination, func(dl routes.DeadLetter) bool {
 				letters = append(letters, dl)
@@ -240,9 +263,13 @@ them again (all of them, or those of --destination), from the first attempt.`,
 	}
 	cmd.Flags().StringVar(&destination, "destination", "", "only the dead letters of this destination")
 	cmd.Flags().BoolVar(&replay, "replay", false, "send the dead letters again")
+	cmd.Flags().BoolVar(&discard, "discard", false, "give up on the dead letters for good; their messages then go with journal.retention")
 	cmd.Flags().StringVar(&format, "format", "table", "table or json (one object per line)")
 	return cmd
 }
+
+// discardedText is the answer to a discard, with the number of dead letters.
+const discardedText = "%d dead letters discarded; their messages now go with journal.retention\n"
 
 func writeDeadLetters(w io.Writer, letters []deadLetterJSON, format string) error {
 	if format == "json" {

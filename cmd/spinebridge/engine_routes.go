@@ -140,6 +140,7 @@ func (rt *routing) handle(mux *http.ServeMux) {
 	mux.HandleFunc("POST /messages/{id}/replay", rt.replay)
 	mux.HandleFunc("GET /dead-letters", rt.deadLetters)
 	mux.HandleFunc("POST /dead-letters/replay", rt.reviveDeadLetters)
+	mux.HandleFunc("POST /dead-letters/discard", rt.discardDeadLetters)
 	mux.HandleFunc("POST /routes/reload", rt.reload)
 }
 
@@ -182,6 +183,18 @@ func (rt *routing) reviveDeadLetters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintf(w, "%d dead letters sent again\n", n)
+}
+
+func (rt *routing) discardDeadLetters(w http.ResponseWriter, r *http.Request) {
+	destination := r.URL.Query().Get("destination")
+	n, err := rt.store.DiscardDeadLetters(r.Context(), destination)
+	if err != nil {
+		rt.log.Error("admin: discard dead letters", "err", err)
+		http.Error(w, "journal error", http.StatusInternalServerError)
+		return
+	}
+	rt.log.Info("admin: dead letters discarded; their messages now go with the journal's retention", "count", n, "destination", destination)
+	fmt.Fprintf(w, discardedText, n)
 }
 
 func (rt *routing) reload(w http.ResponseWriter, _ *http.Request) {

@@ -73,3 +73,10 @@ func TestMessagesShowRemovedByRetention(t *testing.T) {
 		}
 	}
 }
+
+func TestDeadLettersReplayAndDiscardTogether(t *testing.T) {
+	code, _, errOut := runCLI(t, "", "messages", "dead-letters", "--replay", "--discard", "--data-dir", t.TempDir())
+	if code != 2 || !strings.Contains(errOut, "--replay and --discard together") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}
