@@ -109,14 +109,12 @@ type EventKind string
 
 // Event kinds.
 const (
-	EventRouted     EventKind = "routed"   // Route matched; one event per route
-	EventUnrouted   EventKind = "unrouted" // no route matched
-	EventAttempt    EventKind = "attempt"  // a delivery attempt and its outcome
-	EventReplay     EventKind = "replay"   // a replay was asked for
-	EventRevived    EventKind = "revived"  // a dead letter was sent again
-	// EventDiscarded is a dead letter an operator gave up on for good: the
-	// message then expires with the journal's retention.
-	EventDiscarded EventKind = "discarded"
+	EventRouted     EventKind = "routed"    // Route matched; one event per route
+	EventUnrouted   EventKind = "unrouted"  // no route matched
+	EventAttempt    EventKind = "attempt"   // a delivery attempt and its outcome
+	EventReplay     EventKind = "replay"    // a replay was asked for
+	EventRevived    EventKind = "revived"   // a dead letter was sent again
+	EventDiscarded  EventKind = "discarded" // a dead letter given up on; its message then goes with retention
 	EventRouteError EventKind = "route-error"
 	// EventAppAck is the application acknowledgement (MSH-16) of a message in
 	// enhanced mode: its code, and whether it was sent or only recorded.
