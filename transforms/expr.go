@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"golang.org/x/text/language"
 )
 
 // exprEnv is what a mapping expression sees. Expressions are compiled against
@@ -17,6 +19,10 @@ import (
 //	             in the current value
 //	Has(path)    whether Get(path) is not empty
 //	Segment      the id of the current segment, e.g. "OBX"
+//	Language(s)  the BCP-47 tag for a language code as senders write it
+//	             (ISO 639-1, 639-2/B or /T, or a BCP-47 tag, in any case):
+//	             "ara" gives "ar", "ENG" gives "en", "en_GB" gives "en-GB";
+//	             "" for text that names no language
 //
 // with expr-lang's builtins (upper, trim, hasPrefix, split, ...).
 type exprEnv struct {
@@ -41,6 +47,18 @@ func (e *exprEnv) Get(path string) string {
 func (e *exprEnv) Has(path string) bool {
 	src, err := exprPath(path, e.f.inDT)
 	return err == nil && e.has(&src)
+}
+
+// Language returns the BCP-47 tag for code, or "" when code names no
+// language. HL7 table 0296 (primary language) is the site's own, and most
+// sites fill it with ISO 639 codes; FHIR's communication.language is BCP-47,
+// whose tags use the shortest ISO 639 code there is ("ar", not "ara").
+func (e *exprEnv) Language(code string) string {
+	tag, err := language.Parse(strings.TrimSpace(code))
+	if err != nil || tag == language.Und {
+		return ""
+	}
+	return tag.String()
 }
 
 // exprPath reads the path given to Get or Has: relative to a data-type map's

@@ -126,6 +126,20 @@ func TestRulesDatatypes(t *testing.T) {
 				{"Patient", "name.use", []string{"nickname"}},
 			},
 		},
+		{
+			"PID-15 and NK1-20 through PrimaryLanguage: ISO 639 codes become BCP-47 tags, other codes stay as sent",
+			message("ADT^A04",
+				"PID|1||123^^^^MR||DOE^JANE||19700101|F|||||||ARA^^HL70296^en_GB^English UK^ISO639",
+				"NK1|1|DOE^JOHN|SPO"+strings.Repeat("|", 17)+"wel^Welsh^HL70296",
+				"NK1|2|ROE^JO|FND"+strings.Repeat("|", 17)+"X1^Makaton^L"),
+			[]want{
+				{"Patient", "communication.language.coding.code", []string{"ar", "en-GB"}},
+				{"Patient", "communication.language.coding.system", []string{"urn:ietf:bcp:47", "urn:ietf:bcp:47"}},
+				{"Patient", "communication.language.coding.display", []string{"Arabic", "English (Great Britain)"}},
+				{"RelatedPerson", "communication.language.coding.code", []string{"cy", "X1"}},
+				{"RelatedPerson", "communication.language.coding.display", []string{"Welsh", "Makaton"}},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
 	}
