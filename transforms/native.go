@@ -153,6 +153,12 @@ func nativeNode(n ast.Node, inDT bool) native {
 				return func(e *exprEnv) nval { return nval{s: strings.ReplaceAll(a(e).s, old.Value, repl.Value)} }
 			}
 		}
+	case "Language":
+		if len(args) == 1 {
+			if a := nativeNode(args[0], inDT); a != nil {
+				return func(e *exprEnv) nval { return nval{s: e.Language(a(e).s)} }
+			}
+		}
 	case "trim", "upper", "lower":
 		if len(args) == 1 {
 			if a := nativeNode(args[0], inDT); a != nil {

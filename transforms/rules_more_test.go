@@ -103,7 +103,7 @@ func TestRulesSegmentGroups(t *testing.T) {
 			[]want{
 				{"RelatedPerson", "identifier.value", []string{"1516", "G-SSN-12", "55121"}},
 				{"RelatedPerson", "identifier.type.coding.code", []string{"MR", "SB", "FI"}},
-				{"RelatedPerson", "communication.language.coding.code", []string{"ger"}},
+				{"RelatedPerson", "communication.language.coding.code", []string{"de"}},
 			},
 		},
 		{
