@@ -211,7 +211,7 @@ func (e *endpoint) dial(ctx context.Context, name string) (*amqp091.Connection, 
 			return nil, err
 		}
 		stop = context.AfterFunc(ctx, func() { conn.Close() })
-		return conn, nil
+		return newWriteBehind(conn), nil
 	}
 	conn, err := amqp091.DialConfig(e.url, cfg)
 	if stop != nil {
