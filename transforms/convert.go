@@ -274,32 +274,34 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	}
 }
 
-// inGroup reports whether seg is in the group one of e.follows opens: the
-// nearest segment before it that is neither of its own kind (NTE after NTE) nor
-// one of e.over is one of e.follows. An NTE after an OBX and its PRT is the
-// result's note; after an OBR it is the order's.
+// inGroup reports whether seg is in the group one of e.follows opens: its
+// opener is one of e.follows. An NTE after an OBX and its PRT is the result's
+// note; after an OBR it is the order's.
 func (c *Converter) inGroup(e *entry, seg hl7v2.Segment) bool {
-	for i := seg.Index() - 1; i >= 0; i-- {
-		prev := c.msg.Segment(i)
-		if prev.Is(e.segment) || isOneOf(prev, e.over) {
-			continue
-		}
-		return isOneOf(prev, e.follows)
-	}
-	return false
+	prev, ok := c.opener(e, seg)
+	return ok && isOneOf(prev, e.follows)
 }
 
-// groupStart is the index of the segment that opens seg's group (the one
-// inGroup found), so that a group: entry merges only into what that group built.
+// groupStart is the index of the segment that opens seg's group, so that a
+// group: entry merges only into what that group built.
 func (c *Converter) groupStart(e *entry, seg hl7v2.Segment) int {
+	if prev, ok := c.opener(e, seg); ok {
+		return prev.Index()
+	}
+	return 0
+}
+
+// opener returns the segment that opens seg's group for e: the nearest one
+// before it that is neither of its own kind (NTE after NTE) nor one of e.over.
+func (c *Converter) opener(e *entry, seg hl7v2.Segment) (hl7v2.Segment, bool) {
 	for i := seg.Index() - 1; i >= 0; i-- {
 		prev := c.msg.Segment(i)
 		if prev.Is(e.segment) || isOneOf(prev, e.over) {
 			continue
 		}
-		return i
+		return prev, true
 	}
-	return 0
+	return hl7v2.Segment{}, false
 }
 
 func isOneOf(seg hl7v2.Segment, ids []string) bool {
