@@ -194,13 +194,7 @@ type amqpIntake struct {
 }
 
 func (a *amqpIntake) Receive(ctx context.Context, arr routes.Arrival) (routes.Reply, func()) {
-	r, release := a.intake.Receive(ctx, arr)
-	a.metrics.Received(a.listener, string(r.Code))
-	if r.Later != nil {
-		r.Later(nil) // no connection to send an application ACK on: recorded
-		r.Later = nil
-	}
-	return r, release
+	return receiveUnconnected(ctx, a.intake, a.metrics, a.listener, arr)
 }
 
 var _ amqp.Receiver = (*amqpIntake)(nil).Receive

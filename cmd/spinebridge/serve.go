@@ -479,10 +479,17 @@ type itkJournal struct {
 var _ itk.Journal = itkJournal{}
 
 func (j itkJournal) ReceiveV2(ctx context.Context, a routes.Arrival) (routes.Reply, func()) {
-	r, release := j.intake.Receive(ctx, a)
-	j.metrics.Received(itk.Listener, string(r.Code))
+	return receiveUnconnected(ctx, j.intake, j.metrics, itk.Listener, a)
+}
+
+// receiveUnconnected passes a to in for an inbound with no connection to send
+// an application ACK on (ITK, a queue): one that is due is recorded in the
+// message's journey instead.
+func receiveUnconnected(ctx context.Context, in *routes.Intake, m *routes.Metrics, listener string, a routes.Arrival) (routes.Reply, func()) {
+	r, release := in.Receive(ctx, a)
+	m.Received(listener, string(r.Code))
 	if r.Later != nil {
-		r.Later(nil) // no connection to send an application ACK on: recorded
+		r.Later(nil)
 		r.Later = nil
 	}
 	return r, release
