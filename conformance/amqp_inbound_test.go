@@ -31,21 +31,13 @@ type inboundQueue struct {
 
 func newInboundQueue(t *testing.T) *inboundQueue {
 	t.Helper()
-	conn, err := amqp091.Dial(brokerURL)
-	if err != nil {
-		t.Fatalf("RabbitMQ on 127.0.0.1:5672 is needed (.ci/run starts it; or rabbitmq-server -detached): %v", err)
-	}
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := brokerChannel(t)
 	base := fmt.Sprintf("sb-inbound-%d", time.Now().UnixNano())
 	q := &inboundQueue{ch: ch, name: base, dlx: base + ".rejected", deadLetters: base + ".rejected"}
 	t.Cleanup(func() {
 		ch.QueueDelete(q.name, false, false, false)
 		ch.QueueDelete(q.deadLetters, false, false, false)
 		ch.ExchangeDelete(q.dlx, false, false)
-		conn.Close()
 	})
 	if err := ch.ExchangeDeclare(q.dlx, "fanout", false, false, false, false, nil); err != nil {
 		t.Fatal(err)

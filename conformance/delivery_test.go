@@ -58,18 +58,10 @@ func (l *legacySystem) got() []string {
 // block makes the exchange and queue); the test removes both when it ends.
 func brokerConsumer(t *testing.T, exchange, queue string) func() <-chan amqp091.Delivery {
 	t.Helper()
-	conn, err := amqp091.Dial(brokerURL)
-	if err != nil {
-		t.Fatalf("RabbitMQ on 127.0.0.1:5672 is needed (.ci/run starts it): %v", err)
-	}
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := brokerChannel(t)
 	t.Cleanup(func() {
 		ch.QueueDelete(queue, false, false, false)
 		ch.ExchangeDelete(exchange, false, false)
-		conn.Close()
 	})
 	return func() <-chan amqp091.Delivery {
 		deliveries, err := ch.Consume(queue, "", true, false, false, false, nil)
@@ -78,6 +70,23 @@ func brokerConsumer(t *testing.T, exchange, queue string) func() <-chan amqp091.
 		}
 		return deliveries
 	}
+}
+
+// brokerChannel connects to the local RabbitMQ and opens a channel on it; the
+// connection closes when the test ends, after the test's own clean-ups, which
+// may use the channel.
+func brokerChannel(t *testing.T) *amqp091.Channel {
+	t.Helper()
+	conn, err := amqp091.Dial(brokerURL)
+	if err != nil {
+		t.Fatalf("RabbitMQ on 127.0.0.1:5672 is needed (.ci/run starts it; or rabbitmq-server -detached): %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
 }
 
 func TestEngineDeliversEveryMessageOncePerDestinationInOrderPerPatient(t *testing.T) {
