@@ -19,10 +19,16 @@ import (
 
 // showJourney prints where a message went: routing, then each delivery
 // attempt with its outcome.
-func showJourney(w io.Writer, evs []routes.Event) {
+func showJourney(w io.Writer, status routes.Status, evs []routes.Event) {
 	fmt.Fprintln(w, "\njourney:")
 	if len(evs) == 0 {
-		fmt.Fprintln(w, "  not routed yet")
+		switch status {
+		case routes.StatusAccepted, routes.StatusReceived:
+			fmt.Fprintln(w, "  not routed yet")
+		default:
+			// Only accepted messages are routed; the ACK says why this one was not.
+			fmt.Fprintf(w, "  none: only accepted messages are routed, and this one is %s\n", status)
+		}
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

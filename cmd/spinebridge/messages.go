@@ -345,11 +345,17 @@ func showMessage(w io.Writer, r *routes.Record, journey []routes.Event) {
 		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 	}
 	tw.Flush()
-	showJourney(w, journey)
+	showJourney(w, r.Status, journey)
 	fmt.Fprintln(w, "\nmessage:")
 	writeSegments(w, r.Raw)
 	if len(r.Ack) > 0 {
-		fmt.Fprintln(w, "\nack sent:")
+		if strings.HasPrefix(r.Peer, "amqp://") {
+			// A queue has no one to send an ACK to: its code settled the
+			// broker's delivery (AA or CA acknowledged, AR rejected).
+			fmt.Fprintln(w, "\nack (not sent; it settled the queue's delivery):")
+		} else {
+			fmt.Fprintln(w, "\nack sent:")
+		}
 		writeSegments(w, r.Ack)
 	}
 }

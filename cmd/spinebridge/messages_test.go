@@ -80,3 +80,24 @@ func TestDeadLettersReplayAndDiscardTogether(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+// A message refused on a queue was never routed and its ACK went nowhere:
+// messages show says so rather than "not routed yet" and "ack sent".
+func TestMessagesShowRefusedFromAQueue(t *testing.T) {
+	var out strings.Builder
+	showMessage(&out, &routes.Record{
+		ID: 2, Listener: "lims-results", Peer: "amqp://lims-results", Status: routes.StatusRejected,
+		AckCode: "AR", Raw: []byte("not hl7"), Ack: []byte("MSH|^~\\&|SPINEBRIDGE||||20261121||ACK|X|P|2.5.1\rMSA|AR|"),
+	}, nil)
+	for _, want := range []string{
+		"none: only accepted messages are routed, and this one is rejected",
+		"ack (not sent; it settled the queue's delivery):",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("messages show lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "not routed yet") || strings.Contains(out.String(), "ack sent") {
+		t.Errorf("messages show:\n%s", out.String())
+	}
+}
