@@ -1,14 +1,11 @@
 package transforms
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
-
-	"github.com/spinebridge/spinebridge/adapters/hl7v2"
 )
 
 // A minimal valid set that each case below breaks in one place.
@@ -154,18 +151,7 @@ func TestNewItemAndFirstReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m hl7v2.Message
-	if err := m.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||ONE^A~TWO^B|X^FIRST~Y^SECOND\r")); err != nil {
-		t.Fatal(err)
-	}
-	out, err := set.NewConverter(Options{Bundle: Collection}).Convert(nil, &m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bundle
-	if err := json.Unmarshal(out, &b); err != nil {
-		t.Fatal(err)
-	}
+	b, _, _ := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||ONE^A~TWO^B|X^FIRST~Y^SECOND\r"), Options{Bundle: Collection})
 	p := b.one(t, "Patient")
 	contacts := p["contact"].([]any)
 	if len(contacts) != 2 {
@@ -207,19 +193,8 @@ func TestAbsolutePathReadsItsOwnSegment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m hl7v2.Message
-	if err := m.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||DOE^JANE\r" +
-		"IN1|1|||FIRST INSURER|1 High St^^LEEDS\rIN1|2|||SECOND INSURER|2 Low St^^YORK\r")); err != nil {
-		t.Fatal(err)
-	}
-	out, err := set.NewConverter(Options{Bundle: Collection}).Convert(nil, &m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bundle
-	if err := json.Unmarshal(out, &b); err != nil {
-		t.Fatal(err)
-	}
+	b, _, _ := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||DOE^JANE\r"+
+		"IN1|1|||FIRST INSURER|1 High St^^LEEDS\rIN1|2|||SECOND INSURER|2 Low St^^YORK\r"), Options{Bundle: Collection})
 	for _, w := range []want{
 		{"Organization", "name", []string{"FIRST INSURER", "SECOND INSURER"}},
 		{"Organization", "address.city", []string{"LEEDS", "YORK"}},
@@ -251,22 +226,11 @@ func TestFollowsScopesToTheCurrentGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m hl7v2.Message
-	if err := m.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ORU^R01|1|P|2.5\r" +
-		"OBR|1|||FBC\rNTE|1||order note 1\rNTE|2||order note 2\r" +
-		"OBX|1|ST|HB\rPRT|1|AD\rNTE|1||HB note\r" +
-		"OBX|2|ST|WBC\r" +
-		"OBR|2|||CRP\rOBX|1|ST|CRP\rNTE|1||CRP note\r")); err != nil {
-		t.Fatal(err)
-	}
-	out, err := set.NewConverter(Options{Bundle: Collection}).Convert(nil, &m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bundle
-	if err := json.Unmarshal(out, &b); err != nil {
-		t.Fatal(err)
-	}
+	b, _, out := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ORU^R01|1|P|2.5\r"+
+		"OBR|1|||FBC\rNTE|1||order note 1\rNTE|2||order note 2\r"+
+		"OBX|1|ST|HB\rPRT|1|AD\rNTE|1||HB note\r"+
+		"OBX|2|ST|WBC\r"+
+		"OBR|2|||CRP\rOBX|1|ST|CRP\rNTE|1||CRP note\r"), Options{Bundle: Collection})
 	if len(b.all("ServiceRequest")) != 2 || len(b.all("Observation")) != 3 {
 		t.Fatalf("%d orders and %d results, want 2 and 3: %s", len(b.all("ServiceRequest")), len(b.all("Observation")), out)
 	}

@@ -1,12 +1,9 @@
 package transforms
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/spinebridge/spinebridge/adapters/hl7v2"
 )
 
 // TestGroupMergesOnlyIntoItsOwnGroup: an into: entry with follows: and group:
@@ -28,20 +25,9 @@ func TestGroupMergesOnlyIntoItsOwnGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m hl7v2.Message
-	if err := m.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A08|1|P|2.5\rPID|1||123||DOE^JANE\r" +
-		"IN1|1|||||||||||||||DOE^JOHN|SPO\rIN2||111-11-1111\r" +
-		"IN1|2|||||||||||||||DOE^JANE|SEL\rIN2||222-22-2222\r")); err != nil {
-		t.Fatal(err)
-	}
-	out, err := set.NewConverter(Options{Bundle: Collection}).Convert(nil, &m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bundle
-	if err := json.Unmarshal(out, &b); err != nil {
-		t.Fatal(err)
-	}
+	b, _, out := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A08|1|P|2.5\rPID|1||123||DOE^JANE\r"+
+		"IN1|1|||||||||||||||DOE^JOHN|SPO\rIN2||111-11-1111\r"+
+		"IN1|2|||||||||||||||DOE^JANE|SEL\rIN2||222-22-2222\r"), Options{Bundle: Collection})
 	if got := b.at("RelatedPerson", "identifier.value"); !slices.Equal(got, []string{"111-11-1111"}) {
 		t.Errorf("insured identifiers %q, want only the first group's: %s", got, out)
 	}
