@@ -150,15 +150,11 @@ func (rt *routing) replay(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a journal id", http.StatusBadRequest)
 		return
 	}
-	if err := rt.dispatcher.Replay(r.Context(), id); errors.Is(err, routes.ErrRemoved) {
-		http.Error(w, "removed by the journal's retention", http.StatusGone)
-		return
-	} else if errors.Is(err, routes.ErrNotFound) {
-		http.Error(w, "no such message", http.StatusNotFound)
-		return
-	} else if err != nil {
-		rt.log.Error("admin: replay", "id", id, "err", err)
-		http.Error(w, "journal error", http.StatusInternalServerError)
+	if err := rt.dispatcher.Replay(r.Context(), id); err != nil {
+		if !errors.Is(err, routes.ErrNotFound) {
+			rt.log.Error("admin: replay", "id", id, "err", err)
+		}
+		writeJournalError(w, err)
 		return
 	}
 	fmt.Fprintf(w, "%s: replaying\n", id)

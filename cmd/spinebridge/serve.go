@@ -423,6 +423,20 @@ func (e *engine) listMessages(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// writeJournalError answers a request about one message whose journal read
+// failed: 410 for a message retention removed, 404 for one never journaled
+// (ErrRemoved is also ErrNotFound, so it is asked first), 500 for the rest.
+func writeJournalError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, routes.ErrRemoved):
+		http.Error(w, "removed by the journal's retention", http.StatusGone)
+	case errors.Is(err, routes.ErrNotFound):
+		http.Error(w, "no such message", http.StatusNotFound)
+	default:
+		http.Error(w, "journal error", http.StatusInternalServerError)
+	}
+}
+
 // showMessage answers GET /messages/{id} with the record as `messages show` prints it.
 func (e *engine) showMessage(w http.ResponseWriter, r *http.Request) {
 	id, err := routes.ParseID(r.PathValue("id"))
@@ -431,14 +445,8 @@ func (e *engine) showMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, err := e.journal.Get(r.Context(), id)
-	if errors.Is(err, routes.ErrRemoved) {
-		http.Error(w, "removed by the journal's retention", http.StatusGone)
-		return
-	} else if errors.Is(err, routes.ErrNotFound) {
-		http.Error(w, "no such message", http.StatusNotFound)
-		return
-	} else if err != nil {
-		http.Error(w, "journal error", http.StatusInternalServerError)
+	if err != nil {
+		writeJournalError(w, err)
 		return
 	}
 	evs, err := e.journal.Events(r.Context(), id)
