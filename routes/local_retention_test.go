@@ -291,7 +291,7 @@ func TestRetentionRemovesWhatNothingNeeds(t *testing.T) {
 		}
 		var wantIDs []ID
 		for _, id := range kept {
-			if rec := retentionRecord(int(id)); matchesQuery(rec, q) {
+			if rec := retentionRecord(int(id)); matches(rec, q) {
 				wantIDs = append(wantIDs, id)
 			}
 		}
@@ -366,14 +366,6 @@ func TestRetentionRemovesWhatNothingNeeds(t *testing.T) {
 	if err != nil || len(nums) != 1 {
 		t.Errorf("segments left: %v, %v; want only the newest", nums, err)
 	}
-}
-
-func matchesQuery(r *Record, q Query) bool {
-	return (q.ControlID == "" || r.ControlID == q.ControlID) &&
-		(q.NHSNumber == "" || r.NHSNumber == q.NHSNumber) &&
-		(q.Status == "" || r.Status == q.Status) &&
-		(q.Since.IsZero() || !r.Received.Before(q.Since)) &&
-		(q.Until.IsZero() || r.Received.Before(q.Until))
 }
 
 // TestRetentionInBatches removes several thousand records, many batches'
