@@ -284,18 +284,7 @@ func TestIndexRebuiltAfterMachineCrash(t *testing.T) {
 
 	check := func(j *Local) {
 		t.Helper()
-		var got []*Record
-		if err := j.List(ctx, Query{}, func(r *Record) bool { got = append(got, r); return true }); err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != len(want) {
-			t.Fatalf("%d records after the crash, want %d", len(got), len(want))
-		}
-		for i := range got {
-			if d := sameRecord(got[i], want[i]); d != "" {
-				t.Fatalf("record %d: %s", i, d)
-			}
-		}
+		sameRecords(t, listAll(t, j), want)
 		n := 0
 		if err := j.List(ctx, Query{Since: want[1400].Received}, func(*Record) bool { n++; return true }); err != nil || n != 100 {
 			t.Errorf("time query after the crash found %d records (%v), want 100", n, err)
@@ -396,10 +385,7 @@ func TestSegmentTail(t *testing.T) {
 			wantLen := 20 + tc.more
 			list := func(j *Local) []*Record {
 				t.Helper()
-				var got []*Record
-				if err := j.List(ctx, Query{}, func(r *Record) bool { got = append(got, r); return true }); err != nil {
-					t.Fatal(err)
-				}
+				got := listAll(t, j)
 				if len(got) != wantLen {
 					t.Fatalf("%d records, want %d", len(got), wantLen)
 				}

@@ -97,6 +97,29 @@ func mustAppend(tb testing.TB, j Journal, rec *Record) ID {
 	return rec.ID
 }
 
+// listAll returns every record of j, in ID order.
+func listAll(tb testing.TB, j *Local) []*Record {
+	tb.Helper()
+	var got []*Record
+	if err := j.List(context.Background(), Query{}, func(r *Record) bool { got = append(got, r); return true }); err != nil {
+		tb.Fatal(err)
+	}
+	return got
+}
+
+// sameRecords fails tb at the first difference between got and want.
+func sameRecords(tb testing.TB, got, want []*Record) {
+	tb.Helper()
+	if len(got) != len(want) {
+		tb.Fatalf("%d records, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if d := sameRecord(got[i], want[i]); d != "" {
+			tb.Fatalf("record %d: %s", i, d)
+		}
+	}
+}
+
 // sameRecord reports the first difference between two records, or "".
 func sameRecord(got, want *Record) string {
 	switch {
@@ -1039,10 +1062,7 @@ func TestRead(t *testing.T) {
 				j = reopen(t, j, dir)
 				mustAppend(t, j, testRecord(300))
 			}
-			var want []*Record
-			if err := j.List(ctx, Query{}, func(r *Record) bool { want = append(want, r); return true }); err != nil {
-				t.Fatal(err)
-			}
+			want := listAll(t, j)
 			for _, limit := range []int{1, 7, 256, 1000} {
 				for start := range len(want) + 2 {
 					from := ID(start + 1)
@@ -1173,18 +1193,7 @@ func TestOpenLayout1(t *testing.T) {
 	ctx := context.Background()
 	check := func(j *Local) {
 		t.Helper()
-		var got []*Record
-		if err := j.List(ctx, Query{}, func(r *Record) bool { got = append(got, r); return true }); err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != len(want) {
-			t.Fatalf("%d records, want %d", len(got), len(want))
-		}
-		for i := range got {
-			if d := sameRecord(got[i], want[i]); d != "" {
-				t.Fatalf("List record %d: %s", i+1, d)
-			}
-		}
+		sameRecords(t, listAll(t, j), want)
 		var read []*Record
 		if err := j.Read(ctx, 1, len(want)+1, func(r *Record) bool { read = append(read, r); return true }); err != nil {
 			t.Fatal(err)
