@@ -285,12 +285,7 @@ func TestAMQPInboundKilledMidQueueLosesNothing(t *testing.T) {
 // An inbound queue whose broker cannot be reached does not stop the engine
 // from starting or taking MLLP, and /readyz says what is wrong.
 func TestAMQPInboundUnreachableBrokerIsNotReady(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := closedAddr(t)
 	e := startEngine(t, fmt.Sprintf(`inbound:
   amqp:
     - name: lab
@@ -313,4 +308,17 @@ func TestAMQPInboundUnreachableBrokerIsNotReady(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/readyz = %d, want 503", resp.StatusCode)
 	}
+}
+
+// closedAddr returns a local address nothing listens on: it was listened on
+// and closed, so connecting there is refused at once.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

@@ -2,7 +2,6 @@ package conformance_test
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,12 +21,7 @@ func TestEngineRetentionRemovesDeliveredMessagesAndKeepsDeadLetters(t *testing.T
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	// A port nothing listens on: deliveries to it fail and are dead-lettered.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := closedAddr(t)
 	routesFile := filepath.Join(dir, "routes.yaml")
 	writeFile(t, routesFile, fmt.Sprintf(`routes:
   - name: lab

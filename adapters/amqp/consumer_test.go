@@ -330,12 +330,7 @@ func TestConsumerDeclaresQueue(t *testing.T) {
 
 // A consumer that cannot reach its broker says why in Ready.
 func TestConsumerReadyReportsConnectFailure(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := closedAddr(t)
 	f := newFakeIntake(committed)
 	c, err := NewConsumer(ConsumerConfig{URL: "amqp://" + addr + "/", Queue: "q"}, f.Receive, testLog(t))
 	if err != nil {
@@ -358,4 +353,17 @@ func TestConsumerReadyReportsConnectFailure(t *testing.T) {
 			t.Fatalf("Ready = %v after 10s, want the connection error", err)
 		}
 	}
+}
+
+// closedAddr returns a local address nothing listens on: it was listened on
+// and closed, so connecting there is refused at once.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

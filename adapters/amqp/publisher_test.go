@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -253,16 +252,11 @@ func TestDeliverDeclares(t *testing.T) {
 // A Deliver during an outage fails, retryably, once an attempt to connect has
 // failed, and says why; so does Ready.
 func TestDeliverBrokerDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := closedAddr(t)
 	ex := "spine"
 	p := newTestPublisher(t, Config{URL: "amqp://" + addr + "/", Exchange: &ex})
 	ctx := deliverCtx(t)
-	err = p.Deliver(ctx, delivery(1, "r"))
+	err := p.Deliver(ctx, delivery(1, "r"))
 	if !errors.Is(err, ErrNotConnected) || routes.IsPermanent(err) {
 		t.Fatalf("Deliver with the broker down: %v, want a retryable ErrNotConnected", err)
 	}
