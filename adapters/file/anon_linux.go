@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -80,4 +82,10 @@ func (d *Destination) writeAnonymous(dir, path string, body []byte) (err error) 
 		}
 		return nil
 	}
+}
+
+// tempName is the try-th name for a temporary link in dir: hidden (see
+// tempPattern), and unlikely to be taken.
+func tempName(dir string, try int) string {
+	return filepath.Join(dir, fmt.Sprintf(".spinebridge-%d-%d.tmp", time.Now().UnixNano(), try))
 }

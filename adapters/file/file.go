@@ -70,16 +70,16 @@ func (d *Destination) Deliver(ctx context.Context, del *routes.Delivery) error {
 	return nil
 }
 
-// write writes body to a temporary file in dir, syncs it, renames it to path
-// and waits for a sync of dir, shared with the other deliveries into it.
+// write writes body to path, unnamed until whole where the file system allows
+// (writeAnonymous), else through a named temporary file (writeNamed), and
+// waits for a sync of dir, shared with the other deliveries into it.
 func (d *Destination) write(ctx context.Context, dir, path string, body []byte) error {
 	err := errNoAnonymous
 	if !d.named.Load() {
-		if err = d.writeAnonymous(dir, path, body); errors.Is(err, errNoAnonymous) {
-			d.named.Store(true)
-		}
+		err = d.writeAnonymous(dir, path, body)
 	}
 	if errors.Is(err, errNoAnonymous) {
+		d.named.Store(true)
 		err = d.writeNamed(dir, path, body)
 	}
 	if err != nil {
@@ -101,12 +101,6 @@ func (d *Destination) write(ctx context.Context, dir, path string, body []byte) 
 
 // errNoAnonymous says the file system cannot make unnamed files.
 var errNoAnonymous = errors.New("unnamed files not supported")
-
-// tempName is the try-th name for a temporary file in dir: hidden (see
-// tempPattern), and unlikely to be taken.
-func tempName(dir string, try int) string {
-	return filepath.Join(dir, fmt.Sprintf(".spinebridge-%d-%d.tmp", time.Now().UnixNano(), try))
-}
 
 // writeNamed writes body to a named temporary file in dir, syncs it when asked
 // and renames it to path: for file systems without unnamed files.
