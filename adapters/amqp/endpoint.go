@@ -3,7 +3,6 @@ package amqp
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/spinebridge/spinebridge/routes"
 )
 
 // Connection defaults.
@@ -46,22 +47,10 @@ func (c TLSConfig) client(host string) (*tls.Config, error) {
 	if cfg.ServerName == "" {
 		cfg.ServerName = host
 	}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls: ca file: %w", err)
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls: ca file %s holds no PEM certificate", c.CAFile)
-		}
-	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls: certificate %s, key %s: %w", c.CertFile, c.KeyFile, err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	var ps routes.ConfigProblems
+	routes.LoadClientTLS(cfg, c.CAFile, c.CertFile, c.KeyFile, &ps)
+	if len(ps) > 0 {
+		return nil, ps.Plain("tls")
 	}
 	return cfg, nil
 }
