@@ -842,3 +842,61 @@ func TestEnhancedModeApplicationAcks(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Application acknowledgements still owed when the engine is killed are made by
+// the next run: routing is held back (one delivery may be pending, and it
+// cannot be delivered), so the messages after the first are acknowledged with
+// CA and wait; after kill -9 and a restart with a destination that works, each
+// one's journey records its application ACK once.
+func TestApplicationAcksOwedAtKillAreRecordedAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	routes := func(dest string) string {
+		file := filepath.Join(dir, "routes-"+dest+".yaml")
+		writeFile(t, file, fmt.Sprintf(`routes:
+  - name: all
+    when: "true"
+    to: [%s]
+destinations:
+  stuck:
+    kind: mllp
+    addr: %s
+    ack_timeout: 1s
+  files:
+    kind: file
+    dir: %s
+`, dest, closedAddr(t), filepath.Join(dir, "out")))
+		return "routes:\n  file: " + file + "\ndelivery:\n  max_pending: 1\n  initial_backoff: 50ms\n  max_backoff: 100ms\n  max_attempts: 100000\n"
+	}
+	e := startEngineIn(t, dataDir, routes("stuck"))
+	c := dial(t, e.mllp)
+	ids := []string{"OWED-1", "OWED-2", "OWED-3", "OWED-4"}
+	for _, id := range ids {
+		c.send(adt(id, map[int]string{15: "AL", 16: "AL"}))
+		if got, err := c.readFrame(10 * time.Second); err != nil || field(got, "MSA", 1) != "CA" {
+			t.Fatalf("%s: accept ACK %q, %v; want CA", id, got, err)
+		}
+	}
+	e.kill()
+
+	e = startEngineIn(t, dataDir, routes("files"))
+	for _, id := range ids {
+		recs := e.journal(url.Values{"control_id": {id}})
+		if len(recs) != 1 {
+			t.Fatalf("%d records for %s", len(recs), id)
+		}
+		var journey string
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			journey = e.show(recs[0].ID)
+			if strings.Contains(journey, "application ACK AA recorded") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("journey of %s has no recorded application ACK:\n%s", id, journey)
+			}
+		}
+		if n := strings.Count(journey, "application ACK"); n != 1 {
+			t.Errorf("journey of %s has %d application ACKs:\n%s", id, n, journey)
+		}
+	}
+}

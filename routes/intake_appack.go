@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spinebridge/spinebridge/adapters/hl7v2"
@@ -35,7 +36,7 @@ func (in *Intake) appAck(rec *Record, when string) func(send func([]byte) error)
 	cp := *rec
 	cp.Raw, cp.Ack = bytes.Clone(rec.Raw), nil
 	return func(send func([]byte) error) {
-		go in.applicationAck(&cp, when, send)
+		go in.applicationAck(context.Background(), &cp, when, send)
 	}
 }
 
@@ -44,11 +45,14 @@ func (in *Intake) appAck(rec *Record, when string) func(send func([]byte) error)
 // route takes it, AE when routing or a transform failed. MSH-16 says whether
 // the sender wants it; when it does, it is sent on the connection (with
 // AppAckConnection and a connection to send on) and recorded in the journey
-// either way.
-func (in *Intake) applicationAck(rec *Record, when string, send func([]byte) error) {
-	ctx, cancel := context.WithTimeout(context.Background(), appAckWait)
+// either way. When parent ends first (the engine is stopping) nothing is
+// recorded, and the next run makes it (ResumeAppAcks). It reports whether it
+// recorded one.
+func (in *Intake) applicationAck(parent context.Context, rec *Record, when string, send func([]byte) error) (noted bool) {
+	ctx, cancel := context.WithTimeout(parent, appAckWait)
 	defer cancel()
 	note := func(detail string) {
+		noted = true
 		ev := Event{MessageID: rec.ID, Kind: EventAppAck, Detail: detail}
 		if err := in.cfg.Processor.Note(context.WithoutCancel(ctx), ev); err != nil {
 			in.log.Warn("intake: could not record an application acknowledgement", "id", uint64(rec.ID), "err", err)
@@ -56,6 +60,9 @@ func (in *Intake) applicationAck(rec *Record, when string, send func([]byte) err
 	}
 	err := in.cfg.Processor.Processed(ctx, rec)
 	if err != nil && ctx.Err() != nil {
+		if parent.Err() != nil {
+			return
+		}
 		note(fmt.Sprintf("not made: the message was not processed within %v", appAckWait))
 		return
 	}
@@ -97,4 +104,94 @@ func (in *Intake) applicationAck(rec *Record, when string, send func([]byte) err
 		}
 		note(string(v.code) + " sent on the connection" + reason)
 	}
+	return noted
+}
+
+// resumeMargin is how far before the routing cursor ResumeAppAcks looks. A
+// message's application acknowledgement is recorded once its transforms have
+// run, moments after routing; the records routed just before a run stopped may
+// still have been waiting for theirs.
+const resumeMargin = 10_000
+
+// AppAckBacklog is what ResumeAppAcks reads: records in ID order, their
+// journeys, and where routing has reached. Local is one.
+type AppAckBacklog interface {
+	Read(ctx context.Context, from ID, limit int, fn func(*Record) bool) error
+	Events(ctx context.Context, id ID) ([]Event, error)
+	Cursor(ctx context.Context) (ID, error)
+}
+
+// ResumeAppAcks makes the application acknowledgements an earlier run owed and
+// never recorded: a run that stops (a crash, a kill, a shutdown while messages
+// waited for processing) leaves them owed. They are those of the messages up to
+// ID last, routed at most resumeMargin records before the cursor or not yet
+// routed, that one of intakes accepted in enhanced mode with an MSH-16 asking
+// for one, and whose journey has none. The connection each would have gone
+// back on is gone, so each is recorded, one after another in ID order as
+// routing reaches them. It returns how many it recorded, and stops when ctx
+// ends.
+func ResumeAppAcks(ctx context.Context, j AppAckBacklog, last ID, intakes ...*Intake) (int, error) {
+	byListener := make(map[string]*Intake, len(intakes))
+	for _, in := range intakes {
+		if in.cfg.Processor != nil {
+			byListener[in.cfg.Listener] = in
+		}
+	}
+	cursor, err := j.Cursor(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("resume application acks: %w", err)
+	}
+	type owed struct {
+		in   *Intake
+		rec  *Record
+		when string
+	}
+	var (
+		msg  hl7v2.Message
+		made int
+	)
+	from := ID(1)
+	if cursor > resumeMargin {
+		from = cursor - resumeMargin
+	}
+	for from <= last {
+		var batch []owed
+		start := from
+		err := j.Read(ctx, from, 256, func(rec *Record) bool {
+			from = rec.ID + 1
+			if rec.ID > last {
+				return false
+			}
+			in := byListener[rec.Listener]
+			if in == nil || rec.Status != StatusAccepted || rec.Format != FormatHL7v2 || msg.Parse(rec.Raw) != nil || !isEnhanced(&msg) {
+				return true
+			}
+			if when := appAckType(&msg); when != "NE" {
+				batch = append(batch, owed{in, rec, when})
+			}
+			return true
+		})
+		if err != nil {
+			return made, fmt.Errorf("resume application acks: %w", err)
+		}
+		if from == start {
+			break // the journal holds no record from here on
+		}
+		for _, o := range batch {
+			events, err := j.Events(ctx, o.rec.ID)
+			if err != nil {
+				return made, fmt.Errorf("resume application acks: %w", err)
+			}
+			if slices.ContainsFunc(events, func(e Event) bool { return e.Kind == EventAppAck }) {
+				continue
+			}
+			if o.in.applicationAck(ctx, o.rec, o.when, nil) {
+				made++
+			}
+			if ctx.Err() != nil {
+				return made, ctx.Err()
+			}
+		}
+	}
+	return made, nil
 }

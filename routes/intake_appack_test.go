@@ -169,3 +169,129 @@ func TestIntakeConfigAppAcks(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+// stalled is a processor that never finishes processing: the intakes of an
+// engine that stops before any application acknowledgement is made.
+type stalled struct{}
+
+func (stalled) Process(context.Context, *Record) error { return nil }
+
+func (stalled) Processed(ctx context.Context, _ *Record) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (stalled) Note(context.Context, ...Event) error { return errors.New("stalled: nothing is recorded") }
+
+// TestResumeAppAcks checks that the next run records the application
+// acknowledgements an earlier run owed when it stopped: those of the messages
+// in enhanced mode that asked for one and have none in their journey, through
+// the intake of the listener that took each, and no others.
+func TestResumeAppAcks(t *testing.T) {
+	j, dir := openTest(t)
+	ctx := context.Background()
+	discard := slog.New(slog.DiscardHandler)
+	earlier := map[string]*Intake{}
+	// receive journals payload as the earlier run's listener would; the run
+	// stops before the reply's Later runs.
+	receive := func(listener string, payload []byte) ID {
+		t.Helper()
+		in := earlier[listener]
+		if in == nil {
+			var err error
+			if in, err = NewIntake(IntakeConfig{Listener: listener, Processor: stalled{}}, j, discard); err != nil {
+				t.Fatal(err)
+			}
+			earlier[listener] = in
+		}
+		r, release := in.Receive(ctx, Arrival{Payload: payload, Peer: "p"})
+		release()
+		if !r.Committed {
+			t.Fatalf("%s not journaled: %s", payload[:60], r.Code)
+		}
+		return r.ID
+	}
+	owedAA := receive("mllp", enhanced("A1", "AL", ""))
+	owedAE := receive("mllp", enhanced("A2", "", "NTE|2||BADMAP\r"))
+	owedHTTP := receive("http", enhanced("A3", "AL", ""))
+	original := receive("mllp", hl7Message("O1", "9990000001", 300))
+	never := receive("mllp", enhanced("N1", "NE", ""))
+	onlyErrors := receive("mllp", enhanced("E1", "ER", ""))
+	otherListener := receive("queue", enhanced("Q1", "AL", ""))
+	made := receive("mllp", enhanced("M1", "AL", ""))
+	if err := j.Note(ctx, []Event{{MessageID: made, Kind: EventAppAck, Detail: "AA recorded"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	j = reopen(t, j, dir)
+	if got := j.LastAtOpen(); got != made {
+		t.Fatalf("LastAtOpen = %d, want %d", got, made)
+	}
+	appAcks := func(id ID) []string {
+		t.Helper()
+		evs, err := j.Events(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var details []string
+		for _, ev := range evs {
+			if ev.Kind == EventAppAck {
+				details = append(details, ev.Detail)
+			}
+		}
+		return details
+	}
+
+	// Stopping before routing reaches them records nothing: they stay owed.
+	stopped, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	idle, err := NewIntake(IntakeConfig{Listener: "mllp", Processor: stalled{}}, j, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := ResumeAppAcks(stopped, j, j.LastAtOpen(), idle); n != 0 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("stopped resume: %d recorded, err %v; want 0 and the context's error", n, err)
+	}
+	if got := appAcks(owedAA); len(got) != 0 {
+		t.Fatalf("a stopped resume recorded %q", got)
+	}
+
+	routing := &fakeRouting{to: []string{"x"}, transform: "upper", dests: map[string]Destination{"x": newRecorder(nil)}}
+	d, _ := startDispatcher(t, DispatcherConfig{Store: j, Routing: routing})
+	mllpIn, err := NewIntake(IntakeConfig{Listener: "mllp", Processor: d}, j, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpIn, err := NewIntake(IntakeConfig{Listener: "http", Processor: d, AppAcks: AppAckConnection}, j, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := ResumeAppAcks(ctx, j, j.LastAtOpen(), mllpIn, httpIn)
+	if err != nil || n != 3 {
+		t.Fatalf("resume: %d recorded, err %v; want 3", n, err)
+	}
+	for _, c := range []struct {
+		id   ID
+		want string // the one application-ack event's detail; "" for none
+	}{
+		{owedAA, "AA recorded"},
+		{owedAE, "AE recorded: route all: "},
+		{owedHTTP, "AA recorded, not sent: no connection to send it on"},
+		{original, ""},
+		{never, ""},
+		{onlyErrors, ""},
+		{otherListener, ""},
+		{made, "AA recorded"},
+	} {
+		got := appAcks(c.id)
+		switch {
+		case c.want == "" && len(got) != 0:
+			t.Errorf("record %d: journey has %q, want no application ACK", c.id, got)
+		case c.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], c.want)):
+			t.Errorf("record %d: journey has %q, want one %q...", c.id, got, c.want)
+		}
+	}
+	if n, err := ResumeAppAcks(ctx, j, j.LastAtOpen(), mllpIn, httpIn); n != 0 || err != nil {
+		t.Errorf("second resume: %d recorded, err %v; want none owed", n, err)
+	}
+}

@@ -96,6 +96,8 @@ type Local struct {
 	overlay *pebble.Batch
 	// reindexed is how many records the open found only in the segment log.
 	reindexed int
+	// lastAtOpen is the highest ID the journal held when it was opened.
+	lastAtOpen ID
 
 	// The store's write-ahead log is synced in the background (syncIndex);
 	// indexSynced is closed when that goroutine has returned.
@@ -135,6 +137,10 @@ type Local struct {
 }
 
 var _ Journal = (*Local)(nil)
+
+// LastAtOpen is the highest ID the journal held when it was opened (0 when it
+// held none): the records of earlier runs end there.
+func (l *Local) LastAtOpen() ID { return l.lastAtOpen }
 
 // appendReq is one Append waiting for the committer. The committer reads the
 // encoded values and index fields and answers on done; it never touches the
@@ -345,6 +351,7 @@ func openLocal(fsys vfs.FS, dir string, opts LocalOptions, log *slog.Logger) (*L
 		seg.close()
 		return nil, err
 	}
+	l.lastAtOpen = l.next - 1
 	opened = true
 	if l.readOnly {
 		close(l.committed)

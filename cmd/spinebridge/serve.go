@@ -100,6 +100,9 @@ type engine struct {
 	amqp     []*amqpInbound
 	admin    *http.Server
 	log      *slog.Logger
+	// intakes are every listener's intake, for the application
+	// acknowledgements an earlier run owed (routes.ResumeAppAcks).
+	intakes []*routes.Intake
 }
 
 // buildEngine checks the configuration, reporting every problem at once, and
@@ -135,11 +138,12 @@ func buildEngine(cfg config, log *slog.Logger) (*engine, error) {
 	if err != nil {
 		return fail(usageError{err})
 	}
-	e := &engine{journal: j, routing: rt, amqp: queues, log: log}
+	e := &engine{journal: j, routing: rt, amqp: queues, log: log, intakes: []*routes.Intake{intake, httpIntake}}
 	for _, q := range queues {
 		if err := q.connectIntake(icfg, j, rt.metrics, log); err != nil {
 			return fail(usageError{err})
 		}
+		e.intakes = append(e.intakes, q.recv.intake)
 	}
 	l, err := mllp.NewListener(lcfg, mllpIntake{intake, rt.metrics}, log)
 	if err != nil {
@@ -154,6 +158,7 @@ func buildEngine(cfg config, log *slog.Logger) (*engine, error) {
 	if err != nil {
 		return fail(usageError{err})
 	}
+	e.intakes = append(e.intakes, itkIntake)
 	itkHandler, err := itk.NewHandler(itk.Config{MaxBodySize: cfg.ITK.MaxBodySize, Timeout: cfg.ITK.Timeout,
 		TimestampWindow: cfg.ITK.TimestampWindow, Services: cfg.ITK.Services}, itkJournal{itkIntake, j, rt.metrics}, log)
 	if err != nil {
@@ -302,6 +307,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	defer stopRouting()
 	routed := make(chan error, 1)
 	go func() { routed <- e.routing.dispatcher.Run(routingCtx) }()
+	go e.resumeAppAcks(routingCtx)
 	if cfg.Routes.Watch && cfg.Routes.File != "" {
 		go e.routing.reloader.Run(routingCtx)
 	}
@@ -386,6 +392,22 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 }
 
 // ready answers /readyz: ready while the journal answers.
+// resumeAppAcks records the application acknowledgements the previous run
+// owed when it stopped, as routing reaches their messages.
+func (e *engine) resumeAppAcks(ctx context.Context) {
+	last := e.journal.LastAtOpen()
+	if last == 0 {
+		return
+	}
+	n, err := routes.ResumeAppAcks(ctx, e.journal, last, e.intakes...)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		e.log.Error("application acknowledgements owed by the previous run: not all recorded", "recorded", n, "err", err)
+	case n > 0:
+		e.log.Info("application acknowledgements owed by the previous run recorded", "count", n)
+	}
+}
+
 func (e *engine) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
