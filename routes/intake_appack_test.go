@@ -181,7 +181,9 @@ func (stalled) Processed(ctx context.Context, _ *Record) error {
 	return ctx.Err()
 }
 
-func (stalled) Note(context.Context, ...Event) error { return errors.New("stalled: nothing is recorded") }
+func (stalled) Note(context.Context, ...Event) error {
+	return errors.New("stalled: nothing is recorded")
+}
 
 // TestResumeAppAcks checks that the next run records the application
 // acknowledgements an earlier run owed when it stopped: those of the messages
