@@ -391,7 +391,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	return runErr
 }
 
-// ready answers /readyz: ready while the journal answers.
 // resumeAppAcks records the application acknowledgements the previous run
 // owed when it stopped, as routing reaches their messages.
 func (e *engine) resumeAppAcks(ctx context.Context) {
@@ -408,6 +407,7 @@ func (e *engine) resumeAppAcks(ctx context.Context) {
 	}
 }
 
+// ready answers /readyz: ready while the journal answers.
 func (e *engine) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
