@@ -52,11 +52,12 @@ func (in *Intake) applicationAck(parent context.Context, rec *Record, when strin
 	ctx, cancel := context.WithTimeout(parent, appAckWait)
 	defer cancel()
 	note := func(detail string) {
-		noted = true
 		ev := Event{MessageID: rec.ID, Kind: EventAppAck, Detail: detail}
 		if err := in.cfg.Processor.Note(context.WithoutCancel(ctx), ev); err != nil {
 			in.log.Warn("intake: could not record an application acknowledgement", "id", uint64(rec.ID), "err", err)
+			return
 		}
+		noted = true
 	}
 	err := in.cfg.Processor.Processed(ctx, rec)
 	if err != nil && ctx.Err() != nil {
