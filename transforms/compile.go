@@ -23,6 +23,7 @@ import (
 type Set struct {
 	structures map[string]*structure // by message type "ADT^A01" and by structure "ADT_A01"
 	names      []string              // structure names, sorted, for errors
+	paths      *pathTable            // the sources expressions read, each with a memo slot
 }
 
 // conv says how a source value becomes a FHIR primitive.
@@ -76,6 +77,9 @@ type source struct {
 	rep      int        // a fixed repetition, 0 for every one
 	parts    []int      // component (and subcomponent) below the field, or below a data-type map's value
 	relative bool       // a data-type map's component path
+	// A rule's or expression's path has a slot in its set's memo (see pathTable).
+	paths *pathTable
+	slot  int32
 }
 
 type datatypeMap struct {
@@ -141,6 +145,7 @@ type compiler struct {
 	datatypes map[string]*datatypeMap
 	tables    map[string]*table
 	segments  map[string]*segmentMap
+	paths     pathTable
 }
 
 func (c *compiler) errorf(pos, format string, args ...any) {
@@ -207,6 +212,7 @@ func Load(layers ...Layer) (*Set, error) {
 	if len(c.errs) > 0 {
 		return nil, errors.Join(c.errs...)
 	}
+	set.paths = &c.paths
 	return set, nil
 }
 
@@ -438,11 +444,15 @@ func (c *compiler) compileRule(rs *ruleSpec, root string, t *fhirmodel.Type, inD
 	bad := len(c.errs)
 	sources := 0
 	if rs.From != "" {
-		src, err := parseSource(rs.From, inDatatype)
+		// Through the set's path table, so that rules and expressions
+		// reading the same path share its memo slot.
+		src, err := c.paths.source(rs.From, inDatatype)
 		if err != nil {
 			c.errorf(rs.pos, "from: %v", err)
+		} else {
+			r.src = *src
 		}
-		r.src, r.hasSrc = src, true
+		r.hasSrc = true
 		sources++
 	}
 	if rs.Value != nil {
@@ -618,14 +628,15 @@ func (c *compiler) compileExpr(pos, src string, boolean, inDatatype bool) *progr
 		c.errorf(pos, "expression %q: %v", src, strings.ReplaceAll(err.Error(), "\n", " "))
 		return nil
 	}
+	nc := nativeCompiler{inDT: inDatatype, paths: &c.paths}
 	prog := &program{
 		vm:          p,
-		native:      compileNative(src, inDatatype),
+		native:      nc.compile(src),
 		usesValue:   strings.Contains(src, "Value"),
 		usesSegment: strings.Contains(src, "Segment"),
 	}
-	if get, ok := getPath(src, inDatatype); ok {
-		prog.get = &get
+	if get, ok := nc.getPath(src); ok {
+		prog.get = get
 	}
 	return prog
 }

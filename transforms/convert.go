@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/expr-lang/expr/vm"
 
@@ -100,6 +101,10 @@ type Converter struct {
 	vm      vm.VM
 	env     exprEnv
 	msg     *hl7v2.Message
+	// What each path of the set's table last read (see firstMemo), valid for
+	// the message whose generation it holds; gen counts messages converted.
+	memo []memoEntry
+	gen  uint64
 }
 
 type resource struct {
@@ -138,6 +143,7 @@ func (s *Set) NewConverter(opts Options) *Converter {
 		byID:  map[[16]byte]int{},
 		named: map[string][]namedAt{},
 		h:     sha256.New(),
+		memo:  make([]memoEntry, s.paths.slots()),
 	}
 }
 
@@ -194,6 +200,7 @@ func (c *Converter) reset(m *hl7v2.Message) {
 	c.issues = c.issues[:0]
 	c.badCharset = false
 	c.msg = m
+	c.gen++
 	c.compsOf = nil
 	c.delims = m.Delimiters()
 	c.escape = c.delims.Escape
@@ -417,6 +424,54 @@ type valueAt struct {
 // truncates c.vals back to start when done. No callback, so nothing escapes.
 func (c *Converter) values(src *source, f *frame, all bool) int {
 	start := len(c.vals)
+	if !all && src.paths == c.set.paths {
+		return c.firstMemo(src, f, start)
+	}
+	return c.lookup(src, f, all, start)
+}
+
+// firstMemo is values for the first value of a path of the set's table: a
+// rule or expression that read the same path in the same place of the same
+// message already found it. The OBX map tests OBX-2 in thirty conditions and
+// reads OBX-5[1] in fifteen rules; each is looked up once per segment.
+func (c *Converter) firstMemo(src *source, f *frame, start int) int {
+	b := f.val.Bytes()
+	key := memoKey{gen: c.gen, seg: int32(f.seg.Index()), val: unsafe.SliceData(b), n: int32(len(b)), depth: int8(f.depth)}
+	m := &c.memo[src.slot]
+	if m.key != key {
+		c.lookup(src, f, false, start)
+		*m = memoEntry{key: key}
+		if len(c.vals) > start {
+			m.v, m.depth, m.ok = c.vals[start].v, c.vals[start].depth, true
+		}
+		return start
+	}
+	if m.ok {
+		c.vals = append(c.vals, valueAt{m.v, m.depth})
+	}
+	return start
+}
+
+// A memoEntry holds the first value a path read in one place: the message
+// (its generation in the converter), the segment, and the value a data-type
+// map works on, known by where its bytes lie, their length and its depth.
+type memoEntry struct {
+	key   memoKey
+	v     hl7v2.Value
+	depth int
+	ok    bool
+}
+
+type memoKey struct {
+	gen   uint64
+	val   *byte
+	seg   int32
+	n     int32
+	depth int8
+}
+
+// lookup appends the values src names in f to c.vals (see values).
+func (c *Converter) lookup(src *source, f *frame, all bool, start int) int {
 	add := func(v hl7v2.Value, depth int) {
 		if !c.absent(v) {
 			c.vals = append(c.vals, valueAt{v, depth})

@@ -409,3 +409,50 @@ func TestConvertWithNamedStructure(t *testing.T) {
 		t.Errorf("converted as ADT, the patient is missing: %s", out)
 	}
 }
+
+// TestConvertMemoEndsWithItsMessage: a converter remembers what each path read
+// in a segment, so the next message must not be answered from it, even when
+// it is parsed into the same buffer at the same length, as a dispatcher
+// worker reusing its buffers does. The two results differ only in OBX-2 and
+// OBX-5, which decide which value[x] each Observation gets.
+func TestConvertMemoEndsWithItsMessage(t *testing.T) {
+	const head = "MSH|^~\\&|LAB|RX1|EPR|RX1|20260301101500||ORU^R01^ORU_R01|LAB1|P|2.5.1\r" +
+		"PID|1||9990000018^^^NHS^NH||SMITH^ANNE||19800101|F\r" +
+		"OBR|1|ORD1|FIL1|1234-5^Panel^LN|||20260301100000\r"
+	numeric := head + "OBX|1|NM|2345-7^Glucose^LN||5.4|mmol/L|||||F\r"
+	text := head + "OBX|1|ST|2345-7^Glucose^LN||low|mmol/L|||||F\r"
+	if len(numeric) != len(text) {
+		t.Fatal("the two messages must be the same length")
+	}
+	set := loadDefault(t)
+	fresh := func(raw string) []byte {
+		m, err := hl7v2.Parse([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := set.NewConverter(Options{}).Convert(nil, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	c := set.NewConverter(Options{})
+	buf := []byte(numeric)
+	var m hl7v2.Message
+	for i, raw := range []string{numeric, text, numeric} {
+		copy(buf, raw)
+		if err := m.Parse(buf); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Convert(nil, &m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fresh(raw); !bytes.Equal(got, want) {
+			t.Errorf("message %d: a reused converter wrote\n%s\nwhere a new one writes\n%s", i+1, got, want)
+		}
+	}
+	if !bytes.Contains(fresh(text), []byte(`"valueString":"low"`)) || !bytes.Contains(fresh(numeric), []byte(`"valueQuantity"`)) {
+		t.Error("the messages do not exercise OBX-2's conditions")
+	}
+}

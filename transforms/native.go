@@ -25,42 +25,86 @@ type nval struct {
 	b bool
 }
 
-// compileNative returns a closure for src, or nil when src uses anything the
+// nativeCompiler compiles expressions of one kind of map (segment or
+// data-type) to closures, taking the paths they read from the set's table.
+type nativeCompiler struct {
+	inDT  bool
+	paths *pathTable
+}
+
+// compile returns a closure for src, or nil when src uses anything the
 // closures do not cover.
-func compileNative(src string, inDatatype bool) native {
+func (nc *nativeCompiler) compile(src string) native {
 	tree, err := parser.Parse(src)
 	if err != nil {
 		return nil
 	}
-	return nativeNode(tree.Node, inDatatype)
+	return nc.node(tree.Node)
 }
 
 // getPath returns the source of an expression that is nothing but Get with a
 // constant path ('Get("1")'), whose text can then be used where it lies in the
 // message rather than copied into a string.
-func getPath(src string, inDatatype bool) (source, bool) {
+func (nc *nativeCompiler) getPath(src string) (*source, bool) {
 	tree, err := parser.Parse(src)
 	if err != nil {
-		return source{}, false
+		return nil, false
 	}
 	if name, args, ok := callName(tree.Node); ok && name == "Get" {
-		return pathArg(args, inDatatype)
+		return nc.path(args)
 	}
-	return source{}, false
+	return nil, false
 }
 
-// pathArg returns the source a Get/Has call names, when its argument is a
+// path returns the source a Get/Has call names, when its argument is a
 // constant path.
-func pathArg(args []ast.Node, inDatatype bool) (source, bool) {
+func (nc *nativeCompiler) path(args []ast.Node) (*source, bool) {
 	if len(args) != 1 {
-		return source{}, false
+		return nil, false
 	}
 	s, ok := args[0].(*ast.StringNode)
 	if !ok {
-		return source{}, false
+		return nil, false
 	}
-	src, err := exprPath(s.Value, inDatatype)
+	src, err := nc.paths.source(s.Value, nc.inDT)
 	return src, err == nil
+}
+
+// A pathTable gives each path that the rules and expressions of a set read
+// (from: "5[1]", Get("2"), Has("5[2]")) one source with its own slot in a
+// converter's memo, however many of them name it (see Converter.firstMemo).
+type pathTable struct {
+	sources map[pathKey]*source
+}
+
+type pathKey struct {
+	path string
+	inDT bool
+}
+
+func (t *pathTable) source(path string, inDT bool) (*source, error) {
+	k := pathKey{path, inDT}
+	if src, ok := t.sources[k]; ok {
+		return src, nil
+	}
+	src, err := exprPath(path, inDT)
+	if err != nil {
+		return nil, err
+	}
+	if t.sources == nil {
+		t.sources = map[pathKey]*source{}
+	}
+	src.slot, src.paths = int32(len(t.sources))+1, t
+	t.sources[k] = &src
+	return &src, nil
+}
+
+// slots is how many memo slots the table's sources use, slot 0 included.
+func (t *pathTable) slots() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.sources) + 1
 }
 
 func callName(n ast.Node) (string, []ast.Node, bool) {
@@ -75,7 +119,7 @@ func callName(n ast.Node) (string, []ast.Node, bool) {
 	return "", nil, false
 }
 
-func nativeNode(n ast.Node, inDT bool) native {
+func (nc *nativeCompiler) node(n ast.Node) native {
 	switch x := n.(type) {
 	case *ast.StringNode:
 		v := nval{s: x.Value}
@@ -92,12 +136,12 @@ func nativeNode(n ast.Node, inDT bool) native {
 		}
 	case *ast.UnaryNode:
 		if x.Operator == "!" || x.Operator == "not" {
-			if inner := nativeNode(x.Node, inDT); inner != nil {
+			if inner := nc.node(x.Node); inner != nil {
 				return func(e *exprEnv) nval { return nval{b: !inner(e).b} }
 			}
 		}
 	case *ast.ConditionalNode:
-		cond, a, b := nativeNode(x.Cond, inDT), nativeNode(x.Exp1, inDT), nativeNode(x.Exp2, inDT)
+		cond, a, b := nc.node(x.Cond), nc.node(x.Exp1), nc.node(x.Exp2)
 		if cond != nil && a != nil && b != nil {
 			return func(e *exprEnv) nval {
 				if cond(e).b {
@@ -107,9 +151,9 @@ func nativeNode(n ast.Node, inDT bool) native {
 			}
 		}
 	case *ast.BinaryNode:
-		return nativeBinary(x, inDT)
+		return nc.binary(x)
 	case *ast.SliceNode:
-		inner := nativeNode(x.Node, inDT)
+		inner := nc.node(x.Node)
 		from, ok := x.From.(*ast.IntegerNode)
 		if inner != nil && ok && x.To == nil {
 			return func(e *exprEnv) nval {
@@ -127,16 +171,16 @@ func nativeNode(n ast.Node, inDT bool) native {
 	}
 	switch name {
 	case "Get":
-		if src, ok := pathArg(args, inDT); ok {
-			return func(e *exprEnv) nval { return nval{s: string(e.text(&src))} }
+		if src, ok := nc.path(args); ok {
+			return func(e *exprEnv) nval { return nval{s: string(e.text(src))} }
 		}
 	case "Has":
-		if src, ok := pathArg(args, inDT); ok {
-			return func(e *exprEnv) nval { return nval{b: e.has(&src)} }
+		if src, ok := nc.path(args); ok {
+			return func(e *exprEnv) nval { return nval{b: e.has(src)} }
 		}
 	case "hasPrefix", "hasSuffix":
 		if len(args) == 2 {
-			a, b := nativeNode(args[0], inDT), nativeNode(args[1], inDT)
+			a, b := nc.node(args[0]), nc.node(args[1])
 			if a != nil && b != nil {
 				if name == "hasPrefix" {
 					return func(e *exprEnv) nval { return nval{b: strings.HasPrefix(a(e).s, b(e).s)} }
@@ -146,7 +190,7 @@ func nativeNode(n ast.Node, inDT bool) native {
 		}
 	case "replace":
 		if len(args) == 3 {
-			a := nativeNode(args[0], inDT)
+			a := nc.node(args[0])
 			old, okOld := args[1].(*ast.StringNode)
 			repl, okNew := args[2].(*ast.StringNode)
 			if a != nil && okOld && okNew {
@@ -155,13 +199,13 @@ func nativeNode(n ast.Node, inDT bool) native {
 		}
 	case "Language":
 		if len(args) == 1 {
-			if a := nativeNode(args[0], inDT); a != nil {
+			if a := nc.node(args[0]); a != nil {
 				return func(e *exprEnv) nval { return nval{s: e.Language(a(e).s)} }
 			}
 		}
 	case "trim", "upper", "lower":
 		if len(args) == 1 {
-			if a := nativeNode(args[0], inDT); a != nil {
+			if a := nc.node(args[0]); a != nil {
 				fn := map[string]func(string) string{"trim": strings.TrimSpace, "upper": strings.ToUpper, "lower": strings.ToLower}[name]
 				return func(e *exprEnv) nval { return nval{s: fn(a(e).s)} }
 			}
@@ -170,27 +214,27 @@ func nativeNode(n ast.Node, inDT bool) native {
 	return nil
 }
 
-func nativeBinary(x *ast.BinaryNode, inDT bool) native {
+func (nc *nativeCompiler) binary(x *ast.BinaryNode) native {
 	// len(Get("2")) >= 12, len(filter([Has("3"), Has("2")], #)) == 1.
 	if cmp := intComparison(x.Operator); cmp != nil {
-		if l, r := nativeCount(x.Left, inDT), nativeCount(x.Right, inDT); l != nil && r != nil {
+		if l, r := nc.counter(x.Left), nc.counter(x.Right); l != nil && r != nil {
 			return func(e *exprEnv) nval { return nval{b: cmp(l(e), r(e))} }
 		}
 	}
 	// Get("2") == "NM" compares the message's bytes without making a string.
 	if x.Operator == "==" || x.Operator == "!=" {
 		if name, args, ok := callName(x.Left); ok && name == "Get" {
-			if src, ok := pathArg(args, inDT); ok {
+			if src, ok := nc.path(args); ok {
 				if lit, ok := x.Right.(*ast.StringNode); ok {
 					want, eq := []byte(lit.Value), x.Operator == "=="
-					return func(e *exprEnv) nval { return nval{b: bytes.Equal(e.text(&src), want) == eq} }
+					return func(e *exprEnv) nval { return nval{b: bytes.Equal(e.text(src), want) == eq} }
 				}
 			}
 		}
 	}
 	if x.Operator == "in" {
 		arr, ok := x.Right.(*ast.ArrayNode)
-		left := nativeNode(x.Left, inDT)
+		left := nc.node(x.Left)
 		if !ok || left == nil {
 			return nil
 		}
@@ -205,9 +249,9 @@ func nativeBinary(x *ast.BinaryNode, inDT bool) native {
 		// Get("3") in ["Internet", "X.400"] compares the message's bytes, as
 		// == does, without making a string of them.
 		if name, args, ok := callName(x.Left); ok && name == "Get" {
-			if src, ok := pathArg(args, inDT); ok {
+			if src, ok := nc.path(args); ok {
 				return func(e *exprEnv) nval {
-					text := e.text(&src)
+					text := e.text(src)
 					for _, s := range set {
 						if string(text) == s {
 							return nval{b: true}
@@ -227,7 +271,7 @@ func nativeBinary(x *ast.BinaryNode, inDT bool) native {
 			return nval{}
 		}
 	}
-	l, r := nativeNode(x.Left, inDT), nativeNode(x.Right, inDT)
+	l, r := nc.node(x.Left), nc.node(x.Right)
 	if l == nil || r == nil {
 		return nil
 	}
@@ -271,7 +315,7 @@ func intComparison(op string) func(a, b int) bool {
 // nativeCount compiles an integer literal, len(Get(path)), len(STRING) (in
 // characters, as expr-lang counts), or len(filter([CONDITIONS], #)), the
 // number of conditions that hold.
-func nativeCount(n ast.Node, inDT bool) count {
+func (nc *nativeCompiler) counter(n ast.Node) count {
 	if x, ok := n.(*ast.IntegerNode); ok {
 		v := x.Value
 		return func(*exprEnv) int { return v }
@@ -281,8 +325,8 @@ func nativeCount(n ast.Node, inDT bool) count {
 		return nil
 	}
 	if inner, innerArgs, ok := callName(args[0]); ok && inner == "Get" {
-		if src, ok := pathArg(innerArgs, inDT); ok {
-			return func(e *exprEnv) int { return utf8.RuneCount(e.text(&src)) }
+		if src, ok := nc.path(innerArgs); ok {
+			return func(e *exprEnv) int { return utf8.RuneCount(e.text(src)) }
 		}
 	}
 	if inner, innerArgs, ok := callName(args[0]); ok && inner == "filter" && len(innerArgs) == 2 {
@@ -296,7 +340,7 @@ func nativeCount(n ast.Node, inDT bool) count {
 		}
 		conds := make([]native, len(arr.Nodes))
 		for i, el := range arr.Nodes {
-			if conds[i] = nativeNode(el, inDT); conds[i] == nil {
+			if conds[i] = nc.node(el); conds[i] == nil {
 				return nil
 			}
 		}
@@ -310,7 +354,7 @@ func nativeCount(n ast.Node, inDT bool) count {
 			return n
 		}
 	}
-	if str := nativeNode(args[0], inDT); str != nil {
+	if str := nc.node(args[0]); str != nil {
 		return func(e *exprEnv) int { return utf8.RuneCountInString(str(e).s) }
 	}
 	return nil
