@@ -13,7 +13,8 @@ import (
 // template, from one goroutine and from 8×GOMAXPROCS goroutines (as the
 // dispatcher's workers would), with fsync on (each file and its directory
 // synced) and off, writing unnamed files linked into place (named=false) and
-// named temporary files renamed (named=true). The directory is the test's temporary directory, under
+// named temporary files renamed (named=true), and appending a line each to one
+// file (append). The directory is the test's temporary directory, under
 // TMPDIR: what a file costs depends on the file system there.
 func BenchmarkDeliver(b *testing.B) {
 	body := make([]byte, 2048)
@@ -26,16 +27,24 @@ func BenchmarkDeliver(b *testing.B) {
 				if !named && !anonymousFiles() {
 					continue
 				}
-				benchmarkDeliver(b, body, named, fsync, parallel)
+				benchmarkDeliver(b, body, fmt.Sprint("named=", named), fsync, parallel)
 			}
+		}
+	}
+	for _, fsync := range []bool{false, true} {
+		for _, parallel := range []bool{false, true} {
+			benchmarkDeliver(b, body, "append", fsync, parallel)
 		}
 	}
 }
 
-func benchmarkDeliver(b *testing.B, body []byte, named, fsync, parallel bool) {
-	b.Run(fmt.Sprintf("named=%v/fsync=%v/parallel=%v", named, fsync, parallel), func(b *testing.B) {
-		d := newDest(b, fmt.Sprintf("dir: %s\nfsync: %v", b.TempDir(), fsync))
-		d.named.Store(named)
+// benchmarkDeliver runs one way of writing: "named=false", "named=true" or
+// "append".
+func benchmarkDeliver(b *testing.B, body []byte, way string, fsync, parallel bool) {
+	b.Run(fmt.Sprintf("%s/fsync=%v/parallel=%v", way, fsync, parallel), func(b *testing.B) {
+		d := newDest(b, fmt.Sprintf("dir: %s\nfsync: %v\nappend: %v", b.TempDir(), fsync, way == "append"))
+		defer d.Close()
+		d.named.Store(way == "named=true")
 		var next atomic.Uint64
 		deliver := func(del *routes.Delivery) {
 			del.MessageID = routes.ID(next.Add(1))

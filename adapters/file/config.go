@@ -18,7 +18,9 @@ import (
 // Defaults.
 const (
 	DefaultName = `{{.Received.Format "20060102"}}/{{.MessageID}}-{{.Route}}.{{.Ext}}`
-	DefaultMode = 0o640
+	// DefaultAppendName is the default with append: a file a day per route.
+	DefaultAppendName = `{{.Received.Format "20060102"}}/{{.Route}}.{{.Ext}}`
+	DefaultMode       = 0o640
 )
 
 // Config configures a file destination. Its yaml tags are the keys of the
@@ -37,6 +39,10 @@ type Config struct {
 	// syncs shared between deliveries (see the package comment); true when
 	// absent.
 	Fsync *bool `yaml:"fsync"`
+	// Append writes each delivery as one line at the end of the file its name
+	// gives (DefaultAppendName when Name is empty) rather than as a file of
+	// its own; the package comment says what that changes.
+	Append bool `yaml:"append"`
 }
 
 // Factory builds a file destination from its mapping in the routes file,
@@ -67,6 +73,9 @@ var sample = routes.Delivery{
 func build(name string, cfg Config) (*Destination, problems) {
 	var ps problems
 	d := &Destination{name: name, mode: DefaultMode, fsync: cfg.Fsync == nil || *cfg.Fsync}
+	d.dirs.do = syncDir
+	d.append = cfg.Append
+	d.appends.syncs.do = (*appendFile).datasync
 	d.named.Store(!anonymousFiles())
 	if cfg.Dir == "" {
 		ps.Add(errors.New("required"), "dir")
@@ -83,7 +92,10 @@ func build(name string, cfg Config) (*Destination, problems) {
 		d.mode = os.FileMode(m)
 	}
 	src := cfg.Name
-	if src == "" {
+	switch {
+	case src == "" && cfg.Append:
+		src = DefaultAppendName
+	case src == "":
 		src = DefaultName
 	}
 	tmpl, err := template.New("name").Parse(src)

@@ -27,10 +27,15 @@ type Destination struct {
 	mode    os.FileMode
 	dirMode os.FileMode
 	fsync   bool
-	dirs    dirSync // with fsync: one directory sync for the renames of many deliveries
+	dirs    syncGroup[string] // with fsync: one directory sync for the renames of many deliveries
 	// named is set once unnamed files (see writeAnonymous) are found not to
 	// work here: every later delivery then uses a named temporary file.
 	named atomic.Bool
+
+	// append makes each delivery a line at the end of its file rather than a
+	// file of its own (see append.go).
+	append  bool
+	appends appendFiles
 
 	known sync.Map  // directories known to exist → struct{}
 	bufs  sync.Pool // *bytes.Buffer for executing tmpl
@@ -61,7 +66,14 @@ func (d *Destination) Deliver(ctx context.Context, del *routes.Delivery) error {
 	if err := d.ensureDir(dir); err != nil {
 		return fmt.Errorf("file: %s: create directory: %w", d.name, bare(err))
 	}
-	if err := d.write(ctx, dir, path, del.Body); err != nil {
+	write := d.write
+	if d.append {
+		write = d.appendRecord
+	}
+	if err := write(ctx, dir, path, del.Body); err != nil {
+		if routes.IsPermanent(err) {
+			return err
+		}
 		if errors.Is(err, syscall.ENAMETOOLONG) {
 			return routes.Permanent(fmt.Errorf("file: %s: %w", d.name, err))
 		}
@@ -227,9 +239,11 @@ func (d *Destination) Concurrency() int {
 // groupConcurrency is the destination's concurrency with fsync on.
 const groupConcurrency = 32
 
-// Close waits for a directory sync under way.
+// Close waits for the syncs under way and closes the files open for
+// appending.
 func (d *Destination) Close() error {
 	d.dirs.close()
+	d.appends.close()
 	return nil
 }
 
@@ -256,7 +270,7 @@ func (d *Destination) fileName(del *routes.Delivery) (string, error) {
 		ControlID:   safe(del.ControlID),
 		Sender:      safe(del.Sender),
 		NHSNumber:   safe(del.NHSNumber),
-		Ext:         extension(del.ContentType),
+		Ext:         extension(del.ContentType, d.append),
 		Received:    del.Received.UTC(),
 	}
 	buf, _ := d.bufs.Get().(*bytes.Buffer)
@@ -306,11 +320,15 @@ func safe(s string) string {
 
 func unsafeByte(c byte) bool { return c == '/' || c == '\\' || c < ' ' || c == 0x7f }
 
-// extension returns the file extension, without the dot, for a content type.
-func extension(contentType string) string {
+// extension returns the file extension, without the dot, for a content type;
+// JSON documents appended one per line make NDJSON.
+func extension(contentType string, appended bool) string {
 	mt, _, _ := strings.Cut(contentType, ";")
 	switch strings.ToLower(strings.TrimSpace(mt)) {
 	case routes.ContentTypeFHIR, "application/json":
+		if appended {
+			return "ndjson"
+		}
 		return "json"
 	case routes.ContentTypeHL7v2, "application/hl7-v2":
 		return "hl7"

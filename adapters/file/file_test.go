@@ -212,6 +212,7 @@ func TestFactoryErrors(t *testing.T) {
 		{"dir: /tmp/x\nname: '../{{.ID}}'", "2:7: name: the name template gave a name outside the directory"},
 		{"dir: /tmp/x\nname: 'a/..'", "2:7: name: the name template gave the directory itself"},
 		{"dir: /tmp/x\nfsync: maybe", "2:8: fsync: cannot unmarshal"},
+		{"dir: /tmp/x\nappend: always", "2:9: append: cannot unmarshal"},
 		{"dir: /tmp/x\npath: y", `2:1: unknown key "path"`},
 	} {
 		_, err := Factory("archive", node(t, tt.src))

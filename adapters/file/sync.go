@@ -6,31 +6,33 @@ import (
 	"sync"
 )
 
-// dirSync makes the renames of many deliveries durable with one fsync of
-// their directory. A delivery that has renamed its (already synced) file into
-// place calls sync with the directory, which returns once an fsync of it
-// begun after the call has finished; one fsync serves every delivery waiting
-// on that directory when it begins, and the deliveries that arrive while it
-// runs wait for the next. Syncing the directory after each rename cost a
-// journal commit per delivery, queued behind the others and behind the
-// journal's own syncs; the files' own fsyncs, made concurrently by the
-// deliveries in flight, the file system already commits together.
+// syncGroup makes the writes of many deliveries durable with one sync of what
+// they wrote into: a directory their files were renamed into, or a file they
+// appended to. A delivery that has written calls sync with the key, which
+// returns once a sync of it (do) begun after the call has finished; one sync
+// serves every delivery waiting on that key when it begins, and the
+// deliveries that arrive while it runs wait for the next. Syncing the
+// directory after each rename cost a journal commit per delivery, queued
+// behind the others and behind the journal's own syncs; the files' own
+// fsyncs, made concurrently by the deliveries in flight, the file system
+// already commits together.
 //
 // It syncs only what a delivery wrote: syncfs(2), which would cover files and
 // renames in one call, also waits for every other writer's dirty data on the
 // file system, and on a shared disk made both the deliveries and the
 // journal's syncs wait seconds.
-type dirSync struct {
+type syncGroup[K comparable] struct {
+	do      func(K) error
 	mu      sync.Mutex
-	waiting map[string][]chan error // by directory
-	running bool                    // a goroutine is syncing; it takes waiting when it is done
+	waiting map[K][]chan error
+	running bool // a goroutine is syncing; it takes waiting when it is done
 	closed  bool
 	runs    sync.WaitGroup
 }
 
-// sync waits for an fsync of dir begun after the call. When ctx ends first it
+// sync waits for a sync of key begun after the call. When ctx ends first it
 // returns ctx's error; the sync still runs.
-func (g *dirSync) sync(ctx context.Context, dir string) error {
+func (g *syncGroup[K]) sync(ctx context.Context, key K) error {
 	done := make(chan error, 1)
 	g.mu.Lock()
 	if g.closed {
@@ -38,9 +40,9 @@ func (g *dirSync) sync(ctx context.Context, dir string) error {
 		return os.ErrClosed
 	}
 	if g.waiting == nil {
-		g.waiting = map[string][]chan error{}
+		g.waiting = map[K][]chan error{}
 	}
-	g.waiting[dir] = append(g.waiting[dir], done)
+	g.waiting[key] = append(g.waiting[key], done)
 	if !g.running {
 		g.running = true
 		g.runs.Go(g.run)
@@ -55,7 +57,7 @@ func (g *dirSync) sync(ctx context.Context, dir string) error {
 }
 
 // run syncs for whoever is waiting, until no one is.
-func (g *dirSync) run() {
+func (g *syncGroup[K]) run() {
 	for {
 		g.mu.Lock()
 		batch := g.waiting
@@ -66,8 +68,8 @@ func (g *dirSync) run() {
 			return
 		}
 		g.mu.Unlock()
-		for dir, waiters := range batch {
-			err := syncDir(dir)
+		for key, waiters := range batch {
+			err := g.do(key)
 			for _, done := range waiters {
 				done <- err
 			}
@@ -76,7 +78,7 @@ func (g *dirSync) run() {
 }
 
 // close waits for a sync under way; sync fails with os.ErrClosed after it.
-func (g *dirSync) close() {
+func (g *syncGroup[K]) close() {
 	g.mu.Lock()
 	g.closed = true
 	g.mu.Unlock()
