@@ -89,3 +89,16 @@ func (d *Destination) writeAnonymous(dir, path string, body []byte) (err error) 
 func tempName(dir string, try int) string {
 	return filepath.Join(dir, fmt.Sprintf(".spinebridge-%d-%d.tmp", time.Now().UnixNano(), try))
 }
+
+// datasync fdatasyncs f: a closed f gives os.ErrClosed, never another file
+// that took its descriptor.
+func datasync(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	if cerr := rc.Control(func(fd uintptr) { err = unix.Fdatasync(int(fd)) }); cerr != nil {
+		return cerr
+	}
+	return err
+}

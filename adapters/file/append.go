@@ -91,9 +91,10 @@ func (af *appendFile) write(body []byte) error {
 	return fmt.Errorf("write: %w", bare(err))
 }
 
-// datasync is the sync a syncGroup makes of an appended file.
+// datasync is the sync a syncGroup makes of an appended file: its data and
+// its size, without its times where the system allows (fdatasync).
 func (af *appendFile) datasync() error {
-	return af.f.Sync()
+	return datasync(af.f)
 }
 
 // acquire returns the open file at path, opening it (and creating it and dir's
