@@ -27,59 +27,13 @@ func TestServeCrashKeepsEveryAckedMessage(t *testing.T) {
 	dataDir := t.TempDir()
 	e := startEngineIn(t, dataDir, "")
 
-	const conns, target = 8, 400
-	var (
-		mu    sync.Mutex
-		acked []string
-		count atomic.Int64
-		wg    sync.WaitGroup
-	)
-	killed := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	for c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := mllp.Dial(ctx, mllp.SenderConfig{Addr: e.mllp, AckTimeout: 10 * time.Second})
-			if err != nil {
-				t.Errorf("dial: %v", err)
-				return
-			}
-			defer s.Close()
-			for i := 0; ; i++ {
-				id := fmt.Sprintf("C%dN%d", c, i)
-				if _, err := s.Send(ctx, []byte(adt(id, nil))); err != nil {
-					return // the engine was killed
-				}
-				mu.Lock()
-				acked = append(acked, id)
-				mu.Unlock()
-				if count.Add(1) == target {
-					e.cmd.Process.Signal(syscall.SIGKILL)
-					close(killed)
-				}
-			}
-		}()
-	}
-	select {
-	case <-killed:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("only %d messages acknowledged:\n%s", count.Load(), e.log)
-	}
-	<-e.exited
-	wg.Wait()
+	acked := sendUntilKilled(t, e, 8, 400)
 
 	counts := map[string]int{}
 	for _, r := range journalAfterStop(t, dataDir) {
 		if r.Status == "accepted" {
 			counts[r.ControlID]++
 		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(acked) < target {
-		t.Fatalf("%d acknowledged, want at least %d", len(acked), target)
 	}
 	for _, id := range acked {
 		if n := counts[id]; n != 1 {
@@ -89,6 +43,7 @@ func TestServeCrashKeepsEveryAckedMessage(t *testing.T) {
 	t.Logf("%d messages acknowledged before kill -9; all %d in the journal after restart", len(acked), len(acked))
 
 	// The engine starts again on the recovered journal and goes on accepting.
+	ctx := context.Background()
 	e = startEngineIn(t, dataDir, "")
 	s, err := mllp.Dial(ctx, mllp.SenderConfig{Addr: e.mllp, AckTimeout: 10 * time.Second})
 	if err != nil {
@@ -184,52 +139,11 @@ destinations:
 	dataDir := filepath.Join(dir, "data")
 	e := startEngineIn(t, dataDir, conf)
 
-	const conns, target = 8, 600
-	var (
-		mu    sync.Mutex
-		acked []string
-		count atomic.Int64
-		wg    sync.WaitGroup
-	)
-	killed := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	for c := range conns {
-		wg.Go(func() {
-			s, err := mllp.Dial(ctx, mllp.SenderConfig{Addr: e.mllp, AckTimeout: 10 * time.Second})
-			if err != nil {
-				t.Errorf("dial: %v", err)
-				return
-			}
-			defer s.Close()
-			for i := 0; ; i++ {
-				id := fmt.Sprintf("C%dN%d", c, i)
-				if _, err := s.Send(ctx, []byte(adt(id, nil))); err != nil {
-					return // the engine was killed
-				}
-				mu.Lock()
-				acked = append(acked, id)
-				mu.Unlock()
-				if count.Add(1) == target {
-					e.cmd.Process.Signal(syscall.SIGKILL)
-					close(killed)
-				}
-			}
-		})
-	}
-	select {
-	case <-killed:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("only %d messages acknowledged:\n%s", count.Load(), e.log)
-	}
-	<-e.exited
-	wg.Wait()
+	acked := sendUntilKilled(t, e, 8, 600)
 	before, _ := os.ReadFile(archive)
 
 	// The restarted engine delivers what the killed one had not.
 	startEngineIn(t, dataDir, conf)
-	mu.Lock()
-	defer mu.Unlock()
 	var lines map[string]int
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -280,4 +194,55 @@ func archiveLines(t *testing.T, path string) map[string]int {
 		got[field(line, "MSH", 10)]++
 	}
 	return got
+}
+
+// sendUntilKilled sends ADT messages over conns connections until target of
+// them are acknowledged, kills the engine with -9 at that moment, and returns
+// the control ids of every message acknowledged, those in flight at the kill
+// that were answered included.
+func sendUntilKilled(t *testing.T, e *engine, conns, target int) []string {
+	t.Helper()
+	var (
+		mu    sync.Mutex
+		acked []string
+		count atomic.Int64
+		wg    sync.WaitGroup
+	)
+	killed := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for c := range conns {
+		wg.Go(func() {
+			s, err := mllp.Dial(ctx, mllp.SenderConfig{Addr: e.mllp, AckTimeout: 10 * time.Second})
+			if err != nil {
+				t.Errorf("dial: %v", err)
+				return
+			}
+			defer s.Close()
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("C%dN%d", c, i)
+				if _, err := s.Send(ctx, []byte(adt(id, nil))); err != nil {
+					return // the engine was killed
+				}
+				mu.Lock()
+				acked = append(acked, id)
+				mu.Unlock()
+				if count.Add(1) == int64(target) {
+					e.cmd.Process.Signal(syscall.SIGKILL)
+					close(killed)
+				}
+			}
+		})
+	}
+	select {
+	case <-killed:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("only %d messages acknowledged:\n%s", count.Load(), e.log)
+	}
+	<-e.exited
+	wg.Wait()
+	if len(acked) < target {
+		t.Fatalf("%d acknowledged, want at least %d", len(acked), target)
+	}
+	return acked
 }
