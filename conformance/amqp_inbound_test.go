@@ -80,16 +80,7 @@ func (q *inboundQueue) depth(t *testing.T, name string) int {
 // routes table writing every message unchanged to files under dir/out.
 func inboundEngine(t *testing.T, q *inboundQueue, dir, name string) *engine {
 	t.Helper()
-	routesFile := filepath.Join(dir, "routes.yaml")
-	writeFile(t, routesFile, fmt.Sprintf(`routes:
-  - name: originals
-    when: "true"
-    to: [archive]
-destinations:
-  archive:
-    kind: file
-    dir: %s
-`, filepath.Join(dir, "out")))
+	routesFile := writeArchiveRoutes(t, dir)
 	// The password comes from the environment, as a deployment's would.
 	t.Setenv("SB_INBOUND_AMQP_PASSWORD", "guest")
 	return startEngineIn(t, filepath.Join(dir, "data"), fmt.Sprintf(`routes:

@@ -123,18 +123,7 @@ func TestServeInteropMLLPSend(t *testing.T) {
 func TestServeAppendArchiveSurvivesKill(t *testing.T) {
 	dir := t.TempDir()
 	archive := filepath.Join(dir, "out", "archive.hl7")
-	routesFile := filepath.Join(dir, "routes.yaml")
-	writeFile(t, routesFile, fmt.Sprintf(`routes:
-  - name: originals
-    when: "true"
-    to: [archive]
-destinations:
-  archive:
-    kind: file
-    dir: %s
-    append: true
-    name: archive.hl7
-`, filepath.Dir(archive)))
+	routesFile := writeArchiveRoutes(t, dir, "append: true", "name: archive.hl7")
 	conf := "routes:\n  file: " + routesFile + "\n"
 	dataDir := filepath.Join(dir, "data")
 	e := startEngineIn(t, dataDir, conf)

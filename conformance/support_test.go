@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -29,6 +30,28 @@ func writeFile(t *testing.T, path, text string) {
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// writeArchiveRoutes writes dir/routes.yaml, a routes table sending every
+// message unchanged to the file destination "archive" in dir/out, with the
+// destination's further keys given one per line, and returns its path.
+func writeArchiveRoutes(t *testing.T, dir string, keys ...string) string {
+	t.Helper()
+	text := fmt.Sprintf(`routes:
+  - name: originals
+    when: "true"
+    to: [archive]
+destinations:
+  archive:
+    kind: file
+    dir: %s
+`, filepath.Join(dir, "out"))
+	for _, k := range keys {
+		text += "    " + k + "\n"
+	}
+	path := filepath.Join(dir, "routes.yaml")
+	writeFile(t, path, text)
+	return path
 }
 
 // testPKI is a CA with a valid server certificate, an expired one and a client
