@@ -73,3 +73,25 @@ func benchmarkDeliver(b *testing.B, body []byte, way string, fsync, parallel boo
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 	})
 }
+
+// BenchmarkFileName makes the name of a file from a delivery with the default
+// templates of both modes and with one that needs the general template engine
+// (a pipeline), which the simple ones must not.
+func BenchmarkFileName(b *testing.B) {
+	for _, tc := range []struct{ name, cfg string }{
+		{"default", ""},
+		{"append", "\nappend: true"},
+		{"pipeline", "\nname: '{{.Route | printf \"%s\"}}/{{.MessageID}}.{{.Ext}}'"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			d := newDest(b, "dir: "+b.TempDir()+tc.cfg)
+			del := delivery("")
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := d.fileName(del); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

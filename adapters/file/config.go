@@ -103,6 +103,7 @@ func build(name string, cfg Config) (*Destination, problems) {
 		ps.Add(err, "name")
 	} else {
 		d.tmpl = tmpl
+		d.parts = compileName(tmpl)
 		if _, err := d.fileName(&sample); err != nil {
 			ps.Add(err, "name")
 		}

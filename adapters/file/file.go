@@ -24,6 +24,7 @@ type Destination struct {
 	name    string
 	dir     string // absolute
 	tmpl    *template.Template
+	parts   []namePart // tmpl compiled, when it is simple enough (see name.go)
 	mode    os.FileMode
 	dirMode os.FileMode
 	fsync   bool
@@ -258,6 +259,36 @@ type nameFields struct {
 // fileName executes the name template for del and checks that the result is
 // a path inside the directory. Its errors never quote the name.
 func (d *Destination) fileName(del *routes.Delivery) (string, error) {
+	buf, _ := d.bufs.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	defer d.bufs.Put(buf)
+	buf.Reset()
+	if d.parts != nil {
+		buf.Write(d.appendName(buf.AvailableBuffer(), del))
+	} else if err := d.execute(buf, del); err != nil {
+		return "", fmt.Errorf("name template: %w", err)
+	}
+	s := string(buf.Bytes())
+	switch {
+	case s == "":
+		return "", errors.New("the name template gave an empty name")
+	case strings.IndexByte(s, 0) >= 0:
+		return "", errors.New("the name template gave a name with a NUL byte")
+	case !filepath.IsLocal(s):
+		return "", errors.New("the name template gave a name outside the directory")
+	}
+	clean := filepath.Clean(s)
+	if clean == "." || strings.HasPrefix(filepath.Base(clean), ".spinebridge-") {
+		return "", errors.New("the name template gave the directory itself or a temporary file's name")
+	}
+	return clean, nil
+}
+
+// execute runs the name template itself for del, for the names compileName
+// leaves to it.
+func (d *Destination) execute(buf *bytes.Buffer, del *routes.Delivery) error {
 	f := nameFields{
 		ID:          safe(del.ID),
 		MessageID:   del.MessageID.String(),
@@ -273,29 +304,7 @@ func (d *Destination) fileName(del *routes.Delivery) (string, error) {
 		Ext:         extension(del.ContentType, d.append),
 		Received:    del.Received.UTC(),
 	}
-	buf, _ := d.bufs.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
-	}
-	defer d.bufs.Put(buf)
-	buf.Reset()
-	if err := d.tmpl.Execute(buf, &f); err != nil {
-		return "", fmt.Errorf("name template: %w", err)
-	}
-	name := buf.Bytes()
-	switch {
-	case len(name) == 0:
-		return "", errors.New("the name template gave an empty name")
-	case bytes.IndexByte(name, 0) >= 0:
-		return "", errors.New("the name template gave a name with a NUL byte")
-	case !filepath.IsLocal(string(name)):
-		return "", errors.New("the name template gave a name outside the directory")
-	}
-	clean := filepath.Clean(string(name))
-	if clean == "." || strings.HasPrefix(filepath.Base(clean), ".spinebridge-") {
-		return "", errors.New("the name template gave the directory itself or a temporary file's name")
-	}
-	return clean, nil
+	return d.tmpl.Execute(buf, &f)
 }
 
 // safe returns s with every byte that could make a path leave its directory,
