@@ -270,7 +270,7 @@ func (d *Destination) fileName(del *routes.Delivery) (string, error) {
 	} else if err := d.execute(buf, del); err != nil {
 		return "", fmt.Errorf("name template: %w", err)
 	}
-	s := string(buf.Bytes())
+	s := buf.String()
 	switch {
 	case s == "":
 		return "", errors.New("the name template gave an empty name")
