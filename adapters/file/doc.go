@@ -94,5 +94,9 @@
 // more people than the files are.
 //
 // A template that does not parse or names a field the delivery lacks is a load
-// error, found by executing it once against a sample delivery.
+// error, found by executing it once against a sample delivery. One made only
+// of text, fields and .Received.Format, as the defaults are, is compiled at
+// load and costs well under a microsecond a delivery; anything more (a
+// pipeline, a condition, a variable) runs through text/template, at several
+// microseconds.
 package file
