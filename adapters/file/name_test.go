@@ -66,8 +66,9 @@ func TestCompiledNameMatchesTemplate(t *testing.T) {
 	}
 }
 
-// TestCompiledNameAllocs: a compiled name costs the name's string and nothing
-// else.
+// TestCompiledNameAllocs: making a compiled name allocates nothing. (fileName
+// adds the name's string; its buffer comes from a sync.Pool, which the race
+// detector empties at random, so BenchmarkFileName reports that instead.)
 func TestCompiledNameAllocs(t *testing.T) {
 	d := newDest(t, "dir: "+t.TempDir()+"\nappend: true")
 	del := delivery("")
@@ -77,8 +78,5 @@ func TestCompiledNameAllocs(t *testing.T) {
 		buf.Write(d.appendName(buf.AvailableBuffer(), del))
 	}); n != 0 {
 		t.Errorf("appendName: %v allocations, want 0", n)
-	}
-	if n := testing.AllocsPerRun(100, func() { d.fileName(del) }); n > 1 {
-		t.Errorf("fileName: %v allocations, want at most 1", n)
 	}
 }
