@@ -22,7 +22,6 @@ type appendFile struct {
 
 	mu     sync.Mutex
 	f      *os.File
-	size   int64  // what is in it: whole records only
 	line   []byte // the record being written, reused
 	broken bool   // a failed write could not be taken back: open it afresh
 
@@ -70,9 +69,12 @@ func (d *Destination) appendRecord(ctx context.Context, dir, path string, body [
 }
 
 // write appends body and a line feed as one write. A write that fails is
-// taken back by truncating the file to what it held, so that no torn record
-// stays in the middle of the file; where even that fails, the file is marked
-// broken and opened afresh, its tail repaired, by the next delivery.
+// taken back by cutting off the n bytes it wrote at the end of the file, so
+// that no torn record stays in the middle of it; where even that fails, the
+// file is marked broken and opened afresh, its tail repaired, by the next
+// delivery. The end is the file's own, not a count kept here: a consumer may
+// have truncated the file in place since it was opened, and O_APPEND writes
+// at the new end.
 func (af *appendFile) write(body []byte) error {
 	af.mu.Lock()
 	defer af.mu.Unlock()
@@ -82,11 +84,13 @@ func (af *appendFile) write(body []byte) error {
 	af.line = append(append(af.line[:0], body...), '\n')
 	n, err := af.f.Write(af.line)
 	if err == nil {
-		af.size += int64(n)
 		return nil
 	}
-	if terr := af.f.Truncate(af.size); terr != nil {
-		af.broken = true
+	if n > 0 {
+		fi, serr := af.f.Stat()
+		if serr != nil || fi.Size() < int64(n) || af.f.Truncate(fi.Size()-int64(n)) != nil {
+			af.broken = true
+		}
 	}
 	return fmt.Errorf("write: %w", bare(err))
 }
@@ -225,7 +229,6 @@ func (af *appendFile) prepare(created bool, mode os.FileMode) error {
 			return fmt.Errorf("cut back a torn record: %w", bare(err))
 		}
 	}
-	af.size = whole
 	return nil
 }
 

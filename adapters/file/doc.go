@@ -56,9 +56,11 @@
 //     and MSH-3/4 for HL7 v2).
 //   - Lines of one ordering key are in the order of their messages, as the
 //     dispatcher delivers a key's messages one at a time.
-//   - A file stays open while it is written to; up to 16 are kept open. Do not
-//     move or truncate a file the destination may still append to: take a day's
-//     file once the day is over.
+//   - A file stays open while it is written to; up to 16 are kept open. A
+//     file a consumer moved away or removed is created afresh by the next
+//     delivery, and one it truncated in place is appended to from its new
+//     end. Either way the lines written between the consumer's read and its
+//     taking the file are lost to it: take a day's file once the day is over.
 //
 // # File names
 //
