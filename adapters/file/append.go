@@ -9,8 +9,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-
-	"github.com/spinebridge/spinebridge/routes"
 )
 
 // appendFile is a file deliveries append to, open while deliveries use it.
@@ -47,11 +45,9 @@ var errLineFeed = errors.New("append: the body holds a line feed, and an appende
 
 // appendRecord appends body and a line feed to the file at path as one
 // write, and with fsync waits for an fdatasync of the file begun after it,
-// shared with the other deliveries appending to it.
+// shared with the other deliveries appending to it. Deliver has refused a body
+// holding a line feed.
 func (d *Destination) appendRecord(ctx context.Context, dir, path string, body []byte) error {
-	if bytes.IndexByte(body, '\n') >= 0 {
-		return routes.Permanent(fmt.Errorf("file: %s: %w", d.name, errLineFeed))
-	}
 	af, err := d.acquire(dir, path)
 	if err != nil {
 		return err

@@ -142,17 +142,17 @@ func TestAppendCutsTornRecord(t *testing.T) {
 }
 
 // TestAppendRefusesLineFeed: a body holding a line feed would read as two
-// records; it fails for good, and nothing is written.
+// records; it fails for good, and nothing is written, not even its directory.
 func TestAppendRefusesLineFeed(t *testing.T) {
 	dir := t.TempDir()
-	d := newDest(t, "dir: "+dir+"\nappend: true\nname: f.txt")
+	d := newDest(t, "dir: "+dir+"\nappend: true\nname: day/f.txt")
 	defer d.Close()
 	err := d.Deliver(context.Background(), delivery("{\n}"))
 	if !routes.IsPermanent(err) || !errors.Is(err, errLineFeed) {
 		t.Fatalf("err = %v, want a permanent errLineFeed", err)
 	}
-	if got := files(t, dir); len(got) != 0 {
-		t.Errorf("files %q after a refused delivery", got)
+	if got, err := os.ReadDir(dir); err != nil || len(got) != 0 {
+		t.Errorf("the directory holds %v (%v) after a refused delivery", got, err)
 	}
 }
 

@@ -58,6 +58,9 @@ func (d *Destination) Deliver(ctx context.Context, del *routes.Delivery) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if d.append && bytes.IndexByte(del.Body, '\n') >= 0 {
+		return routes.Permanent(fmt.Errorf("file: %s: %w", d.name, errLineFeed))
+	}
 	rel, err := d.fileName(del)
 	if err != nil {
 		return routes.Permanent(fmt.Errorf("file: %s: %w", d.name, err))
