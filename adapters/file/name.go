@@ -18,14 +18,14 @@ import (
 
 // namePart is one piece of a compiled name.
 type namePart struct {
-	text   string                                                      // literal text, when neither of the others is set
-	field  func(d *Destination, b []byte, del *routes.Delivery) []byte // appends a field's safe value
-	time   bool                                                        // appends .Received.Format layout
-	layout string
+	text     string                                                      // literal text, when neither of the others is set
+	field    func(d *Destination, b []byte, del *routes.Delivery) []byte // appends a field's safe value
+	received bool                                                        // appends .Received.Format layout
+	layout   string
 }
 
 // nameField appends each field of nameFields that a compiled name may hold,
-// made safe as fileName makes it.
+// made safe as execute makes it.
 var nameField = map[string]func(d *Destination, b []byte, del *routes.Delivery) []byte{
 	"ID": func(_ *Destination, b []byte, del *routes.Delivery) []byte { return append(b, safe(del.ID)...) },
 	"MessageID": func(_ *Destination, b []byte, del *routes.Delivery) []byte {
@@ -93,7 +93,7 @@ func compileAction(pipe *parse.PipeNode) (namePart, bool) {
 		if !ok {
 			return namePart{}, false
 		}
-		return namePart{layout: s.Text, time: true}, true
+		return namePart{layout: s.Text, received: true}, true
 	}
 	return namePart{}, false
 }
@@ -105,7 +105,7 @@ func (d *Destination) appendName(b []byte, del *routes.Delivery) []byte {
 		switch {
 		case p.field != nil:
 			b = p.field(d, b, del)
-		case p.time:
+		case p.received:
 			b = del.Received.UTC().AppendFormat(b, p.layout)
 		default:
 			b = append(b, p.text...)
