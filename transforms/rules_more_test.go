@@ -79,10 +79,18 @@ func TestRulesSegmentGroups(t *testing.T) {
 			message("ADT^A01", pid, "PV1|1|I",
 				"DB1|1|PT|DB123^^^^MR|Y", "DB1|2|GT|DB999^^^^MR|Y",
 				"IN1|1|BAV^Blue Advantage|IC-1.31|Blue Cross",
-				"RF1|A^Accepted^HL70283|A^ASAP^HL70280|EXTERNAL|||123-1^name|20260101||||123-2^other"),
+				"RF1|A^Accepted^HL70283|A^ASAP^HL70280|EXTERNAL|||123-1^name|20260101|||R-1^Back pain^L|123-2^other|||Spinal fracture"+
+					"|||||Spine Clinic^L^4.4|114^Beverly^Crusher||||Urgent review"),
 			[]want{
 				{"Patient", "identifier.value", []string{"123", "DB123"}},
 				{"ServiceRequest", "identifier.value", []string{"123-1", "123-2"}},
+				// RF1-19 and RF1-20, the authorized provider and health
+				// professional, are who is to carry the referral out.
+				{"ServiceRequest", "performer", []string{"->Organization", "->Practitioner"}},
+				{"ServiceRequest", "reasonCode.coding.code", []string{"R-1"}},
+				{"ServiceRequest", "reasonCode.text", []string{"Spinal fracture"}},
+				{"ServiceRequest", "note.text", []string{"Urgent review"}},
+				{"Practitioner", "name.family", []string{"Beverly"}},
 				{"ServiceRequest", "status", []string{"active"}},
 				{"ServiceRequest", "subject", []string{"->Patient"}},
 				{"ServiceRequest", "encounter", []string{"->Encounter"}},

@@ -168,11 +168,13 @@ func TestRulesSegments(t *testing.T) {
 			"EVN is a Provenance of the message: EVN-5 the agent, EVN-7 the location, EVN-2 recorded",
 			message("ADT^A04", "EVN|A04|202601011200+0000||01^Patient request^HL70062|C08^Woolfson^Kathleen^^^Dr^^^DRNBR&1.2.3&ISO^L^^^ANON|20260101115500+0000|Cona_Health^1.3.6.1.4.1.44750.1.4^ISO",
 				"PID|1||123^^^^MR||DOE^JANE||19700101|F"),
+			// The first Provenance is the message's source (MSH-7, MSH-4).
 			[]want{
-				{"Provenance", "recorded", []string{"2026-01-01T12:00:00+00:00"}},
-				{"Provenance", "occurredDateTime", []string{"2026-01-01T11:55:00+00:00"}},
-				{"Provenance", "target", []string{"->MessageHeader"}},
-				{"Provenance", "agent.who", []string{"->Practitioner"}},
+				{"Provenance", "recorded", []string{"2026-01-01T12:00:00+00:00", "2026-01-01T12:00:00+00:00"}},
+				{"Provenance", "occurredDateTime", []string{"2026-01-01T12:00:00+00:00", "2026-01-01T11:55:00+00:00"}},
+				{"Provenance", "target", []string{"->MessageHeader", "->MessageHeader"}},
+				{"Provenance", "agent.who", []string{"->Organization", "->Practitioner"}},
+				{"Provenance", "activity.coding.display", []string{"message - ADT^A04", "event - :ADT^A04"}},
 				{"Provenance", "location", []string{"->Location"}},
 				{"Provenance", "reason.coding.code", []string{"01"}},
 				{"Practitioner", "identifier.value", []string{"C08"}},
@@ -182,14 +184,39 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
-			"EVN without EVN-5: the sending facility (MSH-4) is the agent; without a recorded time, no Provenance",
+			"EVN without EVN-5: the sending facility (MSH-4) is the agent, as it is of the message's source",
 			message("ADT^A04", "EVN|A04|202601011200", "PID|1||123^^^^MR||DOE^JANE||19700101|F"),
-			[]want{{"Provenance", "agent.who", []string{"->Organization"}}},
+			[]want{{"Provenance", "agent.who", []string{"->Organization", "->Organization"}}},
 		},
 		{
 			"EVN-2 to the day is not an instant: no Provenance",
 			message("ADT^A04", "EVN|A04|20260101|||C08^Woolfson", "PID|1||123^^^^MR||DOE^JANE||19700101|F"),
-			[]want{{"Provenance", "recorded", nil}, {"Practitioner", "identifier.value", nil}},
+			[]want{
+				{"Provenance", "activity.coding.display", []string{"message - ADT^A04"}},
+				{"Practitioner", "identifier.value", nil},
+			},
+		},
+		{
+			"MSH is a Provenance of the message's source: MSH-22 the agent over MSH-4, MSH-3 the source Device when MSH-24 is valued",
+			[]byte("MSH|^~\\&|LABAPP^2.16.840.1.1^ISO|FAC|RAPP|RFAC|202601011200+0000||ORU^R01^ORU_R01|MSG1|P|2.8" +
+				"||||||||||Trust^L^^^^NHS&2.16.840.1.113883.2.1.4.3&ISO^XX^^^RXH||lab.example.nhs.uk\r" +
+				"PID|1||123^^^^MR||DOE^JANE||19700101|F"),
+			[]want{
+				{"Provenance", "recorded", []string{"2026-01-01T12:00:00+00:00"}},
+				{"Provenance", "activity.coding.display", []string{"message - ORU^R01^ORU_R01"}},
+				{"Provenance", "agent.who", []string{"->Organization"}},
+				{"Provenance", "agent.type.coding.code", []string{"author"}},
+				{"Provenance", "entity.what", []string{"->Device"}},
+				{"Provenance", "entity.role", []string{"source"}},
+				{"Provenance", "target", []string{"->MessageHeader"}},
+				{"Device", "identifier.value", []string{"LABAPP", "urn:oid:2.16.840.1.1"}},
+				{"Organization", "name", []string{"FAC", "RFAC", "Trust", "NHS"}}, // NHS: XON.6, the assigner
+			},
+		},
+		{
+			"MSH without MSH-24: the source Provenance names no Device; without MSH-4 or MSH-22, no Provenance",
+			[]byte("MSH|^~\\&|APP||RAPP||202601011200+0000||ORU^R01|MSG1|P|2.5.1\rPID|1||123^^^^MR||DOE^JANE||19700101|F"),
+			[]want{{"Provenance", "recorded", nil}, {"Device", "identifier.value", nil}},
 		},
 		{
 			"ADT OBX-23..25: the performing organisation and its medical director perform the observation",
