@@ -105,6 +105,8 @@ type Converter struct {
 	// the message whose generation it holds; gen counts messages converted.
 	memo []memoEntry
 	gen  uint64
+	// frames counts the frames made (see frame.id).
+	frames uint64
 }
 
 type resource struct {
@@ -230,7 +232,7 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	if e.follows != nil && !c.inGroup(e, seg) {
 		return
 	}
-	if e.when != nil && !c.test(e.when, &frame{seg: seg}, e.pos) {
+	if e.when != nil && !c.test(e.when, new(c.newFrame(frame{seg: seg})), e.pos) {
 		return
 	}
 	res := -1
@@ -258,7 +260,7 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	if e.smap.conditional {
 		c.resources[res].conditional = true
 	}
-	f := frame{seg: seg, obj: c.resources[res].root}
+	f := c.newFrame(frame{seg: seg, obj: c.resources[res].root})
 	for i := range e.smap.rules {
 		c.apply(&e.smap.rules[i], &f)
 	}
@@ -329,7 +331,7 @@ func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) int {
 	identified := false
 	for _, src := range sm.identity {
 		c.h.Write(sep0)
-		start := c.values(&src, &frame{seg: seg}, true)
+		start := c.values(&src, new(c.newFrame(frame{seg: seg})), true)
 		for _, va := range c.vals[start:] {
 			c.h.Write(va.v.Bytes())
 			identified = true
@@ -409,6 +411,16 @@ type frame struct {
 	depth int
 	inDT  bool
 	obj   int32
+	// id tells frames apart: the expression environment keeps a copy of the
+	// frame it last ran in and copies again only for another one.
+	id uint64
+}
+
+// newFrame returns a frame with an id of its own.
+func (c *Converter) newFrame(f frame) frame {
+	c.frames++
+	f.id = c.frames
+	return f
 }
 
 // valueAt is one value a source names, with its depth (0 a repetition, 1 a
@@ -667,7 +679,7 @@ func (c *Converter) applyMap(r *rule, f *frame, v hl7v2.Value, depth int) {
 		return
 	}
 	n := c.target(r, f.obj, kindObject)
-	sub := frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: n}
+	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: n})
 	for i := range r.dt.rules {
 		c.apply(&r.dt.rules[i], &sub)
 	}
@@ -689,7 +701,7 @@ func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int
 	}
 	res := c.addResource(r.resource, id)
 	c.setProfile(res, r.dt.profile)
-	sub := frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: c.resources[res].root}
+	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: c.resources[res].root})
 	for i := range r.dt.rules {
 		c.apply(&r.dt.rules[i], &sub)
 	}

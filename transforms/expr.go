@@ -82,7 +82,7 @@ func segmentName(id []byte) string {
 
 // prepare fills the environment for p about to run in f.
 func (c *Converter) prepare(f *frame, r *rule, p *program) *exprEnv {
-	c.env = exprEnv{c: c, f: *f}
+	c.setEnv(f)
 	if p.usesSegment && f.seg.Exists() {
 		c.env.Segment = segmentName(f.seg.ID())
 	}
@@ -92,6 +92,16 @@ func (c *Converter) prepare(f *frame, r *rule, p *program) *exprEnv {
 		}
 	}
 	return &c.env
+}
+
+// setEnv points the environment at f with no Value or Segment, copying f
+// only when it is not the frame the environment already holds: a segment's
+// rules test dozens of conditions in one frame.
+func (c *Converter) setEnv(f *frame) {
+	if c.env.c == nil || c.env.f.id != f.id {
+		c.env.c, c.env.f = c, *f
+	}
+	c.env.Value, c.env.Segment = "", ""
 }
 
 // run evaluates p in f: natively when it compiled to closures, else on the VM.
@@ -136,7 +146,7 @@ func (c *Converter) testRule(p *program, f *frame, pos string, r *rule) bool {
 func (c *Converter) computeValue(r *rule, f *frame) {
 	if src := r.compute.get; src != nil {
 		// 'Get("1")' alone: the text where it lies, as a from: rule reads it.
-		c.env = exprEnv{c: c, f: *f}
+		c.setEnv(f)
 		if text := c.env.text(src); len(text) > 0 {
 			c.computeText(r, f, text)
 		}

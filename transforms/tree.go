@@ -175,8 +175,11 @@ func (t *tree) writeChildren(dst []byte, n int32, comma, named bool) ([]byte, bo
 			dst = append(dst, ',')
 		}
 		if named {
-			dst = appendJSONString(dst, t.nodes[c].name)
-			dst = append(dst, ':')
+			// Element names are FHIR's (checked against the model at load)
+			// or the engine's own: letters and digits, nothing to escape.
+			dst = append(dst, '"')
+			dst = append(dst, t.nodes[c].name...)
+			dst = append(dst, '"', ':')
 		}
 		var wrote bool
 		if dst, wrote = t.writeValue(dst, c); !wrote {
