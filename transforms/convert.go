@@ -412,7 +412,8 @@ type frame struct {
 	inDT  bool
 	obj   int32
 	// id tells frames apart: the expression environment keeps a copy of the
-	// frame it last ran in and copies again only for another one.
+	// frame it last ran in and copies again only for another one (0: no id,
+	// always copied).
 	id uint64
 }
 

@@ -96,9 +96,10 @@ func (c *Converter) prepare(f *frame, r *rule, p *program) *exprEnv {
 
 // setEnv points the environment at f with no Value or Segment, copying f
 // only when it is not the frame the environment already holds: a segment's
-// rules test dozens of conditions in one frame.
+// rules test dozens of conditions in one frame. A frame without an id (not
+// made by newFrame) is always copied.
 func (c *Converter) setEnv(f *frame) {
-	if c.env.c == nil || c.env.f.id != f.id {
+	if f.id == 0 || c.env.c == nil || c.env.f.id != f.id {
 		c.env.c, c.env.f = c, *f
 	}
 	c.env.Value, c.env.Segment = "", ""

@@ -60,3 +60,28 @@ func TestNativeMatchesVM(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvFollowsFrame: the environment keeps its copy of a frame only while
+// conditions run in that frame; the next frame's conditions read their own
+// segment, and a frame without an id is never mistaken for the last one.
+func TestEnvFollowsFrame(t *testing.T) {
+	m, err := hl7v2.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\r" +
+		"PID|1||111^^^^MR\rPID|2||222^^^^MR\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := loadDefault(t).NewConverter(Options{})
+	c.reset(m)
+	first, _ := m.Find("PID", 1)
+	second, _ := m.Find("PID", 2)
+	p := (&compiler{}).compileExpr("test", `Get("3.1")`, false, false)
+	f1, f2 := c.newFrame(frame{seg: first}), c.newFrame(frame{seg: second})
+	for i, tc := range []struct {
+		f    frame
+		want string
+	}{{f1, "111"}, {f1, "111"}, {f2, "222"}, {frame{seg: first}, "111"}, {frame{seg: second}, "222"}, {f2, "222"}} {
+		if got := p.native(c.prepare(&tc.f, nil, p)).s; got != tc.want {
+			t.Errorf("run %d: Get(\"3.1\") = %q, want %q", i, got, tc.want)
+		}
+	}
+}
