@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/expr-lang/expr/vm"
 
@@ -101,12 +100,12 @@ type Converter struct {
 	vm      vm.VM
 	env     exprEnv
 	msg     *hl7v2.Message
-	// What each path of the set's table last read (see firstMemo), valid for
-	// the message whose generation it holds; gen counts messages converted.
+	// What each path of the set's table last read, and in which frame (see
+	// firstMemo).
 	memo []memoEntry
-	gen  uint64
-	// frames counts the frames made (see frame.id).
-	frames uint64
+	// frames counts the frame ids given out (see frame.id); the message's
+	// segments have theirs from segFrames on.
+	frames, segFrames uint64
 }
 
 type resource struct {
@@ -202,7 +201,10 @@ func (c *Converter) reset(m *hl7v2.Message) {
 	c.issues = c.issues[:0]
 	c.badCharset = false
 	c.msg = m
-	c.gen++
+	// Ids are never reused, so nothing the memo holds from an earlier
+	// message can match a frame of this one.
+	c.segFrames = c.frames + 1
+	c.frames += uint64(m.SegmentCount()) + 1
 	c.compsOf = nil
 	c.delims = m.Delimiters()
 	c.escape = c.delims.Escape
@@ -411,14 +413,21 @@ type frame struct {
 	depth int
 	inDT  bool
 	obj   int32
-	// id tells frames apart: the expression environment keeps a copy of the
-	// frame it last ran in and copies again only for another one (0: no id,
-	// always copied).
+	// id tells apart frames that read different things: frames with one id
+	// read the same segment and value. Every frame of a segment itself (its
+	// entries' conditions and rules) has the segment's id; each data-type
+	// map's frame has its own. What a path read is kept per id (firstMemo),
+	// and the expression environment copies a frame only for another id.
+	// 0: no id, nothing kept.
 	id uint64
 }
 
-// newFrame returns a frame with an id of its own.
+// newFrame returns f with its id.
 func (c *Converter) newFrame(f frame) frame {
+	if !f.inDT && f.val.IsEmpty() && f.seg.Exists() {
+		f.id = c.segFrames + uint64(f.seg.Index())
+		return f
+	}
 	c.frames++
 	f.id = c.frames
 	return f
@@ -444,18 +453,19 @@ func (c *Converter) values(src *source, f *frame, all bool) int {
 }
 
 // firstMemo is values for the first value of a path of the set's table: a
-// rule or expression that read the same path in the same place of the same
-// message already found it. The OBX map tests OBX-2 in thirty conditions and
-// reads OBX-5[1] in fifteen rules; each is looked up once per segment.
+// rule or expression that read the same path in a frame with the same id
+// already found it. The OBX map tests OBX-2 in thirty conditions and reads
+// OBX-5[1] in fifteen rules; each is looked up once per segment.
 func (c *Converter) firstMemo(src *source, f *frame, start int) int {
-	b := f.val.Bytes()
-	key := memoKey{gen: c.gen, seg: int32(f.seg.Index()), val: unsafe.SliceData(b), n: int32(len(b)), depth: int8(f.depth)}
+	if f.id == 0 {
+		return c.lookup(src, f, false, start)
+	}
 	m := &c.memo[src.slot]
-	if m.key != key {
+	if m.frame != f.id {
 		c.lookup(src, f, false, start)
-		*m = memoEntry{key: key}
-		if len(c.vals) > start {
-			m.v, m.depth, m.ok = c.vals[start].v, c.vals[start].depth, true
+		m.frame, m.ok = f.id, len(c.vals) > start
+		if m.ok {
+			m.v, m.depth = c.vals[start].v, c.vals[start].depth
 		}
 		return start
 	}
@@ -465,22 +475,12 @@ func (c *Converter) firstMemo(src *source, f *frame, start int) int {
 	return start
 }
 
-// A memoEntry holds the first value a path read in one place: the message
-// (its generation in the converter), the segment, and the value a data-type
-// map works on, known by where its bytes lie, their length and its depth.
+// A memoEntry holds the first value a path read in the frame with id frame.
 type memoEntry struct {
-	key   memoKey
+	frame uint64
 	v     hl7v2.Value
 	depth int
 	ok    bool
-}
-
-type memoKey struct {
-	gen   uint64
-	val   *byte
-	seg   int32
-	n     int32
-	depth int8
 }
 
 // lookup appends the values src names in f to c.vals (see values).
