@@ -615,14 +615,21 @@ func (c *Converter) absent(v hl7v2.Value) bool {
 	return true
 }
 
-// firstValue returns the first value src names in f.
+// firstValue returns the first value src names in f: from the memo when the
+// frame read it already.
 func (c *Converter) firstValue(src *source, f *frame) (hl7v2.Value, int, bool) {
+	if f.id != 0 && src.paths == c.set.paths {
+		if m := &c.memo[src.slot]; m.frame == f.id {
+			return m.v, m.depth, m.ok
+		}
+	}
 	start := c.values(src, f, false)
-	defer func() { c.vals = c.vals[:start] }()
 	if len(c.vals) == start {
 		return hl7v2.Value{}, 0, false
 	}
-	return c.vals[start].v, c.vals[start].depth, true
+	v, depth := c.vals[start].v, c.vals[start].depth
+	c.vals = c.vals[:start]
+	return v, depth, true
 }
 
 // apply runs one rule in f. A rule that reads the message looks for its values
