@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/expr-lang/expr/vm"
 
@@ -77,6 +78,7 @@ type Converter struct {
 	t          tree
 	resources  []resource
 	byID       map[[16]byte]int
+	subs       map[subKey]int       // resources data-type maps built, by what they were built of
 	named      map[string][]namedAt // name -> instances in message order
 	pending    []pendingRef
 	vals       []valueAt // values of the rules under way, used as a stack
@@ -117,6 +119,13 @@ type resource struct {
 	absorbed    []string // segment ids merged in by into:
 }
 
+// subKey is what a data-type map's resource is made of (see subResource).
+type subKey struct {
+	dt       *datatypeMap
+	resource string
+	val      string
+}
+
 type namedAt struct {
 	seg int // segment index that built it
 	res int
@@ -142,6 +151,7 @@ func (s *Set) NewConverter(opts Options) *Converter {
 		set:   s,
 		opts:  opts,
 		byID:  map[[16]byte]int{},
+		subs:  map[subKey]int{},
 		named: map[string][]namedAt{},
 		h:     sha256.New(),
 		memo:  make([]memoEntry, s.paths.slots()),
@@ -194,6 +204,7 @@ func (c *Converter) reset(m *hl7v2.Message) {
 	c.t.reset()
 	c.resources = c.resources[:0]
 	clear(c.byID)
+	clear(c.subs)
 	for k, v := range c.named {
 		c.named[k] = v[:0]
 	}
@@ -697,6 +708,15 @@ func (c *Converter) applyMap(r *rule, f *frame, v hl7v2.Value, depth int) {
 // a value (a Practitioner from an XCN, say): the same value twice in a message
 // is the same resource.
 func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int {
+	// The id is a hash of these three, so the same three are the same
+	// resource: most values met again (the consultant of every result) are
+	// found here without hashing. The key's value is a view of the message,
+	// which outlives the table (cleared for each message).
+	b := v.Bytes()
+	key := subKey{dt: r.dt, resource: r.resource, val: unsafe.String(unsafe.SliceData(b), len(b))}
+	if res, ok := c.subs[key]; ok {
+		return res
+	}
 	c.h.Reset()
 	c.hashString(r.resource)
 	c.h.Write(sep0)
@@ -705,9 +725,11 @@ func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int
 	c.h.Write(v.Bytes())
 	id := c.sumID()
 	if res, ok := c.byID[id]; ok {
+		c.subs[key] = res
 		return res
 	}
 	res := c.addResource(r.resource, id)
+	c.subs[key] = res
 	c.setProfile(res, r.dt.profile)
 	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: c.resources[res].root})
 	for i := range r.dt.rules {
