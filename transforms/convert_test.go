@@ -419,8 +419,10 @@ func TestConvertMemoEndsWithItsMessage(t *testing.T) {
 	const head = "MSH|^~\\&|LAB|RX1|EPR|RX1|20260301101500||ORU^R01^ORU_R01|LAB1|P|2.5.1\r" +
 		"PID|1||9990000018^^^NHS^NH||SMITH^ANNE||19800101|F\r" +
 		"OBR|1|ORD1|FIL1|1234-5^Panel^LN|||20260301100000\r"
-	numeric := head + "OBX|1|NM|2345-7^Glucose^LN||5.4|mmol/L|||||F\r"
-	text := head + "OBX|1|ST|2345-7^Glucose^LN||low|mmol/L|||||F\r"
+	// OBX-16 differs too: the table of resources data-type maps built, whose
+	// keys are views of the message, must not outlive it either.
+	numeric := head + "OBX|1|NM|2345-7^Glucose^LN||5.4|mmol/L|||||F|||||111^ONE\r"
+	text := head + "OBX|1|ST|2345-7^Glucose^LN||low|mmol/L|||||F|||||222^TWO\r"
 	if len(numeric) != len(text) {
 		t.Fatal("the two messages must be the same length")
 	}
@@ -454,5 +456,8 @@ func TestConvertMemoEndsWithItsMessage(t *testing.T) {
 	}
 	if !bytes.Contains(fresh(text), []byte(`"valueString":"low"`)) || !bytes.Contains(fresh(numeric), []byte(`"valueQuantity"`)) {
 		t.Error("the messages do not exercise OBX-2's conditions")
+	}
+	if !bytes.Contains(fresh(text), []byte(`"family":"222"`)) && !bytes.Contains(fresh(text), []byte(`"TWO"`)) {
+		t.Error("the messages do not exercise OBX-16's Practitioner")
 	}
 }
