@@ -9,14 +9,8 @@ import (
 // TestNativeMatchesVM: an expression compiled to closures gives what
 // expr-lang's VM gives for it, in a segment and in a data-type map's value.
 func TestNativeMatchesVM(t *testing.T) {
-	m, err := hl7v2.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\r" +
-		"EVN|A01|202601011200|||C08^Woolfson\r" +
-		"PID|1||123^^^^MR||DOE^JANE||19700101|F|||1 High St^^LEEDS||||||||||||Zoë\r"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := loadDefault(t).NewConverter(Options{})
-	c.reset(m)
+	c, m := readyConverter(t, "EVN|A01|202601011200|||C08^Woolfson\r"+
+		"PID|1||123^^^^MR||DOE^JANE||19700101|F|||1 High St^^LEEDS||||||||||||Zoë\r")
 	evn, _ := m.Find("EVN", 1)
 	pid, _ := m.Find("PID", 1)
 	for _, tc := range []struct {
@@ -65,13 +59,7 @@ func TestNativeMatchesVM(t *testing.T) {
 // conditions run in that frame; the next frame's conditions read their own
 // segment, and a frame without an id is never mistaken for the last one.
 func TestEnvFollowsFrame(t *testing.T) {
-	m, err := hl7v2.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\r" +
-		"PID|1||111^^^^MR\rPID|2||222^^^^MR\r"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := loadDefault(t).NewConverter(Options{})
-	c.reset(m)
+	c, m := readyConverter(t, "PID|1||111^^^^MR\rPID|2||222^^^^MR\r")
 	first, _ := m.Find("PID", 1)
 	second, _ := m.Find("PID", 2)
 	p := (&compiler{}).compileExpr("test", `Get("3.1")`, false, false)
@@ -84,4 +72,17 @@ func TestEnvFollowsFrame(t *testing.T) {
 			t.Errorf("run %d: Get(\"3.1\") = %q, want %q", i, got, tc.want)
 		}
 	}
+}
+
+// readyConverter parses an ADT^A01 of the segments after its MSH and returns
+// a converter set up to run expressions in it.
+func readyConverter(t *testing.T, segments string) (*Converter, *hl7v2.Message) {
+	t.Helper()
+	m, err := hl7v2.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\r" + segments))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := loadDefault(t).NewConverter(Options{})
+	c.reset(m)
+	return c, m
 }
