@@ -95,9 +95,11 @@ func (c *Converter) prepare(f *frame, r *rule, p *program) *exprEnv {
 }
 
 // setEnv points the environment at f with no Value or Segment, copying f
-// only when it is not the frame the environment already holds: a segment's
-// rules test dozens of conditions in one frame. A frame without an id (not
-// made by newFrame) is always copied.
+// only when its id differs from the frame the environment holds: a segment's
+// rules test dozens of conditions in one frame. The frame held may be another
+// of the same segment (an entry's condition's, without the object being
+// filled), which reads the same things; expressions never use the object. A
+// frame without an id (not made by newFrame) is always copied.
 func (c *Converter) setEnv(f *frame) {
 	if f.id == 0 || c.env.c == nil || c.env.f.id != f.id {
 		c.env.c, c.env.f = c, *f
