@@ -114,12 +114,12 @@ func (d *Destination) acquire(dir, path string) (*appendFile, error) {
 			af.refs++
 			return af, nil
 		}
-		d.retire(af)
+		a.retire(af)
 	}
 	if len(a.open) >= maxAppendOpen {
 		for _, idle := range a.open {
 			if idle.refs == 0 {
-				d.retire(idle)
+				a.retire(idle)
 			}
 		}
 	}
@@ -155,9 +155,9 @@ func (d *Destination) release(af *appendFile) {
 }
 
 // retire takes af out of the table, closing it once no delivery uses it.
-// Called with appends.mu held.
-func (d *Destination) retire(af *appendFile) {
-	delete(d.appends.open, af.path)
+// Called with a.mu held.
+func (a *appendFiles) retire(af *appendFile) {
+	delete(a.open, af.path)
 	af.retired = true
 	if af.refs == 0 {
 		af.f.Close()
@@ -180,14 +180,14 @@ func (d *Destination) openAppend(dir, path string) (*appendFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", bare(err))
 	}
-	af := &appendFile{path: path, f: f}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+	fi, err := f.Stat()
+	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("stat: %w", err)
+		return nil, fmt.Errorf("stat: %w", bare(err))
 	}
-	af.dev, af.ino = uint64(st.Dev), st.Ino
-	if err := af.prepare(created, d.mode); err != nil {
+	st := fi.Sys().(*syscall.Stat_t)
+	af := &appendFile{path: path, f: f, dev: uint64(st.Dev), ino: st.Ino}
+	if err := af.prepare(created, fi, d.mode); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -201,17 +201,14 @@ func (d *Destination) openAppend(dir, path string) (*appendFile, error) {
 }
 
 // prepare gives a new file its mode, which the umask narrowed at creation, and
-// cuts an existing one back to its last whole record.
-func (af *appendFile) prepare(created bool, mode os.FileMode) error {
+// cuts an existing one, of which fi is a stat taken on opening, back to its
+// last whole record.
+func (af *appendFile) prepare(created bool, fi os.FileInfo, mode os.FileMode) error {
 	if created {
 		if err := af.f.Chmod(mode); err != nil {
 			return fmt.Errorf("chmod: %w", bare(err))
 		}
 		return nil
-	}
-	fi, err := af.f.Stat()
-	if err != nil {
-		return fmt.Errorf("stat: %w", bare(err))
 	}
 	if !fi.Mode().IsRegular() { // O_RDWR refused a directory already
 		return errors.New("open: not a regular file")
@@ -250,11 +247,7 @@ func (a *appendFiles) close() {
 	a.syncs.close()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for path, af := range a.open {
-		delete(a.open, path)
-		af.retired = true
-		if af.refs == 0 {
-			af.f.Close()
-		}
+	for _, af := range a.open {
+		a.retire(af)
 	}
 }
