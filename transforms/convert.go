@@ -457,21 +457,27 @@ type valueAt struct {
 // truncates c.vals back to start when done. No callback, so nothing escapes.
 func (c *Converter) values(src *source, f *frame, all bool) int {
 	start := len(c.vals)
-	if !all && src.paths == c.set.paths {
-		return c.firstMemo(src, f, start)
+	if m := c.memoOf(src, f); m != nil && !all {
+		return c.firstMemo(m, src, f, start)
 	}
 	return c.lookup(src, f, all, start)
 }
 
-// firstMemo is values for the first value of a path of the set's table: a
-// rule or expression that read the same path in a frame with the same id
-// already found it. The OBX map tests OBX-2 in thirty conditions and reads
-// OBX-5[1] in fifteen rules; each is looked up once per segment.
-func (c *Converter) firstMemo(src *source, f *frame, start int) int {
-	if f.id == 0 {
-		return c.lookup(src, f, false, start)
+// memoOf returns the memo entry of src for reads in f, or nil when nothing is
+// kept for them: a path outside the set's table (computed, or an identity),
+// or a frame without an id.
+func (c *Converter) memoOf(src *source, f *frame) *memoEntry {
+	if f.id == 0 || src.paths != c.set.paths {
+		return nil
 	}
-	m := &c.memo[src.slot]
+	return &c.memo[src.slot]
+}
+
+// firstMemo is values for the first value of src, through its memo entry m
+// (see memoOf): a rule or expression that read the same path in a frame with
+// the same id already found it. The OBX map tests OBX-2 in thirty conditions and reads
+// OBX-5[1] in fifteen rules; each is looked up once per segment.
+func (c *Converter) firstMemo(m *memoEntry, src *source, f *frame, start int) int {
 	if m.frame != f.id {
 		c.lookup(src, f, false, start)
 		m.frame, m.ok = f.id, len(c.vals) > start
@@ -629,10 +635,8 @@ func (c *Converter) absent(v hl7v2.Value) bool {
 // firstValue returns the first value src names in f: from the memo when the
 // frame read it already.
 func (c *Converter) firstValue(src *source, f *frame) (hl7v2.Value, int, bool) {
-	if f.id != 0 && src.paths == c.set.paths {
-		if m := &c.memo[src.slot]; m.frame == f.id {
-			return m.v, m.depth, m.ok
-		}
+	if m := c.memoOf(src, f); m != nil && m.frame == f.id {
+		return m.v, m.depth, m.ok
 	}
 	start := c.values(src, f, false)
 	if len(c.vals) == start {
@@ -723,12 +727,7 @@ func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int
 	c.hashString(r.dt.name)
 	c.h.Write(sep0)
 	c.h.Write(v.Bytes())
-	id := c.sumID()
-	if res, ok := c.byID[id]; ok {
-		c.subs[key] = res
-		return res
-	}
-	res := c.addResource(r.resource, id)
+	res := c.addResource(r.resource, c.sumID())
 	c.subs[key] = res
 	c.setProfile(res, r.dt.profile)
 	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: c.resources[res].root})
