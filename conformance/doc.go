@@ -99,6 +99,9 @@
 //
 // Where Spinebridge deliberately differs from the expected bundles, following
 // the HL7 v2-to-FHIR IG, the difference is written down as a Deviation with its
-// reason and IG row. Expected facts a deviation covers are counted apart and
-// listed in every report, so that a deviation cannot hide silently.
+// reason and IG row (deviations.yaml, built in; --deviations replaces it). An
+// expected fact we lack that a deviation covers is counted as deliberate rather
+// than missing; a fact we produce is never taken by one. The coverage stays the
+// share of all expected facts found, so a deviation cannot raise it; the report
+// lists each deviation with the facts it accounted for, so none hides silently.
 package conformance

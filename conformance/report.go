@@ -28,12 +28,12 @@ type CaseResult struct {
 	// facts (empty strings, malformed values, references to nothing) and so are not
 	// asked of us.
 	NotDemanded int `json:"not_demanded"`
-	// Expected counts the expected facts asked of us (deviated ones excluded), Found
-	// those we produced, Deviated those a Deviation excused.
+	// Expected counts the expected facts asked of us, Found those we produced,
+	// Deviated those we lack that a Deviation accounts for; Missing lists the rest.
 	Expected int    `json:"expected"`
 	Found    int    `json:"found"`
 	Deviated int    `json:"deviated"`
-	Missing  []Fact `json:"missing"` // expected, not deviated, not found
+	Missing  []Fact `json:"missing"` // expected, not found, not deviated
 	Extra    int    `json:"extra"`   // our facts the expected bundle does not have
 	// Duration is the time Convert took; validation and comparison are the
 	// harness's cost, not the engine's.
@@ -54,11 +54,14 @@ type Totals struct {
 	Expected        int     `json:"expected"`
 	Found           int     `json:"found"`
 	Deviated        int     `json:"deviated"`
-	Coverage        float64 `json:"coverage"` // percent of Expected that were Found
+	Missing         int     `json:"missing"`   // expected, not found, not deviated
+	Coverage        float64 `json:"coverage"`  // percent of Expected that were Found
+	Accounted       float64 `json:"accounted"` // percent of Expected that were Found or Deviated
 }
 
-// DeviationUse is a deviation and the number of expected facts it excused over the
-// run; a deviation that excused none is listed too, as one that may be stale.
+// DeviationUse is a deviation and the number of expected facts it accounted for
+// over the run; a deviation that accounted for none is listed too, as one that
+// may be stale.
 type DeviationUse struct {
 	Deviation
 	Facts int `json:"facts"`
@@ -98,8 +101,10 @@ func (r *Report) total() {
 		t.Expected += c.Expected
 		t.Found += c.Found
 		t.Deviated += c.Deviated
+		t.Missing += len(c.Missing)
 	}
 	t.Coverage = percent(t.Found, t.Expected)
+	t.Accounted = percent(t.Found+t.Deviated, t.Expected)
 	r.Totals = t
 }
 
@@ -175,6 +180,10 @@ func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(tw, "TOTAL (%d cases)\t%d/%d\t%d/%d\t%.1f%%\t%d passed\n",
 		t.Cases, t.Valid, t.Cases-t.ConvertErrors, t.Found, t.Expected, t.Coverage, t.Passed)
 	tw.Flush()
+	if t.Deviated > 0 {
+		fmt.Fprintf(w, "Not found: %d deliberate (deviations below), %d missing; found or deliberate: %.1f%%\n",
+			t.Deviated, t.Missing, t.Accounted)
+	}
 
 	var failing []CaseResult
 	var notes []string
@@ -201,13 +210,29 @@ func (r *Report) WriteTable(w io.Writer) {
 		}
 	}
 	if len(r.Deviations) > 0 {
-		fmt.Fprintf(w, "\nDeviations (%d facts excused):\n", t.Deviated)
+		fmt.Fprintf(w, "\nDeviations (%d of the facts not found are deliberate):\n", t.Deviated)
+		unused := 0
 		for _, d := range r.Deviations {
-			fmt.Fprintf(w, "  %s.%s: %d facts: %s", d.Resource, d.Path, d.Facts, d.Reason)
-			if d.IGRow != "" {
-				fmt.Fprintf(w, " (IG: %s)", d.IGRow)
+			if d.Facts == 0 {
+				unused++
+				continue
 			}
-			fmt.Fprintln(w)
+			fmt.Fprintf(w, "  %s.%s", d.Resource, d.Path)
+			if len(d.Values) > 0 {
+				fmt.Fprintf(w, " = %s", strings.Join(d.Values, "|"))
+			}
+			if len(d.Cases) > 0 {
+				fmt.Fprintf(w, " in %s*", strings.Join(d.Cases, "*, "))
+			}
+			fmt.Fprintf(w, ": %d facts: %s (IG: %s)\n", d.Facts, d.Reason, d.IGRow)
+		}
+		// The JSON report lists them with 0 facts: on the suite a list was
+		// written for, one that accounts for nothing may be stale.
+		switch {
+		case unused == len(r.Deviations):
+			fmt.Fprintf(w, "  (none of the %d accounted for a fact in these cases)\n", unused)
+		case unused > 0:
+			fmt.Fprintf(w, "  (%d more accounted for nothing in these cases)\n", unused)
 		}
 	}
 }
@@ -367,6 +392,8 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 		{"facts_expected", fmt.Sprint(t.Expected)},
 		{"facts_found", fmt.Sprint(t.Found)},
 		{"facts_deviated", fmt.Sprint(t.Deviated)},
+		{"facts_missing", fmt.Sprint(t.Missing)},
+		{"accounted", fmt.Sprintf("%.2f", t.Accounted)},
 		{"valid", fmt.Sprint(t.Valid)},
 		{"expected_invalid", fmt.Sprint(t.ExpectedInvalid)},
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 // mixedReport runs the test suite with ORU converted without its interpretation
-// code (as written) and MDM failing to convert.
+// code (as written) and MDM failing to convert, its patient's name deviated.
 func mixedReport(t *testing.T) *Report {
 	t.Helper()
 	opts := testOptions()
@@ -24,7 +24,7 @@ func mixedReport(t *testing.T) *Report {
 		}
 		return fakeConvert(input)
 	}
-	opts.Deviations = []Deviation{{Resource: "Patient", Path: "telecom.*", Reason: "telecoms come from PDS", IGRow: "PID[Patient] PID-13"}}
+	opts.Deviations = []Deviation{{Resource: "Patient", Path: "name.*", Cases: []string{"MDM_"}, Reason: "names come from PDS", IGRow: "PID[Patient] PID-5"}}
 	report, err := Run(context.Background(), testCases(t), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -162,9 +162,11 @@ func TestReportJUnit(t *testing.T) {
 	for _, p := range suite.Properties {
 		props[p.Name] = p.Value
 	}
-	// 27 + 32 + 10 expected, less ADT's deviated telecom: 68; found 26 + 31 + 0.
-	if props["coverage"] != "83.82" || props["facts_expected"] != "68" || props["facts_found"] != "57" || props["facts_deviated"] != "1" {
-		t.Errorf("properties = %v, want coverage 83.82, 57 of 68 found, 1 deviated", props)
+	// 27 + 32 + 10 expected; found 27 + 31 + 0; MDM's two name facts deviated, its
+	// eight others and ORU's interpretation missing.
+	if props["coverage"] != "84.06" || props["facts_expected"] != "69" || props["facts_found"] != "58" ||
+		props["facts_deviated"] != "2" || props["facts_missing"] != "9" || props["accounted"] != "86.96" {
+		t.Errorf("properties = %v, want coverage 84.06, 58 of 69 found, 2 deviated, 9 missing, 86.96 accounted", props)
 	}
 
 	adt, oru, mdm := suite.Cases[0], suite.Cases[2], suite.Cases[1]
@@ -243,8 +245,8 @@ func TestReportJSON(t *testing.T) {
 	}{
 		{"case", raw.Cases[0], []string{"name", "passed", "valid", "validation_error", "convert_error", "expected_invalid",
 			"not_demanded", "expected", "found", "deviated", "missing", "extra", "duration_ns"}},
-		{"totals", raw.Totals, []string{"cases", "passed", "valid", "convert_errors", "expected_invalid", "expected", "found", "deviated", "coverage"}},
-		{"deviation", raw.Deviations[0], []string{"resource", "path", "reason", "ig_row", "facts"}},
+		{"totals", raw.Totals, []string{"cases", "passed", "valid", "convert_errors", "expected_invalid", "expected", "found", "deviated", "missing", "coverage", "accounted"}},
+		{"deviation", raw.Deviations[0], []string{"resource", "path", "cases", "reason", "ig_row", "facts"}},
 	} {
 		got := keys(tt.m)
 		if len(got) != len(tt.want) {
@@ -292,10 +294,11 @@ func TestReportTable(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"ADT_A01/adt-a01  yes    26/26",
+		"ADT_A01/adt-a01  yes    27/27",
 		"MDM_T02/mdm-t02  -      0/10   0.0%",
 		"ORU_R01/oru-r01  yes    31/32  96.9%",
-		"TOTAL (3 cases)  2/2    57/68  83.8%",
+		"TOTAL (3 cases)  2/2    58/69  84.1%",
+		"Not found: 2 deliberate (deviations below), 9 missing; found or deliberate: 87.0%",
 		"Failing cases (2):",
 		"MDM_T02/mdm-t02: conversion failed: TXA-12: no unique document number",
 		"ORU_R01/oru-r01: 1 of 32 expected facts missing:",
@@ -303,8 +306,8 @@ func TestReportTable(t *testing.T) {
 		"Expected outputs that are not valid R4 (1):",
 		"MDM_T02/mdm-t02: expected output is not valid R4: ",
 		"(2 elements not demanded)",
-		"Deviations (1 facts excused):",
-		"Patient.telecom.*: 1 facts: telecoms come from PDS (IG: PID[Patient] PID-13)",
+		"Deviations (2 of the facts not found are deliberate):",
+		"Patient.name.* in MDM_*: 2 facts: names come from PDS (IG: PID[Patient] PID-5)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

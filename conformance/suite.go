@@ -127,28 +127,46 @@ func discoverDir(dir string) (cases []Case, orphans []string, err error) {
 	return cases, orphans, nil
 }
 
-// Deviation is a fact the expected bundles carry that Spinebridge deliberately
-// does not produce, with the reason and the row of the HL7 v2-to-FHIR IG mapping
-// that the decision follows. Expected facts it matches are counted apart, neither
-// found nor missing, and listed in the report so that the decision stays visible.
+// Deviation is an expected fact Spinebridge deliberately does not produce, with
+// the reason and the row of the HL7 v2-to-FHIR IG mapping the decision follows.
+// It applies only to an expected fact our bundle lacks: such a fact is counted as
+// deviated rather than missing, and the report lists each deviation with the
+// number of facts it accounted for, so that the decision stays visible. It never
+// hides a fact we produce, and it does not change the coverage, which is always
+// the share of all expected facts found.
 type Deviation struct {
-	Resource string `json:"resource"` // resource type, such as "Patient"
+	Resource string `json:"resource" yaml:"resource"` // resource type, such as "Patient"
 	// Path is a fact's path ("identifier.type.coding.code"), or a prefix ending in
 	// "*" ("identifier.*"); "*" alone matches every fact of the resource type.
-	Path   string `json:"path"`
-	Reason string `json:"reason"`
-	IGRow  string `json:"ig_row"` // the IG mapping row, such as "PID[Patient] PID-3"
+	Path string `json:"path" yaml:"path"`
+	// Values, when given, limits the deviation to facts with one of these values
+	// (a code, or a reference's "->Type").
+	Values []string `json:"values,omitempty" yaml:"values"`
+	// Cases, when given, limits it to cases whose name starts with one of these
+	// ("MDM_" for every MDM message type of the corpus).
+	Cases  []string `json:"cases,omitempty" yaml:"cases"`
+	Reason string   `json:"reason" yaml:"reason"`
+	IGRow  string   `json:"ig_row" yaml:"ig"` // the IG mapping row, such as "PID[Patient] PID-3"
+	// Source is where the deviation was read, as file:line, when it came from a file.
+	Source string `json:"source,omitempty" yaml:"-"`
 }
 
-// matches reports whether the deviation covers fact f.
-func (d Deviation) matches(f Fact) bool {
+// matches reports whether the deviation covers fact f of the named case.
+func (d Deviation) matches(caseName string, f Fact) bool {
 	if f.Resource != d.Resource {
 		return false
 	}
 	if prefix, ok := strings.CutSuffix(d.Path, "*"); ok {
-		return strings.HasPrefix(f.Path, prefix)
+		if !strings.HasPrefix(f.Path, prefix) {
+			return false
+		}
+	} else if f.Path != d.Path {
+		return false
 	}
-	return f.Path == d.Path
+	if len(d.Values) > 0 && !slices.Contains(d.Values, f.Value) {
+		return false
+	}
+	return len(d.Cases) == 0 || slices.ContainsFunc(d.Cases, func(prefix string) bool { return strings.HasPrefix(caseName, prefix) })
 }
 
 // Options configure Run.
@@ -285,7 +303,8 @@ func writeBundle(dir, name string, bundle []byte) error {
 }
 
 // compare looks for each expected fact among ours, as multisets: a fact expected
-// twice must be present twice.
+// twice must be present twice. An expected fact we lack is deviated when a
+// deviation covers it, and missing otherwise.
 func compare(r *CaseResult, want, have []Fact, deviations []Deviation, used []int) {
 	pool := make(map[Fact]int, len(have))
 	for _, f := range have {
@@ -293,18 +312,18 @@ func compare(r *CaseResult, want, have []Fact, deviations []Deviation, used []in
 	}
 next:
 	for _, f := range want {
-		for i, d := range deviations {
-			if d.matches(f) {
-				r.Deviated++
-				used[i]++
-				continue next
-			}
-		}
 		r.Expected++
 		if pool[f] > 0 {
 			pool[f]--
 			r.Found++
 			continue
+		}
+		for i, d := range deviations {
+			if d.matches(r.Name, f) {
+				r.Deviated++
+				used[i]++
+				continue next
+			}
 		}
 		r.Missing = append(r.Missing, f)
 	}
