@@ -158,6 +158,24 @@ func TestRulesSegmentGroups(t *testing.T) {
 			},
 		},
 		{
+			"OML_O21 OBR[Specimen] (6.4.1): the order's first specimen, ahead of its SPM",
+			message("OML^O21", pid, "ORC|NW|1101", "OBR|1|1101||2951-2^Sodium^LN|||202601010900", "SPM|1|S1||BLD^Blood^HL70487"),
+			[]want{
+				{"ServiceRequest", "specimen", []string{"->Specimen", "->Specimen"}},
+				{"Specimen", "collection.collectedDateTime", []string{"2026-01-01T09:00:00+00:00"}},
+				{"Specimen", "identifier.value", []string{"S1"}},
+				{"Specimen", "subject", []string{"->Patient", "->Patient"}},
+			},
+		},
+		{
+			"ORM_O01 has no OBR[Specimen] row: the same OBR is no Specimen",
+			message("ORM^O01", pid, "ORC|NW|1101", "OBR|1|1101||2951-2^Sodium^LN|||202601010900"),
+			[]want{
+				{"ServiceRequest", "specimen", nil},
+				{"Specimen", "collection.collectedDateTime", nil},
+			},
+		},
+		{
 			"OBR-32, OBR-34 and OBR-35 are PractitionerRoles (NDL[PractitionerRole]) with their period",
 			message("ORU^R01", pid, "OBR|1|1101||24725-4^CT Head^LN"+strings.Repeat("|", 28)+
 				"32&Interp&Ian^20021111^20021112||34&Tech&Tom|35&Samuel&Sam"),
@@ -170,5 +188,41 @@ func TestRulesSegmentGroups(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkRules(t, tc.raw, tc.wants) })
+	}
+}
+
+// TestOBRSpecimenOfItsOwnResults: with several OBRs, each result refers to
+// the Specimen its own OBR built, never to another OBR's (ORU_R01 4.2.2).
+func TestOBRSpecimenOfItsOwnResults(t *testing.T) {
+	b, _, _ := convertMessage(t, message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+		"OBR|1|PL-1||2951-2^Sodium^LN|||202601010900", "OBX|1|NM|2951-2^Sodium^LN||140||||||F",
+		"OBX|2|NM|2823-3^Potassium^LN||4.1||||||F",
+		"OBR|2|PL-2||718-7^Hemoglobin^LN|||202601011000", "NTE|1||Order note", "OBX|1|NM|718-7^Hemoglobin^LN||13||||||F"),
+		Options{Bundle: Collection})
+	want := map[string]string{
+		"2951-2": "2026-01-01T09:00:00+00:00",
+		"2823-3": "2026-01-01T09:00:00+00:00",
+		"718-7":  "2026-01-01T10:00:00+00:00",
+	}
+	results := b.all("Observation")
+	if len(results) != len(want) {
+		t.Fatalf("%d Observations, want %d", len(results), len(want))
+	}
+	for _, obs := range results {
+		code := obs["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string)
+		ref, ok := obs["specimen"]
+		if !ok {
+			t.Errorf("result %s refers to no Specimen", code)
+			continue
+		}
+		got := b.byRef(t, ref)["collection"].(map[string]any)["collectedDateTime"]
+		if got != want[code] {
+			t.Errorf("result %s refers to the Specimen collected %v, want its OBR's, collected %s", code, got, want[code])
+		}
+	}
+	for _, r := range b.all("DiagnosticReport") {
+		if specimens, _ := r["specimen"].([]any); len(specimens) != 1 {
+			t.Errorf("report has %d specimens, want its OBR's alone", len(specimens))
+		}
 	}
 }

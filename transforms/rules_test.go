@@ -415,6 +415,51 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"ORU OBR[Specimen]: the OBR's specimen fields are one Specimen, of its report and of every result of that OBR (ORU_R01 4.2.2)",
+			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"OBR|1|PL-1||2951-2^Sodium^LN|||202601010900|202601010930|5^mL&millilitre&UCUM|C1^Collector^Carl||||202601011000|"+
+					"BLD&Blood&HL70487^EDTA&EDTA&HL70371^Venous draw^LA&Left arm&HL70163^^F&Frozen&HL70493"+strings.Repeat("|", 24)+
+					"Hemolyzed~HEM^Hemolyzed^L",
+				"OBX|1|NM|2951-2^Sodium^LN||140||||||F", "NTE|1||Repeated", "OBX|2|NM|2823-3^Potassium^LN||4.1||||||F"),
+			[]want{
+				{"Specimen", "collection.collectedPeriod.start", []string{"2026-01-01T09:00:00+00:00"}},
+				{"Specimen", "collection.collectedPeriod.end", []string{"2026-01-01T09:30:00+00:00"}},
+				{"Specimen", "collection.collectedDateTime", nil},
+				{"Specimen", "collection.quantity.value", []string{"5"}},
+				{"Specimen", "collection.quantity.code", []string{"mL"}},
+				{"Specimen", "collection.collector", []string{"->Practitioner"}},
+				{"Specimen", "receivedTime", []string{"2026-01-01T10:00:00+00:00"}},
+				{"Specimen", "type.coding.code", []string{"BLD"}},
+				{"Specimen", "container.additiveCodeableConcept.coding.code", []string{"EDTA"}},
+				{"Specimen", "collection.bodySite.coding.code", []string{"LA"}},
+				{"Specimen", "condition.coding.code", []string{"F"}},
+				// SPS.3, then each OBR-39 comment whole (CWE[Annotation]).
+				{"Specimen", "note.text", []string{"Venous draw", "Hemolyzed", "HEM^Hemolyzed^L"}},
+				{"Specimen", "subject", []string{"->Patient"}},
+				// No SPM-30 says the placer number is an accession number.
+				{"Specimen", "accessionIdentifier.value", nil},
+				{"Practitioner", "name.family", []string{"Collector"}},
+				{"DiagnosticReport", "specimen", []string{"->Specimen"}},
+				{"Observation", "specimen", []string{"->Specimen", "->Specimen"}},
+			},
+		},
+		{
+			"ORU OBR[Specimen]: an OBR without specimen fields is no Specimen; OBR-2 is the accession when SPM-30 gives it; the report also lists the SPM",
+			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"OBR|1|PL-1||2951-2^Sodium^LN", "OBX|1|NM|2951-2^Sodium^LN||140||||||F",
+				"OBR|2|PL-2||2823-3^Potassium^LN", "OBX|1|NM|2823-3^Potassium^LN||4.1||||||F",
+				"SPM|1|S1||BLD^Blood^HL70487"+strings.Repeat("|", 26)+"PL-2", "OBX|1|NM|8310-5^Body temperature^LN||37||||||F"),
+			[]want{
+				// The OBR's, then the SPM's.
+				{"Specimen", "accessionIdentifier.value", []string{"PL-2", "PL-2"}},
+				{"Specimen", "identifier.value", []string{"S1"}},
+				{"DiagnosticReport", "specimen", []string{"->Specimen", "->Specimen"}},
+				// Only the second OBR's result: not the first OBR's, whose OBR
+				// built none, nor the OBX of the SPM's group.
+				{"Observation", "specimen", []string{"->Specimen"}},
+			},
+		},
+		{
 			"several DG1: each is a diagnosis item of the encounter holding its condition, use and rank (DG1[Encounter])",
 			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|I",
 				"DG1|1||I21^Infarction^I10|||A"+strings.Repeat("|", 9)+"1",
