@@ -460,6 +460,20 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"IN1-10, the insured's group employer ID, identifies the employer IN1-11 names, the policy holder",
+			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"IN1|1|BAV^Blue Advantage|IC-1|Blue Cross||||||EMP-77^^^^EN|Acme Ltd^L^^^^^XX^^^A1",
+				"IN1|2|GOLD^Gold Plan|IC-2|Gold Insurer||||||EMP-99^^^^EN"),
+			[]want{
+				{"Coverage", "policyHolder", []string{"->Organization"}},
+				{"Organization", "name", []string{"FAC", "RFAC", "Blue Cross", "Acme Ltd", "Gold Insurer"}},
+				// FAC and RFAC (MSH), then the employer's own XON.10 and IN1-10;
+				// the second IN1 names no employer for EMP-99 to identify.
+				{"Organization", "identifier.value", []string{"FAC", "RFAC", "A1", "EMP-77"}},
+				{"Organization", "identifier.type.coding.code", []string{"XX", "EN"}},
+			},
+		},
+		{
 			"several DG1: each is a diagnosis item of the encounter holding its condition, use and rank (DG1[Encounter])",
 			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|I",
 				"DG1|1||I21^Infarction^I10|||A"+strings.Repeat("|", 9)+"1",
