@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // appendFile is a file deliveries append to, open while deliveries use it.
@@ -71,12 +73,28 @@ func (d *Destination) appendRecord(ctx context.Context, dir, path string, body [
 // delivery. The end is the file's own, not a count kept here: a consumer may
 // have truncated the file in place since it was opened, and O_APPEND writes
 // at the new end.
-func (af *appendFile) write(body []byte) error {
+//
+// The write holds the file's lock (flock), as cutting back a torn record
+// does: another destination, or another Spinebridge, opening the same file
+// must not take a record still being written for a torn one and cut it off.
+// A write of many pages grows the file a page at a time, so a stat in the
+// middle of it sees a file that does not end with a line feed.
+func (af *appendFile) write(body []byte) (err error) {
 	af.mu.Lock()
 	defer af.mu.Unlock()
 	if af.broken {
 		return errors.New("write: an earlier failed write could not be taken back")
 	}
+	if err := flock(af.f, unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	defer func() {
+		if uerr := flock(af.f, unix.LOCK_UN); uerr != nil && err == nil {
+			// Held, the lock would stop every other appender: open afresh.
+			af.broken = true
+			err = fmt.Errorf("unlock: %w", uerr)
+		}
+	}()
 	af.line = append(append(af.line[:0], body...), '\n')
 	n, err := af.f.Write(af.line)
 	if err == nil {
@@ -103,13 +121,17 @@ func (af *appendFile) datasync() error {
 // A file that path no longer names (a consumer removed it, or moved it away
 // to take it) is not written to again: appending to it would write lines no
 // one will read. A stat of path per delivery finds that out.
+//
+// The stat is made under the table's lock: one made before it could predate
+// the file another delivery has just created, and retire a file in use for
+// one that is not there, opening a second of the same file beside it.
 func (d *Destination) acquire(dir, path string) (*appendFile, error) {
-	var st syscall.Stat_t
-	serr := syscall.Stat(path, &st)
 	a := &d.appends
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if af := a.open[path]; af != nil {
+		var st syscall.Stat_t
+		serr := syscall.Stat(path, &st)
 		if serr == nil && uint64(st.Dev) == af.dev && st.Ino == af.ino && !af.brokenNow() {
 			af.refs++
 			return af, nil
@@ -202,8 +224,9 @@ func (d *Destination) openAppend(dir, path string) (*appendFile, error) {
 
 // prepare gives a new file its mode, which the umask narrowed at creation, and
 // cuts an existing one, of which fi is a stat taken on opening, back to its
-// last whole record.
-func (af *appendFile) prepare(created bool, fi os.FileInfo, mode os.FileMode) error {
+// last whole record. The cut is made under the file's lock, with the size
+// read again under it: a record another appender is writing is not torn.
+func (af *appendFile) prepare(created bool, fi os.FileInfo, mode os.FileMode) (err error) {
 	if created {
 		if err := af.f.Chmod(mode); err != nil {
 			return fmt.Errorf("chmod: %w", bare(err))
@@ -212,6 +235,17 @@ func (af *appendFile) prepare(created bool, fi os.FileInfo, mode os.FileMode) er
 	}
 	if !fi.Mode().IsRegular() { // O_RDWR refused a directory already
 		return errors.New("open: not a regular file")
+	}
+	if err := flock(af.f, unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	defer func() {
+		if uerr := flock(af.f, unix.LOCK_UN); uerr != nil && err == nil {
+			err = fmt.Errorf("unlock: %w", uerr)
+		}
+	}()
+	if fi, err = af.f.Stat(); err != nil {
+		return fmt.Errorf("stat: %w", bare(err))
 	}
 	whole, err := lastWholeRecord(af.f, fi.Size())
 	if err != nil {
@@ -223,6 +257,26 @@ func (af *appendFile) prepare(created bool, fi os.FileInfo, mode os.FileMode) er
 		}
 	}
 	return nil
+}
+
+// flock applies how (unix.LOCK_EX or unix.LOCK_UN) to f's advisory lock,
+// waiting for it to be free.
+func flock(f *os.File, how int) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if cerr := rc.Control(func(fd uintptr) {
+		for {
+			if ferr = unix.Flock(int(fd), how); ferr != unix.EINTR {
+				return
+			}
+		}
+	}); cerr != nil {
+		return cerr
+	}
+	return ferr
 }
 
 // lastWholeRecord returns the length of f up to and including its last line

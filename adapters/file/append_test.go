@@ -113,6 +113,55 @@ func TestAppendConcurrent(t *testing.T) {
 	}
 }
 
+// TestAppendSharedFile appends to one file from two destinations at once,
+// as two routes naming the same file do, the second opened again and again:
+// each opening looks for a torn record to cut back, and must not take one
+// the other destination is in the middle of writing (a record of many pages
+// grows the file a page at a time) for one.
+func TestAppendSharedFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := "dir: " + dir + "\nappend: true\nname: shared.txt"
+	long := newDest(t, cfg)
+	defer long.Close()
+	const writers, each, reopens = 4, 50, 100
+	body := func(who, i int) string { return fmt.Sprintf("%d.%d:%s", who, i, strings.Repeat("y", 12000+i)) }
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if err := long.Deliver(context.Background(), delivery(body(w, i))); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	var want []string
+	for w := range writers {
+		for i := range each {
+			want = append(want, body(w, i))
+		}
+	}
+	wg.Go(func() {
+		for i := range reopens {
+			short := newDest(t, cfg)
+			if err := short.Deliver(context.Background(), delivery(fmt.Sprintf("short %d", i))); err != nil {
+				t.Error(err)
+			}
+			short.Close()
+		}
+	})
+	for i := range reopens {
+		want = append(want, fmt.Sprintf("short %d", i))
+	}
+	wg.Wait()
+	lines := readLines(t, filepath.Join(dir, "shared.txt"))
+	slices.Sort(lines)
+	slices.Sort(want)
+	if !slices.Equal(lines, want) {
+		t.Errorf("%d lines, want the %d delivered, each once", len(lines), len(want))
+	}
+}
+
 // TestAppendCutsTornRecord starts on files a crash left with a torn last
 // record: it is cut off before the first append, whole records stay.
 func TestAppendCutsTornRecord(t *testing.T) {
