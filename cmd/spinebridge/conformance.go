@@ -27,7 +27,7 @@ func newConformanceRunCommand() *cobra.Command {
 		floor                                    float64
 	)
 	cmd := &cobra.Command{
-		Use:   "run DIR... [--junit FILE] [--json FILE] [--floor PCT]",
+		Use:   "run DIR... [--junit FILE] [--json FILE] [--floor PCT] [--deviations FILE]",
 		Short: "Run conversion suites: HL7 v2 inputs beside expected FHIR bundles",
 		Long: `Run converts every X.hl7 under each DIR and compares the Bundle with
 X-expected.json beside it. A case passes when our bundle is valid FHIR R4
