@@ -79,22 +79,21 @@ func (d *Destination) appendRecord(ctx context.Context, dir, path string, body [
 // must not take a record still being written for a torn one and cut it off.
 // A write of many pages grows the file a page at a time, so a stat in the
 // middle of it sees a file that does not end with a line feed.
-func (af *appendFile) write(body []byte) (err error) {
+func (af *appendFile) write(body []byte) error {
 	af.mu.Lock()
 	defer af.mu.Unlock()
 	if af.broken {
 		return errors.New("write: an earlier failed write could not be taken back")
 	}
-	if err := flock(af.f, unix.LOCK_EX); err != nil {
-		return fmt.Errorf("lock: %w", err)
+	err := locked(af.f, func() error { return af.appendLine(body) })
+	if errors.Is(err, errUnlock) {
+		af.broken = true // held, the lock would stop every other appender: open afresh
 	}
-	defer func() {
-		if uerr := flock(af.f, unix.LOCK_UN); uerr != nil && err == nil {
-			// Held, the lock would stop every other appender: open afresh.
-			af.broken = true
-			err = fmt.Errorf("unlock: %w", uerr)
-		}
-	}()
+	return err
+}
+
+// appendLine is write's work under the locks.
+func (af *appendFile) appendLine(body []byte) error {
 	af.line = append(append(af.line[:0], body...), '\n')
 	n, err := af.f.Write(af.line)
 	if err == nil {
@@ -122,17 +121,22 @@ func (af *appendFile) datasync() error {
 // to take it) is not written to again: appending to it would write lines no
 // one will read. A stat of path per delivery finds that out.
 //
-// The stat is made under the table's lock: one made before it could predate
-// the file another delivery has just created, and retire a file in use for
-// one that is not there, opening a second of the same file beside it.
+// The stat is made before taking the table's lock, which the common case (the
+// file is the one open) then holds only for a look-up. A stat that does not
+// match is made again under the lock before the file is retired: the first
+// could predate the file another delivery has just created, and retiring the
+// file in use for it would open a second of the same file beside it.
 func (d *Destination) acquire(dir, path string) (*appendFile, error) {
+	var st syscall.Stat_t
+	statted := syscall.Stat(path, &st) == nil
 	a := &d.appends
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if af := a.open[path]; af != nil {
-		var st syscall.Stat_t
-		serr := syscall.Stat(path, &st)
-		if serr == nil && uint64(st.Dev) == af.dev && st.Ino == af.ino && !af.brokenNow() {
+		if !statted || !af.named(&st) {
+			statted = syscall.Stat(path, &st) == nil
+		}
+		if statted && af.named(&st) && !af.brokenNow() {
 			af.refs++
 			return af, nil
 		}
@@ -158,6 +162,11 @@ func (d *Destination) acquire(dir, path string) (*appendFile, error) {
 	a.open[path] = af
 	af.refs = 1
 	return af, nil
+}
+
+// named reports whether st, a stat of af's path, is of af's file.
+func (af *appendFile) named(st *syscall.Stat_t) bool {
+	return uint64(st.Dev) == af.dev && st.Ino == af.ino
 }
 
 func (af *appendFile) brokenNow() bool {
@@ -226,7 +235,7 @@ func (d *Destination) openAppend(dir, path string) (*appendFile, error) {
 // cuts an existing one, of which fi is a stat taken on opening, back to its
 // last whole record. The cut is made under the file's lock, with the size
 // read again under it: a record another appender is writing is not torn.
-func (af *appendFile) prepare(created bool, fi os.FileInfo, mode os.FileMode) (err error) {
+func (af *appendFile) prepare(created bool, fi os.FileInfo, mode os.FileMode) error {
 	if created {
 		if err := af.f.Chmod(mode); err != nil {
 			return fmt.Errorf("chmod: %w", bare(err))
@@ -236,27 +245,40 @@ func (af *appendFile) prepare(created bool, fi os.FileInfo, mode os.FileMode) (e
 	if !fi.Mode().IsRegular() { // O_RDWR refused a directory already
 		return errors.New("open: not a regular file")
 	}
-	if err := flock(af.f, unix.LOCK_EX); err != nil {
+	return locked(af.f, func() error {
+		fi, err := af.f.Stat()
+		if err != nil {
+			return fmt.Errorf("stat: %w", bare(err))
+		}
+		whole, err := lastWholeRecord(af.f, fi.Size())
+		if err != nil {
+			return fmt.Errorf("read: %w", bare(err))
+		}
+		if whole < fi.Size() {
+			if err := af.f.Truncate(whole); err != nil {
+				return fmt.Errorf("cut back a torn record: %w", bare(err))
+			}
+		}
+		return nil
+	})
+}
+
+// errUnlock is wrapped by the error of locked when the lock could not be given
+// back.
+var errUnlock = errors.New("unlock")
+
+// locked runs fn holding f's advisory lock (flock), which every appender of
+// Spinebridge's takes around a write and around cutting back a torn record.
+// An error giving the lock back is joined to fn's, wrapping errUnlock.
+func locked(f *os.File, fn func() error) error {
+	if err := flock(f, unix.LOCK_EX); err != nil {
 		return fmt.Errorf("lock: %w", err)
 	}
-	defer func() {
-		if uerr := flock(af.f, unix.LOCK_UN); uerr != nil && err == nil {
-			err = fmt.Errorf("unlock: %w", uerr)
-		}
-	}()
-	if fi, err = af.f.Stat(); err != nil {
-		return fmt.Errorf("stat: %w", bare(err))
+	err := fn()
+	if uerr := flock(f, unix.LOCK_UN); uerr != nil {
+		err = errors.Join(err, fmt.Errorf("%w: %w", errUnlock, uerr))
 	}
-	whole, err := lastWholeRecord(af.f, fi.Size())
-	if err != nil {
-		return fmt.Errorf("read: %w", bare(err))
-	}
-	if whole < fi.Size() {
-		if err := af.f.Truncate(whole); err != nil {
-			return fmt.Errorf("cut back a torn record: %w", bare(err))
-		}
-	}
-	return nil
+	return err
 }
 
 // flock applies how (unix.LOCK_EX or unix.LOCK_UN) to f's advisory lock,
