@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -76,18 +75,8 @@ func ParseDeviations(name string, data []byte) ([]Deviation, error) {
 		if !known {
 			continue
 		}
-		var lack []string
-		for _, f := range []struct{ key, value string }{{"resource", d.Resource}, {"path", d.Path}, {"reason", d.Reason}, {"ig", d.IGRow}} {
-			if strings.TrimSpace(f.value) == "" {
-				lack = append(lack, f.key)
-			}
-		}
-		if len(lack) > 0 {
-			fail(item, "deviation lacks %s", strings.Join(lack, ", "))
-			continue
-		}
-		if i := strings.IndexByte(d.Path, '*'); i >= 0 && i != len(d.Path)-1 {
-			fail(item, "path %q: * may only end a path", d.Path)
+		if err := d.check(); err != nil {
+			fail(item, "%v", err)
 			continue
 		}
 		d.Source = fmt.Sprintf("%s:%d", name, item.Line)

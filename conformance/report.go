@@ -224,11 +224,7 @@ func (r *Report) WriteTable(w io.Writer) {
 			if len(d.Cases) > 0 {
 				fmt.Fprintf(w, " in %s*", strings.Join(d.Cases, "*, "))
 			}
-			fmt.Fprintf(w, ": %d facts: %s", d.Facts, d.Reason)
-			if d.IGRow != "" {
-				fmt.Fprintf(w, " (IG: %s)", d.IGRow)
-			}
-			fmt.Fprintln(w)
+			fmt.Fprintf(w, ": %d facts: %s (IG: %s)\n", d.Facts, d.Reason, d.IGRow)
 		}
 		// The JSON report lists them with 0 facts: on the suite a list was
 		// written for, one that accounts for nothing may be stale.

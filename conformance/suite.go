@@ -169,6 +169,24 @@ func (d Deviation) matches(caseName string, f Fact) bool {
 	return len(d.Cases) == 0 || slices.ContainsFunc(d.Cases, func(prefix string) bool { return strings.HasPrefix(caseName, prefix) })
 }
 
+// check says what makes the deviation unusable, or nil: it lacks its resource,
+// path, reason or IG row, or its path has a * other than at the end.
+func (d Deviation) check() error {
+	var lack []string
+	for _, f := range []struct{ key, value string }{{"resource", d.Resource}, {"path", d.Path}, {"reason", d.Reason}, {"ig", d.IGRow}} {
+		if strings.TrimSpace(f.value) == "" {
+			lack = append(lack, f.key)
+		}
+	}
+	if len(lack) > 0 {
+		return fmt.Errorf("deviation lacks %s", strings.Join(lack, ", "))
+	}
+	if i := strings.IndexByte(d.Path, '*'); i >= 0 && i != len(d.Path)-1 {
+		return fmt.Errorf("path %q: * may only end a path", d.Path)
+	}
+	return nil
+}
+
 // Options configure Run.
 type Options struct {
 	Convert  Convert  // required
@@ -177,7 +195,7 @@ type Options struct {
 	// (directories created), so that a second, independent validator can be run
 	// over them. Bundles are written whether valid or not.
 	WriteDir   string
-	Deviations []Deviation // facts we deliberately do not produce
+	Deviations []Deviation // facts we deliberately do not produce, each with its reason and IG row
 }
 
 // Run converts each case's input and compares our bundle with the expected one.
@@ -195,8 +213,8 @@ func Run(ctx context.Context, cases []Case, opts Options) (*Report, error) {
 		return nil, errors.New("conformance: run: no cases")
 	}
 	for i, d := range opts.Deviations {
-		if d.Resource == "" || d.Path == "" || strings.TrimSpace(d.Reason) == "" {
-			return nil, fmt.Errorf("conformance: run: deviation %d (%s %s): resource, path and reason are required", i+1, d.Resource, d.Path)
+		if err := d.check(); err != nil {
+			return nil, fmt.Errorf("conformance: run: deviation %d (%s %s): %w", i+1, d.Resource, d.Path, err)
 		}
 	}
 	seen := make(map[string]bool, len(cases))

@@ -477,7 +477,13 @@ func TestRunErrors(t *testing.T) {
 		{"no cases", context.Background(), nil, func(*Options) {}, "no cases"},
 		{"deviation without a reason", context.Background(), cases, func(o *Options) {
 			o.Deviations = []Deviation{{Resource: "Patient", Path: "gender"}}
-		}, "deviation 1 (Patient gender): resource, path and reason are required"},
+		}, "deviation 1 (Patient gender): deviation lacks reason, ig"},
+		{"deviation without an IG row", context.Background(), cases, func(o *Options) {
+			o.Deviations = []Deviation{{Resource: "Patient", Path: "name.given", Reason: "from PDS"}}
+		}, "deviation 1 (Patient name.given): deviation lacks ig"},
+		{"deviation with a star inside its path", context.Background(), cases, func(o *Options) {
+			o.Deviations = []Deviation{{Resource: "Patient", Path: "name.*.given", Reason: "from PDS", IGRow: "PID-5"}}
+		}, `path "name.*.given": * may only end a path`},
 		{"a case twice", context.Background(), append(cases, cases[0]), func(*Options) {}, "appears twice"},
 		{"a name leaving WriteDir", context.Background(), []Case{{Name: "../up", Input: cases[0].Input, Expected: cases[0].Expected}},
 			func(o *Options) { o.WriteDir = t.TempDir() }, "outside WriteDir"},
