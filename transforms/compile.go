@@ -97,6 +97,7 @@ type segmentMap struct {
 	profile     string
 	identity    []source
 	conditional bool
+	shared      bool
 	rules       []rule
 }
 
@@ -311,7 +312,10 @@ func (c *compiler) compileSegmentMap(s *segmentMapSpec) {
 		c.errorf(s.pos, "%q is not a FHIR R4 resource", s.Resource)
 		return
 	}
-	m := &segmentMap{name: name, segment: s.Segment, resource: s.Resource, profile: s.Profile}
+	m := &segmentMap{name: name, segment: s.Segment, resource: s.Resource, profile: s.Profile, shared: s.Shared}
+	if s.Shared && len(s.Identity) == 0 {
+		c.errorf(s.pos, "shared: true needs an identity: the resource a later segment shares is the one with the same identity")
+	}
 	switch s.Conditional {
 	case "":
 	case "identifier":

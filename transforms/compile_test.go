@@ -44,6 +44,9 @@ func TestLoadErrorsNameFileAndLine(t *testing.T) {
 		change map[string]string
 		want   []string
 	}{
+		{"shared without an identity", map[string]string{
+			"segments/PV1-Encounter.yaml": "segment: PV1\nresource: Encounter\nshared: true\nrules:\n  - {value: finished, to: status}\n",
+		}, []string{"segments/PV1-Encounter.yaml:1:", "shared: true needs an identity"}},
 		{"misspelt element", map[string]string{
 			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthdate}\n",
 		}, []string{"segments/PID-Patient.yaml:4:", `"birthdate"`, "birthDate"}},

@@ -263,10 +263,18 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 		}
 	}
 	if res < 0 {
-		res = c.newSegmentResource(e.smap, seg)
-		c.resources[res].absorbed = append(c.resources[res].absorbed[:0], e.segment)
+		var built bool
+		if res, built = c.newSegmentResource(e.smap, seg); built {
+			c.resources[res].absorbed = append(c.resources[res].absorbed[:0], e.segment)
+		}
 		if e.name != "" {
 			c.named[e.name] = append(c.named[e.name], namedAt{seg: seg.Index(), res: res})
+		}
+		if !built {
+			// A shared resource an earlier segment built: this one only
+			// links to it.
+			c.link(e, seg, res)
+			return
 		}
 	}
 	c.setProfile(res, e.smap.profile)
@@ -280,6 +288,12 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	for _, r := range e.refs {
 		c.pending = append(c.pending, pendingRef{from: res, element: r.element, name: r.name, seg: seg.Index()})
 	}
+	c.link(e, seg, res)
+}
+
+// link writes the references e.links asks for, from the resources they name
+// to res.
+func (c *Converter) link(e *entry, seg hl7v2.Segment, res int) {
 	// A link's owner is named above the entry, so it usually exists already:
 	// the reference is written now, into the item the owner's element has at
 	// this point, and later rules of the same segment that fill that item
@@ -337,10 +351,17 @@ func isOneOf(seg hl7v2.Segment, ids []string) bool {
 
 // newSegmentResource starts a resource whose id is a hash of its identity
 // fields, or, without them, of the message's sender, control id and the
-// segment's place: the same message always gives the same ids.
-func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) int {
+// segment's place: the same message always gives the same ids. For a shared
+// map, a resource of the same identity built earlier in the message is
+// returned instead, with built false.
+func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) (res int, built bool) {
 	c.h.Reset()
 	c.hashString(sm.resource)
+	if sm.shared {
+		// Its own namespace: never another map's resource of the same
+		// type and values.
+		c.hashString(sm.name)
+	}
 	identified := false
 	for _, src := range sm.identity {
 		c.h.Write(sep0)
@@ -358,14 +379,17 @@ func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) int {
 		c.writeMessageKey(seg.Index())
 	}
 	id := c.sumID()
-	if _, taken := c.byID[id]; taken {
+	if prev, taken := c.byID[id]; taken {
+		if sm.shared && identified {
+			return prev, false
+		}
 		// Two segments with the same identity in one message: keep both,
 		// apart, and still deterministic.
 		c.h.Write(sep1)
 		c.writeMessageKey(seg.Index())
 		id = c.sumID()
 	}
-	return c.addResource(sm.resource, id)
+	return c.addResource(sm.resource, id), true
 }
 
 // sep0 and sep1 separate the parts hashed into an id; package variables, as a

@@ -474,6 +474,29 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"IN2-34, the insured's primary language, is the subscriber's language",
+			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"IN1|1|BAV^Blue Advantage|IC-1|Blue Cross"+strings.Repeat("|", 12)+"DOE^JOHN|SPO^Spouse",
+				"IN2|1"+strings.Repeat("|", 33)+"ara^Arabic"),
+			[]want{
+				{"RelatedPerson", "communication.language.coding.code", []string{"ar"}},
+				{"Patient", "communication.language.coding.code", nil},
+			},
+		},
+		{
+			"PR1-25: the parent procedure, known by its identifier, is the procedure's partOf; one Procedure per parent",
+			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|I",
+				"PR1|1||76164006^Biopsy of colon^SCT"+strings.Repeat("|", 22)+"PR-PARENT",
+				"PR1|2||73761001^Colonoscopy^SCT"+strings.Repeat("|", 22)+"PR-PARENT",
+				"PR1|3||80146002^Appendectomy^SCT"),
+			[]want{
+				{"Procedure", "identifier.value", []string{"PR-PARENT"}},
+				{"Procedure", "partOf", []string{"->Procedure", "->Procedure"}},
+				{"Procedure", "status", []string{"unknown", "unknown", "unknown", "unknown"}},
+				{"Procedure", "subject", []string{"->Patient", "->Patient", "->Patient", "->Patient"}},
+			},
+		},
+		{
 			"several DG1: each is a diagnosis item of the encounter holding its condition, use and rank (DG1[Encounter])",
 			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|I",
 				"DG1|1||I21^Infarction^I10|||A"+strings.Repeat("|", 9)+"1",

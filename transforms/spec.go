@@ -45,6 +45,7 @@ type segmentMapSpec struct {
 	Profile     string     `yaml:"profile"`
 	Identity    []string   `yaml:"identity"`    // sources whose values make the resource id
 	Conditional string     `yaml:"conditional"` // "identifier": transaction entries update conditionally on it
+	Shared      bool       `yaml:"shared"`      // one resource per identity in a message, however many segments name it
 	Rules       []ruleSpec `yaml:"-"`
 
 	pos string
