@@ -397,6 +397,19 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"FT1-25, the procedure charged for, is a Procedure of the patient that the charge's service names",
+			message("DFT^P03", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|O",
+				"FT1|1|12345||20191122|20191122|CG|71045^Xray exam chest^C4"+strings.Repeat("|", 18)+"71045^Xray exam chest^C4",
+				"FT1|2|12346||20191122|20191122|CG|99011^Visit^C4"),
+			[]want{
+				{"ChargeItem", "service", []string{"->Procedure"}},
+				{"Procedure", "code.coding.code", []string{"71045"}},
+				{"Procedure", "status", []string{"unknown"}},
+				{"Procedure", "subject", []string{"->Patient"}},
+				{"Procedure", "encounter", []string{"->Encounter"}},
+			},
+		},
+		{
 			"OBX-21, the observation instance identifier, is typed FILL",
 			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "OBR|1|||24725-4^CT Head^LN",
 				"OBX|1|ST|8867-4^Heart rate^LN||60||||||F"+strings.Repeat("|", 10)+"EI21^OII"),
