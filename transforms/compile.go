@@ -46,6 +46,11 @@ type step struct {
 	name     string
 	repeated bool
 	fresh    bool // written name[+]: start a new item rather than reuse the last
+	// others are, for one alternative of a choice, the other alternatives:
+	// a choice holds one type, so the step is not taken while another holds
+	// a value, unless prefer, when that value is dropped for this one.
+	others []string
+	prefer bool
 }
 
 // rule is a compiled ruleSpec.
@@ -425,8 +430,16 @@ func walk(root string, t *fhirmodel.Type, p string) ([]step, fhirmodel.Element, 
 		if fresh && !e.Repeated {
 			return nil, el, nil, fmt.Errorf("%s[+]: %s.%s does not repeat, so it has no new item to start", name, cur.Name(), name)
 		}
+		s := step{name: e.Name, repeated: e.Repeated, fresh: fresh}
+		if e.Choice != "" {
+			for _, alt := range cur.Alternatives(e.Choice) {
+				if alt != e.Name {
+					s.others = append(s.others, alt)
+				}
+			}
+		}
 		el, cur = e, next
-		steps = append(steps, step{name: e.Name, repeated: e.Repeated, fresh: fresh})
+		steps = append(steps, s)
 	}
 	return steps, el, cur, nil
 }
@@ -499,6 +512,17 @@ func (c *compiler) compileRule(rs *ruleSpec, root string, t *fhirmodel.Type, inD
 		return r, false
 	}
 	r.target = steps
+	if rs.Prefer {
+		chosen := false
+		for i := range r.target {
+			if r.target[i].others != nil {
+				r.target[i].prefer, chosen = true, true
+			}
+		}
+		if !chosen {
+			c.errorf(rs.pos, "prefer: %s is no choice element's type, so there is nothing to prefer it to", rs.To)
+		}
+	}
 	each := el.Repeated
 	if rs.Each != nil {
 		each = *rs.Each

@@ -292,3 +292,95 @@ func TestLinksShareTheItemLaterRulesFill(t *testing.T) {
 		t.Errorf("second diagnosis use %v, want the text Working", use)
 	}
 }
+
+// TestChoiceHoldsOneType: a choice element is written in one type. A rule
+// writing another type of a choice that holds a value is left out, whichever
+// segment comes first, unless it prefers its own type, which then replaces the
+// value; prefer on an element that is no choice's type is a load error.
+func TestChoiceHoldsOneType(t *testing.T) {
+	set, err := Load(Layer{FS: files(map[string]string{
+		"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n" +
+			"  - {from: \"29\", to: deceasedDateTime}\n" +
+			"  - {from: \"30\", to: deceasedBoolean}\n",
+		"segments/PV1-Patient.yaml": "segment: PV1\nresource: Patient\nrules:\n" +
+			"  - {from: \"2\", to: multipleBirthBoolean}\n" +
+			"  - {from: \"3\", to: multipleBirthInteger, as: integer, prefer: true}\n",
+		"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient, name: patient}\n" +
+			"  - {map: PV1-Patient, into: patient}\n",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, segments string
+		want           map[string][]string
+	}{
+		{"the first type written is kept", "PID|1||||DOE^JANE" + strings.Repeat("|", 24) + "20250101|Y\rPV1|1|Y",
+			map[string][]string{"deceasedDateTime": {"2025-01-01"}, "deceasedBoolean": nil, "multipleBirthBoolean": {"true"}}},
+		{"a preferred type replaces another", "PID|1||||DOE^JANE\rPV1|1|Y|2",
+			map[string][]string{"multipleBirthBoolean": nil, "multipleBirthInteger": {"2"}}},
+		{"another type is written when the first is empty", "PID|1||||DOE^JANE" + strings.Repeat("|", 25) + "Y\rPV1|1||2",
+			map[string][]string{"deceasedDateTime": nil, "deceasedBoolean": {"true"}, "multipleBirthInteger": {"2"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, _, out := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\r"+tc.segments), Options{Bundle: Collection})
+			for path, want := range tc.want {
+				if got := b.at("Patient", path); !slices.Equal(got, want) {
+					t.Errorf("Patient.%s = %q, want %q\n%s", path, got, want, out)
+				}
+			}
+		})
+	}
+	_, err = Load(Layer{FS: files(map[string]string{
+		"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthDate, prefer: true}\n",
+	})})
+	if err == nil || !strings.Contains(err.Error(), "segments/PID-Patient.yaml:4:") || !strings.Contains(err.Error(), "no choice element's type") {
+		t.Errorf("prefer on birthDate: %v", err)
+	}
+}
+
+// TestSharedSegmentMap: with shared: true, segments of one message with the
+// same identity make one resource, which each links to; without it, or without
+// identifying values, each makes its own.
+func TestSharedSegmentMap(t *testing.T) {
+	for _, shared := range []bool{true, false} {
+		set, err := Load(Layer{FS: files(map[string]string{
+			"segments/PR1-Procedure.yaml": "segment: PR1\nresource: Procedure\nrules:\n  - {value: unknown, to: status}\n  - {from: \"3\", to: code.text}\n",
+			"segments/PR1-Parent.yaml": fmt.Sprintf("segment: PR1\nresource: Procedure\nname: PR1-Parent\nidentity: [\"25\"]\nshared: %v\nrules:\n", shared) +
+				"  - {value: unknown, to: status}\n  - {from: \"25\", to: identifier.value}\n",
+			"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient, name: patient}\n" +
+				"  - {map: PR1-Procedure, name: procedure}\n" +
+				"  - {map: PR1-Parent, links: {procedure: partOf}, when: 'Has(\"25\")'}\n",
+		})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr1 := func(code, parent string) string { return "PR1|1||" + code + strings.Repeat("|", 22) + parent + "\r" }
+		b, _, out := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||DOE^JANE\r"+
+			pr1("BIOPSY", "P1")+pr1("SCOPE", "P1")+pr1("XRAY", "P2")), Options{Bundle: Collection})
+		wantIDs := []string{"P1", "P2"}
+		if !shared {
+			wantIDs = []string{"P1", "P1", "P2"}
+		}
+		if got := b.at("Procedure", "identifier.value"); !slices.Equal(got, wantIDs) {
+			t.Errorf("shared %v: parents %q, want %q\n%s", shared, got, wantIDs, out)
+		}
+		parentOf := map[string]string{}
+		byURL := map[string]map[string]any{}
+		for _, e := range b.Entry {
+			byURL[e.FullURL] = e.Resource
+		}
+		for _, r := range b.all("Procedure") {
+			code, _ := r["code"].(map[string]any)
+			parts, _ := r["partOf"].([]any)
+			if code == nil || len(parts) != 1 {
+				continue
+			}
+			parent := byURL[parts[0].(map[string]any)["reference"].(string)]
+			parentOf[code["text"].(string)] = fmt.Sprint(parent["identifier"])
+		}
+		if len(parentOf) != 3 || parentOf["BIOPSY"] != parentOf["SCOPE"] || parentOf["BIOPSY"] == parentOf["XRAY"] {
+			t.Errorf("shared %v: parents by procedure %v\n%s", shared, parentOf, out)
+		}
+	}
+}

@@ -726,6 +726,9 @@ func (c *Converter) applyMap(r *rule, f *frame, v hl7v2.Value, depth int) {
 		return
 	}
 	n := c.target(r, f.obj, kindObject)
+	if n == none {
+		return
+	}
 	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: n})
 	for i := range r.dt.rules {
 		c.apply(&r.dt.rules[i], &sub)
@@ -776,6 +779,9 @@ func (c *Converter) setProfile(res int, profile string) {
 // points somewhere: a single Reference keeps its first target, as any single
 // element keeps its first value.
 func (c *Converter) writeReference(n int32, res int) {
+	if n == none {
+		return
+	}
 	if ref := c.t.child(n, "reference"); ref != none && !c.t.empty(ref) {
 		return
 	}

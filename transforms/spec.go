@@ -30,6 +30,7 @@ type ruleSpec struct {
 	Extension string `yaml:"extension"` // the rule writes into a new extension with this url; To is inside it
 	Each      *bool  `yaml:"each"`      // every repetition (default when To is repeated) or only the first
 	Weak      bool   `yaml:"weak"`      // the value alone does not make its object worth writing
+	Prefer    bool   `yaml:"prefer"`    // a choice's type that replaces another type already written
 	Check     string `yaml:"check"`     // "nhs-number": Modulus 11, reported as a warning
 	IG        string `yaml:"ig"`        // the IG row implemented, for reviewers
 

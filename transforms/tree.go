@@ -94,10 +94,14 @@ func (t *tree) lastItem(arr int32) int32 { return t.nodes[arr].last }
 // kind: intermediate repeated elements reuse their last item (or start one when
 // written name[+]), a final repeated one gains a new item, a final single object
 // is merged into, and a final single scalar already filled gives none (the
-// first value wins).
+// first value wins), as does a choice another of whose types holds a value
+// (see takeChoice).
 func (t *tree) walkTo(obj int32, steps []step, kind nodeKind) int32 {
 	last := len(steps) - 1
 	for i, s := range steps {
+		if s.others != nil && !t.takeChoice(obj, &s) {
+			return none
+		}
 		k := kindObject
 		if i == last {
 			k = kind
@@ -125,6 +129,25 @@ func (t *tree) walkTo(obj int32, steps []step, kind nodeKind) int32 {
 		}
 	}
 	return obj
+}
+
+// takeChoice reports whether s, one alternative of a choice element of obj,
+// may be written: when another alternative already holds a value, only when s
+// prefers its own, and that value is then dropped.
+func (t *tree) takeChoice(obj int32, s *step) bool {
+	for _, alt := range s.others {
+		n := t.child(obj, alt)
+		if n == none || t.empty(n) {
+			continue
+		}
+		if !s.prefer {
+			return false
+		}
+		nd := &t.nodes[n]
+		nd.first, nd.last = none, none
+		nd.start, nd.end = 0, 0
+	}
+	return true
 }
 
 // setText makes n a scalar holding text.

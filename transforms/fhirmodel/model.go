@@ -40,6 +40,9 @@ type Element struct {
 	// Targets are the resource types a Reference may point to; nil for a
 	// Reference to any resource and for elements that are not references.
 	Targets []string
+	// Choice is, for one alternative of a choice element, the choice's name
+	// ("occurrence" for occurrenceTiming); "" for any other element.
+	Choice string
 }
 
 // Type is a FHIR resource, complex data type, or a component (backbone
@@ -70,6 +73,12 @@ func (t *Type) Element(name string) (Element, *Type, bool) {
 		return Element{}, nil, false
 	}
 	return t.elements[i], t.children[i], true
+}
+
+// Alternatives returns the alternatives of the type's choice element named
+// choice ("deceased": deceasedBoolean, deceasedDateTime), in FHIR's order.
+func (t *Type) Alternatives(choice string) []string {
+	return slices.Clone(t.choices[choice])
 }
 
 // Elements returns every element of the type, choice elements expanded to
@@ -226,6 +235,9 @@ func (m *model) fill(t *Type) {
 // base is the field's own JSON name, used to name a component after it.
 func (m *model) add(t *Type, base, name string, f protoreflect.FieldDescriptor, repeated, required bool) {
 	el := Element{Name: name, Repeated: repeated, Required: required}
+	if base != name {
+		el.Choice = base
+	}
 	var child *Type
 	md := f.Message()
 	switch {
