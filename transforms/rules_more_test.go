@@ -36,6 +36,48 @@ func TestRulesSegmentGroups(t *testing.T) {
 			},
 		},
 		{
+			"MDM: the order's TQ1 is its occurrenceTiming, and the OBR-6 after it is left out (MDM_T02 row 7.2.1)",
+			message("MDM^T02", pid, "PV1|1|O", "TXA|1|CN||20260101|||||||||DOC1||||||AU",
+				"ORC|SC|00012345", "TQ1|1|54^&lbs|P&Post (after)&HL70335^^^^12^min^^PC||||202110091600-0800|202111091600-0800|A||||2^hr|5",
+				"OBR|1|00012345||02585^Echo^PCV4||20060131155500"),
+			[]want{
+				{"ServiceRequest", "occurrenceTiming.code.coding.code", []string{"P"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.period", []string{"12"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.periodUnit", []string{"min"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.when", []string{"PC"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.boundsPeriod.start", []string{"2021-10-09T16:00:00-08:00"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.boundsPeriod.end", []string{"2021-11-09T16:00:00-08:00"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.count", []string{"5"}},
+				{"ServiceRequest", "occurrenceDateTime", nil},
+				{"ServiceRequest", "priority", []string{"asap"}},
+			},
+		},
+		{
+			"ORU: a TQ1 after its OBR replaces OBR-6; an order without timing keeps OBR-6",
+			message("ORU^R01", pid, "ORC|RE|1101", "OBR|1|1101||2951-2^Sodium^LN||20260101090000",
+				"TQ1|1||||||20260101100000", "OBX|1|NM|2951-2^Sodium^LN||140||||||F",
+				"ORC|RE|1102", "OBR|2|1102||2823-3^Potassium^LN||20260102090000", "OBX|1|NM|2823-3^Potassium^LN||4.1||||||F"),
+			[]want{
+				{"ServiceRequest", "occurrenceTiming.repeat.boundsPeriod.start", []string{"2026-01-01T10:00:00+00:00"}},
+				{"ServiceRequest", "occurrenceDateTime", []string{"2026-01-02T09:00:00+00:00"}},
+			},
+		},
+		{
+			"ORM: ORC-7 and OBR-27 (TQ[ServiceRequest]) are the order's timing, preferred to OBR-6",
+			message("ORM^O01", pid, "ORC|NW|1101|||||12&lb^BID&12:30:05^S50^20020315^20030315^^^Annotation text^^^^21",
+				"OBR|1|1101||24725-4^CT Head^LN||20260101090000",
+				"ORC|NW|1102", "OBR|2|1102||24590-2^MR Brain^LN||20260102090000"+strings.Repeat("|", 21)+"1^^^202601021000",
+				"ORC|NW|1103|||||1&lb", "OBR|3|1103||24590-2^MR Brain^LN||20260103090000"),
+			[]want{
+				{"ServiceRequest", "occurrenceTiming.code.coding.code", []string{"BID"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.boundsPeriod.start", []string{"2002-03-15", "2026-01-02T10:00:00+00:00"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.boundsPeriod.end", []string{"2003-03-15"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.count", []string{"21"}},
+				// The third order's ORC-7 holds a quantity and no timing.
+				{"ServiceRequest", "occurrenceDateTime", []string{"2026-01-03T09:00:00+00:00"}},
+			},
+		},
+		{
 			"an order without an RXE takes the ORC's TQ1 and the RXO's RXR",
 			message("RDE^O11", pid, "ORC|NW|1163422591^EPC", "TQ1|1||TID", "RXO|00047040230^Ampicillin^NDC|2", "RXR|PO^Oral"),
 			[]want{
