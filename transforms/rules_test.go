@@ -410,6 +410,23 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"REF PRD: each provider's role (PRD-1), place, organisation and period; the referred-to role performs the referral",
+			message("REF^I12", "RF1|P^Pending^HL70283|R^Routine^HL70280|Med^Medical^HL70281||O^Outpatient^HL70284|226839^EPIC|20220125",
+				"PRD|RP^Referring Provider^HL70286|POWELL^ROBERT|||||PLN1001^SL|20200112|20240112|GOOD HEALTH HOSPITAL",
+				"PRD|RT^Referred to Provider^HL70286|McWILLIAMS^PAUL||^^^GI FACILITY",
+				"PID|1||123^^^^MR||DOE^JANE||19700101|F"),
+			[]want{
+				{"PractitionerRole", "code.coding.code", []string{"RP", "RT"}},
+				{"PractitionerRole", "practitioner", []string{"->Practitioner", "->Practitioner"}},
+				{"PractitionerRole", "period.start", []string{"2020-01-12"}},
+				{"PractitionerRole", "period.end", []string{"2024-01-12"}},
+				{"PractitionerRole", "organization", []string{"->Organization"}},
+				{"PractitionerRole", "location", []string{"->Location"}},
+				{"ServiceRequest", "requester", []string{"->Practitioner"}},
+				{"ServiceRequest", "performer", []string{"->Practitioner", "->PractitionerRole"}},
+			},
+		},
+		{
 			"OBX-21, the observation instance identifier, is typed FILL",
 			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "OBR|1|||24725-4^CT Head^LN",
 				"OBX|1|ST|8867-4^Heart rate^LN||60||||||F"+strings.Repeat("|", 10)+"EI21^OII"),
