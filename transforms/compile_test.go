@@ -331,6 +331,23 @@ func TestChoiceHoldsOneType(t *testing.T) {
 			}
 		})
 	}
+	// A preferred map that finds nothing to write leaves the other type's value.
+	set, err = Load(Layer{FS: files(map[string]string{
+		"datatypes/CQ-Qty.yaml": "datatype: CQ\nfhir: Quantity\nname: CQ-Qty\nrules:\n  - {from: \"1\", to: value, as: decimal}\n",
+		"segments/OBX-Observation.yaml": "segment: OBX\nresource: Observation\nrules:\n  - {value: final, to: status}\n" +
+			"  - {from: \"5\", to: valueString}\n  - {from: \"6\", to: valueQuantity, map: CQ-Qty, prefer: true}\n",
+		"messages/oru.yaml": "structure: ORU\nmessages: [ORU]\nresources:\n  - {map: OBX-Observation}\n",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, out := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ORU^R01|1|P|2.5\r"+
+		"OBX|1|ST|HB||kept|^g/L\rOBX|2|ST|WBC||replaced|7.5^10*9/L\r"), Options{Bundle: Collection})
+	for path, want := range map[string][]string{"valueString": {"kept"}, "valueQuantity.value": {"7.5"}} {
+		if got := b.at("Observation", path); !slices.Equal(got, want) {
+			t.Errorf("Observation.%s = %q, want %q\n%s", path, got, want, out)
+		}
+	}
 	_, err = Load(Layer{FS: files(map[string]string{
 		"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthDate, prefer: true}\n",
 	})})

@@ -32,6 +32,9 @@ type node struct {
 	start, end  int32 // text, for scalars
 	first, last int32 // children, -1 when none
 	next        int32 // next sibling, -1 at the end
+	// yield is, for one type of a choice element, the node of another type
+	// preferred to it: while that one holds a value, this one is empty.
+	yield int32
 }
 
 const none = -1
@@ -43,7 +46,7 @@ func (t *tree) reset() {
 
 // newNode appends a node and returns its index.
 func (t *tree) newNode(name string, kind nodeKind) int32 {
-	t.nodes = append(t.nodes, node{name: name, kind: kind, first: none, last: none, next: none})
+	t.nodes = append(t.nodes, node{name: name, kind: kind, first: none, last: none, next: none, yield: none})
 	return int32(len(t.nodes) - 1)
 }
 
@@ -95,11 +98,11 @@ func (t *tree) lastItem(arr int32) int32 { return t.nodes[arr].last }
 // written name[+]), a final repeated one gains a new item, a final single object
 // is merged into, and a final single scalar already filled gives none (the
 // first value wins), as does a choice another of whose types holds a value
-// (see takeChoice).
+// (see choiceOpen).
 func (t *tree) walkTo(obj int32, steps []step, kind nodeKind) int32 {
 	last := len(steps) - 1
 	for i, s := range steps {
-		if s.others != nil && !t.takeChoice(obj, &s) {
+		if s.others != nil && !t.choiceOpen(obj, &s) {
 			return none
 		}
 		k := kindObject
@@ -107,15 +110,14 @@ func (t *tree) walkTo(obj int32, steps []step, kind nodeKind) int32 {
 			k = kind
 		}
 		if !s.repeated {
-			if i == last && k != kindObject {
-				if n := t.child(obj, s.name); n != none {
-					if !t.empty(n) {
-						return none
-					}
-					return n
-				}
+			n := t.ensure(obj, s.name, k)
+			if i == last && k != kindObject && !t.empty(n) {
+				return none
 			}
-			obj = t.ensure(obj, s.name, k)
+			if s.prefer {
+				t.preferTo(obj, &s, n)
+			}
+			obj = n
 			continue
 		}
 		arr := t.ensure(obj, s.name, kindArray)
@@ -131,23 +133,30 @@ func (t *tree) walkTo(obj int32, steps []step, kind nodeKind) int32 {
 	return obj
 }
 
-// takeChoice reports whether s, one alternative of a choice element of obj,
+// choiceOpen reports whether s, one alternative of a choice element of obj,
 // may be written: when another alternative already holds a value, only when s
-// prefers its own, and that value is then dropped.
-func (t *tree) takeChoice(obj int32, s *step) bool {
+// prefers its own.
+func (t *tree) choiceOpen(obj int32, s *step) bool {
+	if s.prefer {
+		return true
+	}
 	for _, alt := range s.others {
-		n := t.child(obj, alt)
-		if n == none || t.empty(n) {
-			continue
-		}
-		if !s.prefer {
+		if n := t.child(obj, alt); n != none && !t.empty(n) {
 			return false
 		}
-		nd := &t.nodes[n]
-		nd.first, nd.last = none, none
-		nd.start, nd.end = 0, 0
 	}
 	return true
+}
+
+// preferTo makes the other alternatives of s in obj give way to n: they are
+// empty, and not written, once n holds a value, and keep theirs if it never
+// does (a preferred map that found nothing to write).
+func (t *tree) preferTo(obj int32, s *step, n int32) {
+	for _, alt := range s.others {
+		if o := t.child(obj, alt); o != none {
+			t.nodes[o].yield = n
+		}
+	}
 }
 
 // setText makes n a scalar holding text.
@@ -161,10 +170,14 @@ func (t *tree) setText(n int32, kind nodeKind, text []byte) {
 // textOf returns the text of scalar n.
 func (t *tree) textOf(n int32) []byte { return t.text[t.nodes[n].start:t.nodes[n].end] }
 
-// empty reports whether n would write nothing: a scalar with no text, or an
-// object or array whose children are all empty or weak.
+// empty reports whether n would write nothing: a scalar with no text, an
+// object or array whose children are all empty or weak, or a choice's type
+// giving way to a preferred one that holds a value.
 func (t *tree) empty(n int32) bool {
 	nd := &t.nodes[n]
+	if nd.yield != none && !t.empty(nd.yield) {
+		return true
+	}
 	switch nd.kind {
 	case kindString, kindRaw:
 		return nd.start == nd.end
@@ -193,6 +206,9 @@ func (t *tree) writeMembers(dst []byte, n int32, comma bool) ([]byte, bool) {
 func (t *tree) writeChildren(dst []byte, n int32, comma, named bool) ([]byte, bool) {
 	strong := false
 	for c := t.nodes[n].first; c != none; c = t.nodes[c].next {
+		if y := t.nodes[c].yield; y != none && !t.empty(y) {
+			continue
+		}
 		mark := len(dst)
 		if comma {
 			dst = append(dst, ',')
