@@ -232,14 +232,18 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
-			"IN1-5 is the address of the payor named in IN1-4 (or IN1-3), each IN1 its own",
+			"IN1-5 is the address of the payor named in IN1-4 (or IN1-3), each IN1 its own; IN1-3, 6 and 7 its id, contact and telephone",
 			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
-				"IN1|1|BAV^Blue Advantage|IC-1.31|Blue Cross|1979 MILKY WAY^^VERONA^WI^53593",
-				"IN1|2|GOLD^Gold Plan|IC-2^^^^NIIP||2 High St^^LEEDS^^LS1 1AA"),
+				"IN1|1|BAV^Blue Advantage|IC-1.31^^^^NIIP|Blue Cross|1979 MILKY WAY^^VERONA^WI^53593|Roth^Rony^A^III^Dr.~Other^Olive|(555)555-5555^WPN^PH",
+				"IN1|2|GOLD^Gold Plan|IC-2^^^^NIIP||2 High St^^LEEDS^^LS1 1AA|Grey^Gail|0113 496 0000^WPN^PH"),
 			[]want{
 				{"Coverage", "payor", []string{"->Organization", "->Organization"}},
 				{"Organization", "address.city", []string{"VERONA", "LEEDS"}},
-				{"Organization", "identifier.value", []string{"FAC", "RFAC", "IC-2"}},
+				{"Organization", "identifier.value", []string{"FAC", "RFAC", "IC-1.31", "IC-2"}},
+				{"Organization", "identifier.type.coding.code", []string{"NIIP", "NIIP"}},
+				// Organization.contact.name is 0..1: the first contact person.
+				{"Organization", "contact.name.family", []string{"Roth", "Grey"}},
+				{"Organization", "telecom.value", []string{"(555)555-5555", "0113 496 0000"}},
 			},
 		},
 		{
@@ -410,6 +414,21 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"IN1-3 alone names the payor, with its contact (IN1-6) and telephone (IN1-7); IN1-37 the deductible",
+			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"IN1|1|BAV^Blue Advantage|IC-9||1 Main St^^YORK|Roth^Rony|(555)555-5555^WPN^PH"+strings.Repeat("|", 30)+"150&GBP^DC"),
+			[]want{
+				{"Coverage", "payor", []string{"->Organization"}},
+				{"Organization", "identifier.value", []string{"FAC", "RFAC", "IC-9"}},
+				{"Organization", "address.city", []string{"YORK"}},
+				{"Organization", "contact.name.family", []string{"Roth"}},
+				{"Organization", "telecom.value", []string{"(555)555-5555"}},
+				{"Coverage", "costToBeneficiary.valueMoney.value", []string{"150"}},
+				{"Coverage", "costToBeneficiary.valueMoney.currency", []string{"GBP"}},
+				{"Coverage", "costToBeneficiary.type.coding.code", []string{"deductible"}},
+			},
+		},
+		{
 			"REF PRD: each provider's role (PRD-1), place, organisation and period; the referred-to role performs the referral",
 			message("REF^I12", "RF1|P^Pending^HL70283|R^Routine^HL70280|Med^Medical^HL70281||O^Outpatient^HL70284|226839^EPIC|20220125",
 				"PRD|RP^Referring Provider^HL70286|POWELL^ROBERT|||||PLN1001^SL|20200112|20240112|GOOD HEALTH HOSPITAL",
@@ -492,15 +511,18 @@ func TestRulesSegments(t *testing.T) {
 		{
 			"IN1-10, the insured's group employer ID, identifies the employer IN1-11 names, the policy holder",
 			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
-				"IN1|1|BAV^Blue Advantage|IC-1|Blue Cross||||||EMP-77^^^^EN|Acme Ltd^L^^^^^XX^^^A1",
+				"IN1|1|BAV^Blue Advantage|IC-1|Blue Cross||||||EMP-77^^^^EN|Acme Ltd^L^^^^^XX^^^A1"+strings.Repeat("|", 33)+"2000 MILKY WAY^^VERONA^WI^53593",
 				"IN1|2|GOLD^Gold Plan|IC-2|Gold Insurer||||||EMP-99^^^^EN"),
 			[]want{
 				{"Coverage", "policyHolder", []string{"->Organization"}},
 				{"Organization", "name", []string{"FAC", "RFAC", "Blue Cross", "Acme Ltd", "Gold Insurer"}},
-				// FAC and RFAC (MSH), then the employer's own XON.10 and IN1-10;
-				// the second IN1 names no employer for EMP-99 to identify.
-				{"Organization", "identifier.value", []string{"FAC", "RFAC", "A1", "EMP-77"}},
+				// FAC and RFAC (MSH), the first payor's IN1-3, then the employer's
+				// own XON.10 and IN1-10; the second IN1 names no employer for
+				// EMP-99 to identify.
+				{"Organization", "identifier.value", []string{"FAC", "RFAC", "IC-1", "A1", "EMP-77", "IC-2"}},
 				{"Organization", "identifier.type.coding.code", []string{"XX", "EN"}},
+				// IN1-44, the insured's employer's address, is the employer's.
+				{"Organization", "address.line", []string{"2000 MILKY WAY"}},
 			},
 		},
 		{
