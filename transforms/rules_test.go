@@ -414,6 +414,22 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"FT1-13 the department charged, FT1-32/33 the performing and ordering facilities, FT1-34/35 the device charged for",
+			message("DFT^P03", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "PV1|1|O",
+				"FT1|1|12345||20191122|20191122|CG|71045^Xray exam chest^C4||||||RAD-1^Radiology^L"+strings.Repeat("|", 19)+
+					"Good Health Hospital^L^4544|GOOD HEALTH HOSPITAL^^^^^^^^^123456789|Item-12345^^L|Model-12345"),
+			[]want{
+				{"ChargeItem", "costCenter", []string{"->Organization"}},
+				{"ChargeItem", "performingOrganization", []string{"->Organization"}},
+				{"ChargeItem", "requestingOrganization", []string{"->Organization"}},
+				{"ChargeItem", "productReference", []string{"->Device"}},
+				{"Organization", "name", []string{"FAC", "RFAC", "Radiology", "Good Health Hospital", "GOOD HEALTH HOSPITAL"}},
+				{"Organization", "identifier.value", []string{"FAC", "RFAC", "RAD-1", "4544", "123456789"}},
+				{"Device", "identifier.value", []string{"Item-12345"}},
+				{"Device", "modelNumber", []string{"Model-12345"}},
+			},
+		},
+		{
 			"IN1-3 alone names the payor, with its contact (IN1-6) and telephone (IN1-7); IN1-37 the deductible",
 			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
 				"IN1|1|BAV^Blue Advantage|IC-9||1 Main St^^YORK|Roth^Rony|(555)555-5555^WPN^PH"+strings.Repeat("|", 30)+"150&GBP^DC"),
