@@ -445,6 +445,31 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"ROL-9, the provider type, is the role's specialty",
+			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"ROL|1|AD|PP^Primary Care Provider^HL70443|111^Gp^Gill|||||408443003^General practice^SCT"),
+			[]want{{"PractitionerRole", "specialty.coding.code", []string{"408443003"}}},
+		},
+		{
+			"PID-6, 17, 23 and 26 as the IG's Patient extensions; PID-12 as a district, on the address or an address of its own",
+			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE||19700101|F|||1 Main St^^YORK|NYK"+strings.Repeat("|", 5)+"C^Christian^HL70006",
+				"PID|2||456^^^^MR||ROE^RAY|SMITH^ANN|19700101|M|||1 Main St^^YORK^^^^^^&West Yorkshire|NYK"+strings.Repeat("|", 11)+"Leeds General"+strings.Repeat("|", 3)+"GBR^United Kingdom^ISO3166_1"),
+			[]want{
+				{"Patient", "address.district", []string{"NYK", "West Yorkshire", "NYK"}},
+				{"Patient", "address.city", []string{"YORK", "YORK"}},
+				{"Patient", "extension.url", []string{
+					"http://hl7.org/fhir/StructureDefinition/patient-religion",
+					"http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName",
+					"http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+					"http://hl7.org/fhir/StructureDefinition/patient-citizenship"}},
+				{"Patient", "extension.valueCodeableConcept.coding.code", []string{"C"}},
+				{"Patient", "extension.valueString", []string{"SMITH"}},
+				{"Patient", "extension.valueAddress.text", []string{"Leeds General"}},
+				{"Patient", "extension.extension.url", []string{"code"}},
+				{"Patient", "extension.extension.valueCodeableConcept.coding.code", []string{"GBR"}},
+			},
+		},
+		{
 			"REF PRD: each provider's role (PRD-1), place, organisation and period; the referred-to role performs the referral",
 			message("REF^I12", "RF1|P^Pending^HL70283|R^Routine^HL70280|Med^Medical^HL70281||O^Outpatient^HL70284|226839^EPIC|20220125",
 				"PRD|RP^Referring Provider^HL70286|POWELL^ROBERT|||||PLN1001^SL|20200112|20240112|GOOD HEALTH HOSPITAL",
