@@ -1,11 +1,14 @@
 package transforms
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/spinebridge/spinebridge/adapters/hl7v2"
 )
 
 // A minimal valid set that each case below breaks in one place.
@@ -398,6 +401,48 @@ func TestSharedSegmentMap(t *testing.T) {
 		}
 		if len(parentOf) != 3 || parentOf["BIOPSY"] != parentOf["SCOPE"] || parentOf["BIOPSY"] == parentOf["XRAY"] {
 			t.Errorf("shared %v: parents by procedure %v\n%s", shared, parentOf, out)
+		}
+	}
+}
+
+// TestExpressionStringsLastTheirMessage: the strings an expression makes
+// (Get, +) live in the converter's arena for one message. Two Gets in one
+// expression each keep their own text, though both were unescaped into the
+// same scratch buffer, and a converter reused for the next message writes
+// what a new one would.
+func TestExpressionStringsLastTheirMessage(t *testing.T) {
+	set, err := Load(Layer{FS: files(map[string]string{
+		"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n" +
+			"  - {expr: 'Get(\"5.1\") + \"/\" + Get(\"5.2\")', to: name.text}\n" +
+			"  - {expr: 'Get(\"5.1\") == Get(\"5.2\") ? \"same\" : \"differ\"', to: name.prefix}\n",
+		"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient}\n",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := set.NewConverter(Options{Bundle: Collection})
+	for _, tc := range []struct{ pid, text, prefix string }{
+		{`PID|1||||A\T\B^C\T\D`, "A&B/C&D", "differ"},
+		{`PID|1||||X\S\Y^X\S\Y`, "X^Y/X^Y", "same"},
+		{`PID|1||||A\T\B^C\T\D`, "A&B/C&D", "differ"},
+	} {
+		m, err := hl7v2.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\r" + tc.pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := c.Convert(nil, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bundle
+		if err := json.Unmarshal(out, &b); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.at("Patient", "name.text"); !slices.Equal(got, []string{tc.text}) {
+			t.Errorf("%s: name.text = %q, want %q", tc.pid, got, tc.text)
+		}
+		if got := b.at("Patient", "name.prefix"); !slices.Equal(got, []string{tc.prefix}) {
+			t.Errorf("%s: name.prefix = %q, want %q", tc.pid, got, tc.prefix)
 		}
 	}
 }

@@ -81,10 +81,12 @@ type Converter struct {
 	subs       map[subKey]int       // resources data-type maps built, by what they were built of
 	named      map[string][]namedAt // name -> instances in message order
 	pending    []pendingRef
-	vals       []valueAt // values of the rules under way, used as a stack
-	hbuf       []byte    // scratch for hashString
-	mapped     []byte    // scratch for a table's code
-	computed   []byte    // scratch for an expression's result
+	vals       []valueAt         // values of the rules under way, used as a stack
+	hbuf       []byte            // scratch for hashString
+	mapped     []byte            // scratch for a table's code
+	computed   []byte            // scratch for an expression's result
+	strs       []byte            // this message's expression strings (see keep)
+	langs      map[string]string // Language's answers, by code
 	issues     []Issue
 	text       []byte // scratch for unescaped text
 	text2      []byte // scratch for text decoded leniently
@@ -152,6 +154,7 @@ func (s *Set) NewConverter(opts Options) *Converter {
 		opts:  opts,
 		byID:  map[[16]byte]int{},
 		subs:  map[subKey]int{},
+		langs: map[string]string{},
 		named: map[string][]namedAt{},
 		h:     sha256.New(),
 		memo:  make([]memoEntry, s.paths.slots()),
@@ -217,6 +220,7 @@ func (c *Converter) reset(m *hl7v2.Message) {
 	c.segFrames = c.frames + 1
 	c.frames += uint64(m.SegmentCount()) + 1
 	c.compsOf = nil
+	c.strs = c.strs[:0]
 	c.delims = m.Delimiters()
 	c.escape = c.delims.Escape
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/text/language"
 )
@@ -54,12 +55,25 @@ func (e *exprEnv) Has(path string) bool {
 // sites fill it with ISO 639 codes; FHIR's communication.language is BCP-47,
 // whose tags use the shortest ISO 639 code there is ("ar", not "ara").
 func (e *exprEnv) Language(code string) string {
-	tag, err := language.Parse(strings.TrimSpace(code))
-	if err != nil || tag == language.Und {
-		return ""
+	code = strings.TrimSpace(code)
+	if tag, ok := e.c.langs[code]; ok {
+		return tag
 	}
-	return tag.String()
+	var bcp47 string
+	if tag, err := language.Parse(code); err == nil && tag != language.Und {
+		bcp47 = tag.String()
+	}
+	// A converter meets a handful of codes; a sender of endless new ones
+	// only ever costs the parse.
+	if len(e.c.langs) >= maxLanguages {
+		clear(e.c.langs)
+	}
+	e.c.langs[strings.Clone(code)] = bcp47
+	return bcp47
 }
+
+// maxLanguages bounds a converter's cache of Language's answers.
+const maxLanguages = 256
 
 // exprPath reads the path given to Get or Has: relative to a data-type map's
 // value inside one, unless it names a segment ("PID-32").
@@ -88,10 +102,25 @@ func (c *Converter) prepare(f *frame, r *rule, p *program) *exprEnv {
 	}
 	if p.usesValue && r != nil && r.hasSrc {
 		if v, _, ok := c.firstValue(&r.src, f); ok {
-			c.env.Value = string(trimSpace(c.textOf(v)))
+			c.env.Value = c.keep(trimSpace(c.textOf(v)), "")
 		}
 	}
 	return &c.env
+}
+
+// keep returns a followed by b as a string held in c.strs, the arena of this
+// message's expression strings, rather than a string of its own on the heap:
+// an expression's strings are read while the message converts and copied
+// into the tree if written, never kept beyond it. The arena is cleared for
+// the next message; an append that outgrows it moves on to a new array and
+// leaves the strings already made in the old one.
+func (c *Converter) keep(a []byte, b string) string {
+	start := len(c.strs)
+	c.strs = append(append(c.strs, a...), b...)
+	if len(c.strs) == start {
+		return ""
+	}
+	return unsafe.String(&c.strs[start], len(c.strs)-start)
 }
 
 // setEnv points the environment at f with no Value or Segment, copying f

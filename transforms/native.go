@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
@@ -172,7 +173,7 @@ func (nc *nativeCompiler) node(n ast.Node) native {
 	switch name {
 	case "Get":
 		if src, ok := nc.path(args); ok {
-			return func(e *exprEnv) nval { return nval{s: string(e.text(src))} }
+			return func(e *exprEnv) nval { return nval{s: e.c.keep(e.text(src), "")} }
 		}
 	case "Has":
 		if src, ok := nc.path(args); ok {
@@ -285,7 +286,10 @@ func (nc *nativeCompiler) binary(x *ast.BinaryNode) native {
 	case "!=":
 		return func(e *exprEnv) nval { return nval{b: l(e).s != r(e).s} }
 	case "+":
-		return func(e *exprEnv) nval { return nval{s: l(e).s + r(e).s} }
+		return func(e *exprEnv) nval {
+			a := l(e).s
+			return nval{s: e.c.keep(unsafe.Slice(unsafe.StringData(a), len(a)), r(e).s)}
+		}
 	}
 	return nil
 }
