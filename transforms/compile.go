@@ -103,6 +103,8 @@ type segmentMap struct {
 	identity    []source
 	conditional bool
 	shared      bool
+	when        *program // the segment is mapped only when it holds
+	pos         string
 	rules       []rule
 }
 
@@ -317,7 +319,10 @@ func (c *compiler) compileSegmentMap(s *segmentMapSpec) {
 		c.errorf(s.pos, "%q is not a FHIR R4 resource", s.Resource)
 		return
 	}
-	m := &segmentMap{name: name, segment: s.Segment, resource: s.Resource, profile: s.Profile, shared: s.Shared}
+	m := &segmentMap{name: name, segment: s.Segment, resource: s.Resource, profile: s.Profile, shared: s.Shared, pos: s.pos}
+	if s.When != "" {
+		m.when = c.compileExpr(s.pos, s.When, true, false)
+	}
 	if s.Shared && len(s.Identity) == 0 {
 		c.errorf(s.pos, "shared: true needs an identity: the resource a later segment shares is the one with the same identity")
 	}

@@ -50,6 +50,9 @@ func TestLoadErrorsNameFileAndLine(t *testing.T) {
 		{"shared without an identity", map[string]string{
 			"segments/PV1-Encounter.yaml": "segment: PV1\nresource: Encounter\nshared: true\nrules:\n  - {value: finished, to: status}\n",
 		}, []string{"segments/PV1-Encounter.yaml:1:", "shared: true needs an identity"}},
+		{"a map's condition that is no boolean", map[string]string{
+			"segments/PV1-Encounter.yaml": "segment: PV1\nresource: Encounter\nwhen: 'Get(\"2\")'\nrules:\n  - {value: finished, to: status}\n",
+		}, []string{"segments/PV1-Encounter.yaml:1:"}},
 		{"misspelt element", map[string]string{
 			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthdate}\n",
 		}, []string{"segments/PID-Patient.yaml:4:", `"birthdate"`, "birthDate"}},
@@ -443,6 +446,31 @@ func TestExpressionStringsLastTheirMessage(t *testing.T) {
 		}
 		if got := b.at("Patient", "name.prefix"); !slices.Equal(got, []string{tc.prefix}) {
 			t.Errorf("%s: name.prefix = %q, want %q", tc.pid, got, tc.prefix)
+		}
+	}
+}
+
+// TestSegmentMapCondition: a segment map's own when: holds in every entry that
+// uses it, after the entry's condition.
+func TestSegmentMapCondition(t *testing.T) {
+	set, err := Load(Layer{FS: files(map[string]string{
+		"segments/PR1-Procedure.yaml": "segment: PR1\nresource: Procedure\nwhen: 'Has(\"3\")'\nrules:\n" +
+			"  - {value: unknown, to: status}\n  - {from: \"3\", to: code.text}\n  - {from: \"4\", to: note.text}\n",
+		"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient, name: patient}\n" +
+			"  - {map: PR1-Procedure, when: 'Get(\"4\") != \"skip\"'}\n",
+		"messages/bar.yaml": "structure: BAR\nmessages: [BAR]\nresources:\n  - {map: PID-Patient, name: patient}\n" +
+			"  - {map: PR1-Procedure}\n",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	segments := "PID|1||||DOE^JANE\rPR1|1||BIOPSY|kept\rPR1|2|||no code\rPR1|3||SCOPE|skip\r"
+	// The second PR1, without PR1-3, is no Procedure in either structure; the
+	// third is one only where the entry's own condition lets it through.
+	for typ, want := range map[string][]string{"ADT^A01": {"kept"}, "BAR^P01": {"kept", "skip"}} {
+		b, _, out := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||"+typ+"|1|P|2.5\r"+segments), Options{Bundle: Collection})
+		if got := b.at("Procedure", "note.text"); !slices.Equal(got, want) {
+			t.Errorf("%s: procedures' notes %q, want %q\n%s", typ, got, want, out)
 		}
 	}
 }

@@ -252,6 +252,9 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	if e.when != nil && !c.test(e.when, new(c.newFrame(frame{seg: seg})), e.pos) {
 		return
 	}
+	if sm := e.smap; sm.when != nil && !c.test(sm.when, new(c.newFrame(frame{seg: seg})), sm.pos) {
+		return
+	}
 	res := -1
 	if e.into != "" {
 		if inst := c.named[e.into]; len(inst) > 0 {

@@ -47,6 +47,7 @@ type segmentMapSpec struct {
 	Identity    []string   `yaml:"identity"`    // sources whose values make the resource id
 	Conditional string     `yaml:"conditional"` // "identifier": transaction entries update conditionally on it
 	Shared      bool       `yaml:"shared"`      // one resource per identity in a message, however many segments name it
+	When        string     `yaml:"when"`        // condition on the segment, for every entry that uses the map
 	Rules       []ruleSpec `yaml:"-"`
 
 	pos string
