@@ -174,10 +174,10 @@ func (t *tree) textOf(n int32) []byte { return t.text[t.nodes[n].start:t.nodes[n
 // object or array whose children are all empty or weak, or a choice's type
 // giving way to a preferred one that holds a value.
 func (t *tree) empty(n int32) bool {
-	nd := &t.nodes[n]
-	if nd.yield != none && !t.empty(nd.yield) {
+	if t.yielded(n) {
 		return true
 	}
+	nd := &t.nodes[n]
 	switch nd.kind {
 	case kindString, kindRaw:
 		return nd.start == nd.end
@@ -188,6 +188,13 @@ func (t *tree) empty(n int32) bool {
 		}
 	}
 	return true
+}
+
+// yielded reports whether n, one type of a choice element, gives way to a
+// preferred type that holds a value (see preferTo).
+func (t *tree) yielded(n int32) bool {
+	y := t.nodes[n].yield
+	return y != none && !t.empty(y)
 }
 
 // writeMembers writes the members of object n (without braces), each preceded
@@ -206,7 +213,7 @@ func (t *tree) writeMembers(dst []byte, n int32, comma bool) ([]byte, bool) {
 func (t *tree) writeChildren(dst []byte, n int32, comma, named bool) ([]byte, bool) {
 	strong := false
 	for c := t.nodes[n].first; c != none; c = t.nodes[c].next {
-		if y := t.nodes[c].yield; y != none && !t.empty(y) {
+		if t.yielded(c) {
 			continue
 		}
 		mark := len(dst)
