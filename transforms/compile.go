@@ -34,6 +34,8 @@ const (
 	convDate
 	convDateTime
 	convInstant
+	convBase64 // checked base64, whitespace dropped
+	convHex    // hexadecimal text, written as base64
 	convDecimal
 	convInteger
 	convPositiveInt
@@ -452,12 +454,12 @@ func walk(root string, t *fhirmodel.Type, p string) ([]step, fhirmodel.Element, 
 var scalarConv = map[string]conv{
 	"date": convDate, "dateTime": convDateTime, "instant": convInstant,
 	"decimal": convDecimal, "integer": convInteger, "positiveInt": convPositiveInt,
-	"unsignedInt": convUnsignedInt, "boolean": convBoolean,
+	"unsignedInt": convUnsignedInt, "boolean": convBoolean, "base64Binary": convBase64,
 }
 
 var asConv = map[string]conv{
 	"text": convText, "date": convDate, "dateTime": convDateTime, "instant": convInstant,
-	"decimal": convDecimal, "integer": convInteger, "boolean": convBoolean,
+	"decimal": convDecimal, "integer": convInteger, "boolean": convBoolean, "hex": convHex,
 }
 
 // compileRule checks one rule against the FHIR type it writes into.
@@ -570,7 +572,10 @@ func (c *compiler) compileRule(rs *ruleSpec, root string, t *fhirmodel.Type, inD
 		if rs.As != "" {
 			cv, ok := asConv[rs.As]
 			if !ok {
-				c.errorf(rs.pos, "as: %q is not one of text, date, dateTime, instant, decimal, integer, boolean", rs.As)
+				c.errorf(rs.pos, "as: %q is not one of text, date, dateTime, instant, decimal, integer, boolean, hex", rs.As)
+			}
+			if cv == convHex && el.Type != "base64Binary" {
+				c.errorf(rs.pos, "as: hex fills a base64Binary, and %s is a %s", rs.To, el.Type)
 			}
 			// Only conversions that keep the element's JSON type are allowed.
 			if ok && (cv >= convDecimal) != (r.kind == kindRaw) {

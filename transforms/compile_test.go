@@ -74,6 +74,9 @@ func TestLoadErrorsNameFileAndLine(t *testing.T) {
 		{"constant code the element refuses", map[string]string{
 			"segments/PV1-Encounter.yaml": "segment: PV1\nresource: Encounter\nrules:\n  - {value: done, to: status}\n",
 		}, []string{"segments/PV1-Encounter.yaml:4:", `"done"`}},
+		{"hex into an element that is no base64Binary", map[string]string{
+			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthDate, as: hex}\n",
+		}, []string{"segments/PID-Patient.yaml:4:", "base64Binary", "date"}},
 		{"misspelt key", map[string]string{
 			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {form: \"7\", to: birthDate}\n",
 		}, []string{"segments/PID-Patient.yaml:4:", `unknown key "form"`}},

@@ -85,6 +85,7 @@ type Converter struct {
 	hbuf       []byte            // scratch for hashString
 	mapped     []byte            // scratch for a table's code
 	computed   []byte            // scratch for an expression's result
+	binary     []byte            // scratch for base64 and hex data decoded to check it
 	strs       []byte            // this message's expression strings (see keep)
 	langs      map[string]string // Language's answers, by code
 	issues     []Issue
@@ -913,6 +914,10 @@ func (c *Converter) writeConverted(r *rule, f *frame, text []byte) {
 				}
 			}
 		}
+	case convBase64:
+		out, err = appendBase64(out, text, &c.binary)
+	case convHex:
+		out, err = appendHexBase64(out, text, &c.binary)
 	case convDecimal:
 		out, err = appendDecimal(out, text)
 	case convInteger:

@@ -461,3 +461,27 @@ func TestConvertMemoEndsWithItsMessage(t *testing.T) {
 		t.Error("the messages do not exercise OBX-16's Practitioner")
 	}
 }
+
+// An attachment whose data is not what its encoding says is left out and
+// reported: the Observation keeps its content type, and the bundle stays valid.
+func TestConvertCorruptAttachmentReported(t *testing.T) {
+	raw := message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE", "OBR|1|PL-1||18842-5^Discharge summary^LN",
+		"OBX|1|ED|18842-5^Discharge summary^LN||^AP^PDF^Base64^not*base64||||||F",
+		"OBX|2|ED|18842-5^Discharge summary^LN||^AP^PDF^Hex^4G||||||F")
+	b, issues, out := convertMessage(t, raw, Options{Bundle: Collection})
+	if got := b.at("Observation", "extension.valueAttachment.data"); len(got) != 0 {
+		t.Errorf("corrupt data written: %q\n%s", got, out)
+	}
+	if got := b.at("Observation", "extension.valueAttachment.contentType"); !slices.Equal(got, []string{"application/pdf", "application/pdf"}) {
+		t.Errorf("contentType %q", got)
+	}
+	var reported []string
+	for _, is := range issues {
+		if strings.HasPrefix(is.Location, "OBX") {
+			reported = append(reported, is.Message)
+		}
+	}
+	if len(reported) != 2 || !strings.Contains(reported[0], "not base64") || !strings.Contains(reported[1], "not hexadecimal") {
+		t.Errorf("issues %q, want one for each corrupt OBX-5", issues)
+	}
+}

@@ -111,6 +111,25 @@ func TestRulesDatatypes(t *testing.T) {
 			},
 		},
 		{
+			"OBX-5 ED and RP are the Observation's valueAttachment: base64 kept without its line breaks, text and hex encoded",
+			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE", "OBR|1|PL-1||18842-5^Discharge summary^LN",
+				"OBX|1|ED|18842-5^Discharge summary^LN||^AP^PDF^Base64^JVBERi0x\\X0D\\\\X0A\\LjQK||||||F",
+				"OBX|2|ED|11488-4^Consult note^LN||^TEXT^plain^A^Seen in clinic||||||F",
+				"OBX|3|ED|11488-4^Consult note^LN||^AP^Octet-stream^Hex^48690A||||||F",
+				"OBX|4|RP|18748-4^Imaging report^LN||https://pacs.example.nhs.uk/study/1^^IM^JPEG||||||F"),
+			[]want{
+				{"Observation", "extension.url", []string{
+					"https://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment",
+					"https://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment",
+					"https://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment",
+					"https://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment",
+				}},
+				{"Observation", "extension.valueAttachment.contentType", []string{"application/pdf", "text/plain", "application/octet-stream", "image/jpeg"}},
+				{"Observation", "extension.valueAttachment.data", []string{"JVBERi0xLjQK", "U2VlbiBpbiBjbGluaWM=", "SGkK"}},
+				{"Observation", "extension.valueAttachment.url", []string{"https://pacs.example.nhs.uk/study/1"}},
+			},
+		},
+		{
 			"XPN.10 is the name's period when XPN.12 and XPN.13 are empty",
 			message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE^^^^^L^^^20200101&20251231~ROE^JO^^^^^L^^^20200101&20251231^^20210101"),
 			[]want{

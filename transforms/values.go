@@ -1,6 +1,8 @@
 package transforms
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"time"
 )
@@ -11,6 +13,8 @@ import (
 var (
 	errDate    = errors.New("not an HL7 date/time (YYYY[MM[DD[HH[MM[SS[.S...]]]]]][+/-ZZZZ])")
 	errDecimal = errors.New("not a number")
+	errBase64  = errors.New("not base64 data")
+	errHex     = errors.New("not hexadecimal data")
 )
 
 // dtm is a parsed HL7 v2 DTM/TS value, keeping its precision.
@@ -303,4 +307,38 @@ func validNHSNumber(b []byte) bool {
 		check = 0
 	}
 	return check != 10 && check == int(b[9]-'0')
+}
+
+// appendBase64 writes base64 data as FHIR's base64Binary holds it: the line
+// breaks and spaces senders wrap it with dropped, and the rest checked by
+// decoding it into *scratch, so that a corrupt attachment is reported rather
+// than making the whole bundle invalid.
+func appendBase64(dst, b []byte, scratch *[]byte) ([]byte, error) {
+	start := len(dst)
+	for _, ch := range b {
+		if ch != ' ' && ch != '\t' && ch != '\r' && ch != '\n' {
+			dst = append(dst, ch)
+		}
+	}
+	data := dst[start:]
+	if n := base64.StdEncoding.DecodedLen(len(data)); cap(*scratch) < n {
+		*scratch = make([]byte, n)
+	}
+	if _, err := base64.StdEncoding.Decode((*scratch)[:cap(*scratch)], data); err != nil || len(data) == 0 {
+		return dst[:start], errBase64
+	}
+	return dst, nil
+}
+
+// appendHexBase64 writes hexadecimal data (ED.4 "Hex") as base64.
+func appendHexBase64(dst, b []byte, scratch *[]byte) ([]byte, error) {
+	b = trimSpace(b)
+	if n := hex.DecodedLen(len(b)); cap(*scratch) < n {
+		*scratch = make([]byte, n)
+	}
+	n, err := hex.Decode((*scratch)[:cap(*scratch)], b)
+	if err != nil || n == 0 {
+		return dst, errHex
+	}
+	return base64.StdEncoding.AppendEncode(dst, (*scratch)[:n]), nil
 }
