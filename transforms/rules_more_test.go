@@ -53,6 +53,50 @@ func TestRulesSegmentGroups(t *testing.T) {
 			},
 		},
 		{
+			"ORU ORDER_DOCUMENT: the TXA is a DocumentReference related to its order, its OBX a result with the attachment; no other OBX is its content",
+			message("ORU^R01", pid, "ORC|RE|1101", "OBX|1|ED|11488-4^Consult note^LN||^AP^PDF^Base64^JVBERi0xLjQK||||||F",
+				"TXA|1|CN|AP|20260101"+strings.Repeat("|", 8)+"DOC1"+strings.Repeat("|", 5)+"AU|R|AV", "OBR|1|1101||2951-2^Sodium^LN||20260101090000",
+				"OBX|1|TX|2951-2^Sodium^LN||Haemolysed sample||||||F"),
+			[]want{
+				{"DocumentReference", "masterIdentifier.value", []string{"DOC1"}},
+				{"DocumentReference", "context.related", []string{"->ServiceRequest"}},
+				{"DocumentReference", "subject", []string{"->Patient"}},
+				{"DocumentReference", "securityLabel.coding.code", []string{"R"}},
+				{"DocumentReference", "securityLabel.coding.system", []string{"http://terminology.hl7.org/CodeSystem/v2-0272"}},
+				{"DocumentReference", "content.attachment.data", nil},
+				{"DocumentReference", "content.attachment.title", []string{"CN"}},
+				{"Observation", "extension.valueAttachment.data", []string{"JVBERi0xLjQK"}},
+				{"Observation", "valueString", []string{"Haemolysed sample"}},
+			},
+		},
+		{
+			"MDM: TXA-18 is the document's security label; a code outside table 0272 is left out",
+			message("MDM^T02", pid, "TXA|1|CN|TX|20260101"+strings.Repeat("|", 8)+"DOC1"+strings.Repeat("|", 5)+"AU|V|AV", "OBX|1|TX|||Seen in clinic",
+				"TXA|2|CN|TX|20260101"+strings.Repeat("|", 8)+"DOC2"+strings.Repeat("|", 5)+"AU|X|AV"),
+			[]want{
+				{"DocumentReference", "securityLabel.coding.code", []string{"V"}},
+				{"DocumentReference", "securityLabel.coding.system", []string{"http://terminology.hl7.org/CodeSystem/v2-0272"}},
+				{"DocumentReference", "content.attachment.data", []string{"U2VlbiBpbiBjbGluaWM=", "U2VlbiBpbiBjbGluaWM="}},
+			},
+		},
+		{
+			"MDM: TXA-13, the parent document, is what a replacement (T09) replaces",
+			message("MDM^T09", pid, "TXA|1|CN|TX|20260101"+strings.Repeat("|", 8)+"DOC2|DOC1^EPR"+strings.Repeat("|", 4)+"AU", "OBX|1|TX|||Corrected letter"),
+			[]want{
+				{"DocumentReference", "relatesTo.code", []string{"replaces"}},
+				{"DocumentReference", "relatesTo.target.identifier.value", []string{"DOC1"}},
+				{"DocumentReference", "relatesTo.target.type", []string{"DocumentReference"}},
+			},
+		},
+		{
+			"MDM: in an original document (T02) TXA-13 says no relation FHIR can name",
+			message("MDM^T02", pid, "TXA|1|CN|TX|20260101"+strings.Repeat("|", 8)+"DOC2|DOC1^EPR"+strings.Repeat("|", 4)+"AU", "OBX|1|TX|||Letter"),
+			[]want{
+				{"DocumentReference", "relatesTo.target.type", nil},
+				{"DocumentReference", "masterIdentifier.value", []string{"DOC2"}},
+			},
+		},
+		{
 			"ORU: a TQ1 after its OBR replaces OBR-6; an order without timing keeps OBR-6",
 			message("ORU^R01", pid, "ORC|RE|1101", "OBR|1|1101||2951-2^Sodium^LN||20260101090000",
 				"TQ1|1||||||20260101100000", "OBX|1|NM|2951-2^Sodium^LN||140||||||F",
