@@ -97,6 +97,25 @@ func TestRulesSegmentGroups(t *testing.T) {
 			},
 		},
 		{
+			"PV1-54 is the visit's EpisodeOfCare in every structure with a visit (PV1[Encounter] PV1-53, PV1-54); none without it",
+			message("ORU^R01", pid, "PV1|1|O"+strings.Repeat("|", 51)+"Diabetes follow-up|EOC124^^^EPR^MR", "ORC|RE|1101",
+				"OBR|1|1101||2951-2^Sodium^LN", "OBX|1|NM|2951-2^Sodium^LN||140||||||F"),
+			[]want{
+				{"EpisodeOfCare", "identifier.value", []string{"EOC124"}},
+				{"EpisodeOfCare", "patient", []string{"->Patient"}},
+				{"EpisodeOfCare", "extension.valueString", []string{"Diabetes follow-up"}},
+				{"Encounter", "episodeOfCare", []string{"->EpisodeOfCare"}},
+			},
+		},
+		{
+			"PV1-53 alone names no episode",
+			message("VXU^V04", pid, "PV1|1|O"+strings.Repeat("|", 51)+"Diabetes follow-up"),
+			[]want{
+				{"EpisodeOfCare", "status", nil},
+				{"Encounter", "episodeOfCare", nil},
+			},
+		},
+		{
 			"ORU: a TQ1 after its OBR replaces OBR-6; an order without timing keeps OBR-6",
 			message("ORU^R01", pid, "ORC|RE|1101", "OBR|1|1101||2951-2^Sodium^LN||20260101090000",
 				"TQ1|1||||||20260101100000", "OBX|1|NM|2951-2^Sodium^LN||140||||||F",
