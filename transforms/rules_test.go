@@ -171,6 +171,31 @@ func TestRulesSegments(t *testing.T) {
 		wants []want
 	}{
 		{
+			"PV1-37 is the discharge destination, a Location of DLD.1's type; PV2-11 the length of stay in days; PV2-38 the mode of arrival",
+			message("ADT^A03", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|I"+strings.Repeat("|", 35)+"NH&Nursing home&L",
+				"PV2"+strings.Repeat("|", 11)+"4"+strings.Repeat("|", 27)+"A^Ambulance^L"),
+			[]want{
+				{"Encounter", "hospitalization.destination", []string{"->Location"}},
+				{"Location", "type.coding.code", []string{"NH"}},
+				{"Location", "type.coding.display", []string{"Nursing home"}},
+				{"Encounter", "length.value", []string{"4"}},
+				{"Encounter", "length.code", []string{"d"}},
+				{"Encounter", "length.system", []string{"http://unitsofmeasure.org"}},
+				{"Encounter", "extension.valueCoding.code", []string{"A"}},
+			},
+		},
+		{
+			"PID-28 nationality, PID-39 citizenship and PD1-14 place of worship are the Patient extensions the rows name; MSH-19 the message's language",
+			[]byte(strings.Replace(string(message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE"+strings.Repeat("|", 23)+"GB^United Kingdom^ISO3166_1"+strings.Repeat("|", 11)+"IE^Ireland^ISO3166_1",
+				"PD1"+strings.Repeat("|", 14)+"St Mary's Church")), "|2.5.1", "|2.5.1"+strings.Repeat("|", 7)+"en-GB", 1)),
+			[]want{
+				{"Patient", "extension.url", []string{"http://hl7.org/fhir/StructureDefinition/patient-nationality", "http://hl7.org/fhir/StructureDefinition/patient-citizenship", "http://hl7.org/fhir/StructureDefinition/patient-congregation"}},
+				{"Patient", "extension.extension.valueCodeableConcept.coding.code", []string{"GB", "IE"}},
+				{"Patient", "extension.valueString", []string{"St Mary's Church"}},
+				{"MessageHeader", "language", []string{"en-GB"}},
+			},
+		},
+		{
 			"PID-21 is the mother, a RelatedPerson of the patient (CX[RelatedPerson-Mother])",
 			message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE||19700101|F|||||||||||||1212121^^^NTH&rt23&HCD^AND^^20200101"),
 			[]want{
