@@ -171,6 +171,17 @@ func TestRulesSegments(t *testing.T) {
 		wants []want
 	}{
 		{
+			"DG1-21 D (delete) marks the diagnosis entered-in-error, A does not; DG1-22 is the parent diagnosis it is due to",
+			message("ADT^A08", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|I",
+				"DG1|1||I21^Acute MI^I10"+strings.Repeat("|", 17)+"DG-2|D|DG-1",
+				"DG1|2||E11^Diabetes^I10"+strings.Repeat("|", 17)+"DG-3|A"),
+			[]want{
+				{"Condition", "verificationStatus.coding.code", []string{"entered-in-error"}},
+				{"Condition", "verificationStatus.coding.system", []string{"http://terminology.hl7.org/CodeSystem/condition-ver-status"}},
+				{"Condition", "extension.valueReference.identifier.value", []string{"DG-1"}},
+			},
+		},
+		{
 			"PV1-37 is the discharge destination, a Location of DLD.1's type; PV2-11 the length of stay in days; PV2-38 the mode of arrival",
 			message("ADT^A03", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|I"+strings.Repeat("|", 35)+"NH&Nursing home&L",
 				"PV2"+strings.Repeat("|", 11)+"4"+strings.Repeat("|", 27)+"A^Ambulance^L"),
