@@ -7,6 +7,7 @@ import (
 	"hash"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -938,7 +939,7 @@ func (c *Converter) writeConverted(r *rule, f *frame, text []byte) {
 	}
 	c.val = out
 	if err != nil {
-		c.issue(r, f, fmt.Sprintf("%q left out: %v", text, err))
+		c.issue(r, f, fmt.Sprintf("%s left out: %v", quoteShort(text), err))
 		return
 	}
 	if len(r.codes) > 0 && !slices.Contains(r.codes, string(out)) {
@@ -946,6 +947,16 @@ func (c *Converter) writeConverted(r *rule, f *frame, text []byte) {
 		return
 	}
 	c.writeScalar(r, f, out, r.kind)
+}
+
+// quoteShort quotes a value for an issue, cut to its first 64 bytes: a
+// corrupt attachment may be megabytes long.
+func quoteShort(text []byte) string {
+	const limit = 64
+	if len(text) <= limit {
+		return strconv.Quote(string(text))
+	}
+	return strconv.Quote(string(text[:limit])) + fmt.Sprintf(" (%d bytes in all)", len(text))
 }
 
 func (c *Converter) writeScalar(r *rule, f *frame, text []byte, kind nodeKind) {

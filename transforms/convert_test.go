@@ -467,12 +467,13 @@ func TestConvertMemoEndsWithItsMessage(t *testing.T) {
 func TestConvertCorruptAttachmentReported(t *testing.T) {
 	raw := message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE", "OBR|1|PL-1||18842-5^Discharge summary^LN",
 		"OBX|1|ED|18842-5^Discharge summary^LN||^AP^PDF^Base64^not*base64||||||F",
-		"OBX|2|ED|18842-5^Discharge summary^LN||^AP^PDF^Hex^4G||||||F")
+		"OBX|2|ED|18842-5^Discharge summary^LN||^AP^PDF^Hex^4G||||||F",
+		"OBX|3|ED|18842-5^Discharge summary^LN||^AP^PDF^Base64^"+strings.Repeat("*", 100000)+"||||||F")
 	b, issues, out := convertMessage(t, raw, Options{Bundle: Collection})
 	if got := b.at("Observation", "extension.valueAttachment.data"); len(got) != 0 {
 		t.Errorf("corrupt data written: %q\n%s", got, out)
 	}
-	if got := b.at("Observation", "extension.valueAttachment.contentType"); !slices.Equal(got, []string{"application/pdf", "application/pdf"}) {
+	if got := b.at("Observation", "extension.valueAttachment.contentType"); !slices.Equal(got, []string{"application/pdf", "application/pdf", "application/pdf"}) {
 		t.Errorf("contentType %q", got)
 	}
 	var reported []string
@@ -481,7 +482,11 @@ func TestConvertCorruptAttachmentReported(t *testing.T) {
 			reported = append(reported, is.Message)
 		}
 	}
-	if len(reported) != 2 || !strings.Contains(reported[0], "not base64") || !strings.Contains(reported[1], "not hexadecimal") {
+	if len(reported) != 3 || !strings.Contains(reported[0], "not base64") || !strings.Contains(reported[1], "not hexadecimal") {
 		t.Errorf("issues %q, want one for each corrupt OBX-5", issues)
+	}
+	// A long value is quoted in part, not copied whole into the issue.
+	if len(reported) == 3 && (len(reported[2]) > 200 || !strings.Contains(reported[2], "100000 bytes")) {
+		t.Errorf("issue for a 100 kB value: %.300s", reported[2])
 	}
 }
