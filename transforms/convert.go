@@ -251,10 +251,12 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	if e.follows != nil && !c.inGroup(e, seg) {
 		return
 	}
-	if e.when != nil && !c.test(e.when, new(c.newFrame(frame{seg: seg})), e.pos) {
+	// The entry's condition, then its map's, in the segment's own frame.
+	cond := c.newFrame(frame{seg: seg})
+	if e.when != nil && !c.test(e.when, &cond, e.pos) {
 		return
 	}
-	if sm := e.smap; sm.when != nil && !c.test(sm.when, new(c.newFrame(frame{seg: seg})), sm.pos) {
+	if sm := e.smap; sm.when != nil && !c.test(sm.when, &cond, sm.pos) {
 		return
 	}
 	res := -1
@@ -372,9 +374,10 @@ func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) (res i
 		c.hashString(sm.name)
 	}
 	identified := false
+	f := c.newFrame(frame{seg: seg})
 	for _, src := range sm.identity {
 		c.h.Write(sep0)
-		start := c.values(&src, new(c.newFrame(frame{seg: seg})), true)
+		start := c.values(&src, &f, true)
 		for _, va := range c.vals[start:] {
 			c.h.Write(va.v.Bytes())
 			identified = true
