@@ -321,10 +321,13 @@ func appendBase64(dst, b []byte, scratch *[]byte) ([]byte, error) {
 		}
 	}
 	data := dst[start:]
+	if len(data) == 0 {
+		return dst, errBase64
+	}
 	if n := base64.StdEncoding.DecodedLen(len(data)); cap(*scratch) < n {
 		*scratch = make([]byte, n)
 	}
-	if _, err := base64.StdEncoding.Decode((*scratch)[:cap(*scratch)], data); err != nil || len(data) == 0 {
+	if _, err := base64.StdEncoding.Decode((*scratch)[:cap(*scratch)], data); err != nil {
 		return dst[:start], errBase64
 	}
 	return dst, nil
