@@ -36,6 +36,21 @@ func TestRulesSegmentGroups(t *testing.T) {
 			},
 		},
 		{
+			"ORU: a PRT in a result's group with a location (PRT-9) or an address (PRT-14) is the result's event-location; one in the order's group is not",
+			message("ORU^R01", pid, "ORC|RE|1101", "OBR|1|1101||24325-3^Hepatic panel^LN",
+				"PRT"+strings.Repeat("|", 9)+"Clinic 3^^^Order Hospital",
+				"OBX|1|NM|1742-6^ALT^LN||42|U/L|||||F", "PRT"+strings.Repeat("|", 9)+"Ward 7^Bay 2^^Royal Infirmary",
+				"PRT"+strings.Repeat("|", 14)+"1 Park Square^^Leeds^^LS1 3EX", "NTE|1||Repeat in a week",
+				"OBX|2|NM|1920-8^AST^LN||38|U/L|||||F"),
+			[]want{
+				{"Observation", "extension.url", []string{"http://hl7.org/fhir/StructureDefinition/event-location", "http://hl7.org/fhir/StructureDefinition/event-location"}},
+				{"Observation", "extension.valueReference", []string{"->Location", "->Location"}},
+				{"Observation", "note.text", []string{"Repeat in a week"}},
+				{"Location", "name", []string{"Bay 2", "Ward 7", "Royal Infirmary"}},
+				{"Location", "address.postalCode", []string{"LS1 3EX"}},
+			},
+		},
+		{
 			"MDM: the order's TQ1 is its occurrenceTiming, and the OBR-6 after it is left out (MDM_T02 row 7.2.1)",
 			message("MDM^T02", pid, "PV1|1|O", "TXA|1|CN||20260101|||||||||DOC1||||||AU",
 				"ORC|SC|00012345", "TQ1|1|54^&lbs|P&Post (after)&HL70335^^^^12^min^^PC||||202110091600-0800|202111091600-0800|A||||2^hr|5",
