@@ -255,6 +255,25 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"each location of the visit has the status its IG row gives: PV1-3 planned when PV1-2 is P, PV1-6 completed, PV1-11 active, PV1-42 reserved, PV1-43 completed, PV2-1 planned",
+			message("ADT^A05", "PID|1||123^^^^MR||DOE^JANE",
+				"PV1|1|P|WARD1^^^^^^^^Now|||WARD2^^^^^^^^Before|||||WARD3^^^^^^^^Temporary"+strings.Repeat("|", 31)+"WARD4^^^^^^^^Pending|WARD5^^^^^^^^Earlier temporary",
+				"PV2|WARD6^^^^^^^^Prior pending"),
+			[]want{
+				{"Encounter", "location.status", []string{"planned", "completed", "active", "reserved", "completed", "planned"}},
+				{"Encounter", "location.location", []string{"->Location", "->Location", "->Location", "->Location", "->Location", "->Location"}},
+				{"Location", "description", []string{"Now", "Before", "Temporary", "Pending", "Earlier temporary", "Prior pending"}},
+			},
+		},
+		{
+			"PV1-3 of a patient who is not pre-admitted is active; a location not sent has no status",
+			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|I|WARD1^BAY2^BED3"),
+			[]want{
+				{"Encounter", "location.status", []string{"active"}},
+				{"Location", "name", []string{"BED3", "BAY2", "WARD1"}},
+			},
+		},
+		{
 			"PV1-37 is the discharge destination, a Location of DLD.1's type; PV2-11 the length of stay in days; PV2-38 the mode of arrival",
 			message("ADT^A03", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|I"+strings.Repeat("|", 35)+"NH&Nursing home&L",
 				"PV2"+strings.Repeat("|", 11)+"4"+strings.Repeat("|", 27)+"A^Ambulance^L"),
