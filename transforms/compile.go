@@ -80,6 +80,7 @@ type rule struct {
 type source struct {
 	abs      bool       // an absolute message path
 	path     hl7v2.Path // when abs
+	near     int        // when abs: -1 the nearest such segment before the one read, +1 after (see nearSegment)
 	field    int        // segment maps: field number
 	rep      int        // a fixed repetition, 0 for every one
 	parts    []int      // component (and subcomponent) below the field, or below a data-type map's value
@@ -354,16 +355,27 @@ func (c *compiler) compileSegmentMap(s *segmentMapSpec) {
 	c.segments[name] = m
 }
 
-// parseSource reads a rule's from: an absolute path ("PID-32", "MSH-9.1"), or
-// a field of the segment ("3", "3[1]", "3.4.1"), or in a data-type map a
-// component path ("1", "4.2").
+// parseSource reads a rule's from: an absolute path ("PID-32", "MSH-9.1"), one
+// of the group of the segment being read ("<ORC-2", ">IN2-49"), or a field of
+// the segment ("3", "3[1]", "3.4.1"), or in a data-type map a component path
+// ("1", "4.2").
 func parseSource(s string, relative bool) (source, error) {
 	if strings.Contains(s, "-") {
-		p, err := hl7v2.ParsePath(s)
-		if err != nil {
-			return source{}, fmt.Errorf("%q is not a message path (SEG-F[r].C.S)", s)
+		near, path := 0, s
+		switch s[0] {
+		case '<':
+			near, path = -1, s[1:]
+		case '>':
+			near, path = 1, s[1:]
 		}
-		return source{abs: true, path: p}, nil
+		p, err := hl7v2.ParsePath(path)
+		if err != nil {
+			return source{}, fmt.Errorf("%q is not a message path (SEG-F[r].C.S, <SEG-F or >SEG-F)", s)
+		}
+		if near != 0 && p.Occurrence != 0 {
+			return source{}, fmt.Errorf("%q: a segment before or after the one read is the nearest; it takes no [n]", s)
+		}
+		return source{abs: true, path: p, near: near}, nil
 	}
 	var src source
 	rest := s

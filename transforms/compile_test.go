@@ -77,6 +77,9 @@ func TestLoadErrorsNameFileAndLine(t *testing.T) {
 		{"hex into an element that is no base64Binary", map[string]string{
 			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthDate, as: hex}\n",
 		}, []string{"segments/PID-Patient.yaml:4:", "base64Binary", "date"}},
+		{"a near path with an occurrence", map[string]string{
+			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \">PD1[2]-3\", to: birthDate}\n",
+		}, []string{"segments/PID-Patient.yaml:4:", "takes no [n]"}},
 		{"misspelt key", map[string]string{
 			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {form: \"7\", to: birthDate}\n",
 		}, []string{"segments/PID-Patient.yaml:4:", `unknown key "form"`}},
@@ -213,6 +216,37 @@ func TestAbsolutePathReadsItsOwnSegment(t *testing.T) {
 		{"Organization", "address.district", []string{"LEEDS", "LEEDS"}},
 		{"Organization", "alias", []string{"DOE", "DOE"}},
 		{"Coverage", "subscriberId", []string{"LEEDS", "YORK"}},
+	} {
+		if got := b.at(w.typ, w.path); !slices.Equal(got, w.values) {
+			t.Errorf("%s.%s = %q, want %q", w.typ, w.path, got, w.values)
+		}
+	}
+}
+
+// TestNearPathReadsItsGroup: <SEG and >SEG read the nearest SEG before or
+// after the segment being read, never past the next segment of its own kind;
+// a plain SEG path reads the message's first.
+func TestNearPathReadsItsGroup(t *testing.T) {
+	set, err := Load(Layer{FS: files(map[string]string{
+		"datatypes/XON-Payor.yaml": "datatype: XON\nfhir: Organization\nname: XON-Payor\nrules:\n" +
+			"  - {from: \"1\", to: name}\n" +
+			"  - {from: \">IN2-2\", to: alias}\n",
+		"segments/IN1-Coverage.yaml": "segment: IN1\nresource: Coverage\nrules:\n" +
+			"  - {value: active, to: status}\n" +
+			"  - {from: \"4\", to: payor, map: XON-Payor, resource: Organization}\n" +
+			"  - {expr: 'Get(\"<ZIA-1\") + Get(\"IN2-2\")', to: subscriberId}\n",
+		"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient, name: patient}\n" +
+			"  - {map: IN1-Coverage, refs: {beneficiary: patient}}\n",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, _ := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||DOE^JANE\r"+
+		"ZIA|A\rIN1|1|||FIRST INSURER\rIN2|1|111\rIN1|2|||SECOND INSURER\rZIA|B\rIN1|3|||THIRD INSURER\rIN2|3|333\r"), Options{Bundle: Collection})
+	for _, w := range []want{
+		{"Organization", "name", []string{"FIRST INSURER", "SECOND INSURER", "THIRD INSURER"}},
+		{"Organization", "alias", []string{"111", "333"}},
+		{"Coverage", "subscriberId", []string{"A111", "111", "B111"}},
 	} {
 		if got := b.at(w.typ, w.path); !slices.Equal(got, w.values) {
 			t.Errorf("%s.%s = %q, want %q", w.typ, w.path, got, w.values)

@@ -1,6 +1,7 @@
 package transforms
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -544,11 +545,12 @@ func (c *Converter) lookup(src *source, f *frame, all bool, start int) int {
 		}
 	}
 	switch {
-	case src.abs && src.path.Occurrence == 0 && f.seg.Exists() && f.seg.Is(src.path.Segment):
-		// A path naming the segment being read, with no [n], means that
-		// segment: a data-type map applied to IN1-4 reads IN1-5 of the same
-		// IN1, not of the message's first.
-		field := f.seg.Field(src.path.Field)
+	case src.abs:
+		seg, ok := c.pathSegment(src, f)
+		if !ok {
+			return start
+		}
+		field := seg.Field(src.path.Field)
 		if src.path.Repetition == 0 && src.path.Component == 0 {
 			c.reps(field, 0, nil, all)
 			return start
@@ -561,22 +563,6 @@ func (c *Converter) lookup(src *source, f *frame, all bool, start int) int {
 			}
 		}
 		add(v, depth)
-	case src.abs:
-		if src.path.Repetition != 0 || src.path.Component != 0 {
-			depth := 0
-			if src.path.Sub > 0 {
-				depth = 2
-			} else if src.path.Component > 0 {
-				depth = 1
-			}
-			add(c.msg.Get(src.path), depth)
-			return start
-		}
-		seg, ok := c.msg.Find(src.path.Segment, max(src.path.Occurrence, 1))
-		if !ok {
-			return start
-		}
-		c.reps(seg.Field(src.path.Field), 0, nil, all)
 	case src.relative:
 		v, depth := f.val, f.depth
 		for _, p := range src.parts {
@@ -597,6 +583,41 @@ func (c *Converter) lookup(src *source, f *frame, all bool, start int) int {
 		c.reps(f.seg.Field(src.field), src.rep, src.parts, all)
 	}
 	return start
+}
+
+// pathSegment is the segment an absolute path src reads in f. A path naming
+// the segment being read, with no [n], means that segment: a data-type map
+// applied to IN1-4 reads IN1-5 of the same IN1, not of the message's first.
+// One written <SEG or >SEG means the segment's group (see nearSegment); any
+// other the message's n-th (first) segment of that kind.
+func (c *Converter) pathSegment(src *source, f *frame) (hl7v2.Segment, bool) {
+	here := f.seg.Exists()
+	switch {
+	case src.near != 0 && here:
+		return c.nearSegment(f.seg, src.path.Segment, src.near)
+	case src.path.Occurrence == 0 && here && f.seg.Is(src.path.Segment):
+		return f.seg, true
+	}
+	return c.msg.Find(src.path.Segment, max(src.path.Occurrence, 1))
+}
+
+// nearSegment returns the segment of kind id nearest to seg in direction dir
+// (-1 before it, +1 after it) that belongs with seg: the search ends at the
+// next segment of seg's own kind, which starts another group. The ORC before
+// an OBR is its order's, the IN2 after an IN1 that insurance's; the second of
+// two orders never reads the first's.
+func (c *Converter) nearSegment(seg hl7v2.Segment, id string, dir int) (hl7v2.Segment, bool) {
+	own := seg.ID()
+	for i := seg.Index() + dir; i >= 0 && i < c.msg.SegmentCount(); i += dir {
+		s := c.msg.Segment(i)
+		if s.Is(id) {
+			return s, true
+		}
+		if bytes.Equal(s.ID(), own) {
+			break
+		}
+	}
+	return hl7v2.Segment{}, false
 }
 
 func (c *Converter) reps(field hl7v2.Value, rep int, parts []int, all bool) {
