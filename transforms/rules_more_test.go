@@ -36,6 +36,36 @@ func TestRulesSegmentGroups(t *testing.T) {
 			},
 		},
 		{
+			"RDE: an order reads its own RXE (>RXE), not the message's first: the second order, with no medication, has the required elements",
+			message("RDE^O11", pid, "ORC|NW|P1", "RXE|1|AMOX^Amoxicillin^L|500||mg", "ORC|NW|P2", "ORC|NW|P3", "RXE"),
+			[]want{
+				{"MedicationRequest", "identifier.value", []string{"P1", "P2", "P3"}},
+				{"MedicationRequest", "medicationReference", []string{"->Medication"}},
+				{"MedicationRequest", "medicationCodeableConcept.text", []string{"Medication not recorded", "Medication not recorded"}},
+				{"MedicationRequest", "intent", []string{"filler-order", "order", "order"}},
+			},
+		},
+		{
+			"ORM: an OBR compares its placer and filler numbers with its own order's ORC (<ORC), so none is written twice",
+			message("ORM^O01", pid, "ORC|NW|P1|F1", "OBR|1|P1|F1|CBC^Blood count^L", "ORC|NW|P2|F2", "OBR|2|P2|F2|LFT^Liver function^L"),
+			[]want{
+				{"ServiceRequest", "identifier.value", []string{"P1", "F1", "P2", "F2"}},
+			},
+		},
+		{
+			"ADT: the employer IN1-11 names has the telephone (IN2-64) and contact person (IN2-49, IN2-50) of the IN2 after that IN1 (>IN2); an IN1 without one has none",
+			message("ADT^A01", pid, "PV1|1|I",
+				"IN1|1|BAV^Blue Advantage|IC-1|Blue Cross"+strings.Repeat("|", 7)+"Acme Ltd",
+				"IN2"+strings.Repeat("|", 49)+"Richards^Paula|0113 496 0001^WPN^PH"+strings.Repeat("|", 14)+"0113 496 0002^WPN^PH",
+				"IN1|2|GOLD^Gold Plan|IC-2|Gold Cross"+strings.Repeat("|", 7)+"Widget plc"),
+			[]want{
+				{"Organization", "name", []string{"FAC", "RFAC", "Blue Cross", "Acme Ltd", "Gold Cross", "Widget plc"}},
+				{"Organization", "telecom.value", []string{"0113 496 0002"}},
+				{"Organization", "contact.name.family", []string{"Richards"}},
+				{"Organization", "contact.telecom.value", []string{"0113 496 0001"}},
+			},
+		},
+		{
 			"ORU: a PRT in a result's group with a location (PRT-9) or an address (PRT-14) is the result's event-location; one in the order's group is not",
 			message("ORU^R01", pid, "ORC|RE|1101", "OBR|1|1101||24325-3^Hepatic panel^LN",
 				"PRT"+strings.Repeat("|", 9)+"Clinic 3^^^Order Hospital",
