@@ -274,6 +274,16 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"PL.10 is the comprehensive identifier of the Location the PL names, PL.11 its assigner; PL.11 without PL.10 writes nothing",
+			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|I|WARD1^BAY2^BED3^^^^^^^LOC-99&&1.2.3&ISO^RX1|||WARD4^^^^^^^^^^RX1"),
+			[]want{
+				{"Location", "name", []string{"BED3", "BAY2", "WARD1", "WARD4"}},
+				{"Location", "identifier.value", []string{"LOC-99"}},
+				{"Location", "identifier.system", []string{"urn:oid:1.2.3"}},
+				{"Location", "identifier.assigner", []string{"->Organization"}},
+			},
+		},
+		{
 			"PV1-37 is the discharge destination, a Location of DLD.1's type; PV2-11 the length of stay in days; PV2-38 the mode of arrival",
 			message("ADT^A03", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|I"+strings.Repeat("|", 35)+"NH&Nursing home&L",
 				"PV2"+strings.Repeat("|", 11)+"4"+strings.Repeat("|", 27)+"A^Ambulance^L"),
