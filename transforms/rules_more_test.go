@@ -95,6 +95,30 @@ func TestRulesSegmentGroups(t *testing.T) {
 				{"ServiceRequest", "occurrenceTiming.repeat.count", []string{"5"}},
 				{"ServiceRequest", "occurrenceDateTime", nil},
 				{"ServiceRequest", "priority", []string{"asap"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.duration", nil},
+				{"ServiceRequest", "occurrenceTiming.repeat.durationUnit", nil},
+			},
+		},
+		{
+			"TQ1-6 without a start or end (TQ1-7, TQ1-8) is the timing's boundsDuration and TQ1-13 its duration, each only in a UCUM unit of time",
+			message("ORM^O01", pid, "ORC|NW|P1", "TQ1|1||Q4H|||3^d&day&UCUM|||||||15^min&minute&UCUM", "OBR|1|P1||CBC^Blood count^L",
+				"ORC|NW|P2", "TQ1|1||Q4H|||4^d|20260101|||||||2^hr", "OBR|2|P2||LFT^Liver function^L",
+				"ORC|NW|P3", "TQ1|1||Q4H|||150^&kg", "OBR|3|P3||U^Urine^L"),
+			[]want{
+				{"ServiceRequest", "occurrenceTiming.repeat.boundsDuration.value", []string{"3"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.boundsDuration.code", []string{"d"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.boundsDuration.system", []string{"http://unitsofmeasure.org"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.duration", []string{"15"}},
+				{"ServiceRequest", "occurrenceTiming.repeat.durationUnit", []string{"min"}},
+			},
+		},
+		{
+			"a pharmacy order's TQ1-6 is not written (its rows name ServiceRequest's occurrenceTiming); its TQ1-13 is the dosage timing's duration",
+			message("RDE^O11", pid, "ORC|NW|P1", "RXE|1|AMOX^Amoxicillin^L|500||mg", "TQ1|1||TID|||2^d|||||||30^min"),
+			[]want{
+				{"MedicationRequest", "dosageInstruction.timing.repeat.duration", []string{"30"}},
+				{"MedicationRequest", "dosageInstruction.timing.repeat.durationUnit", []string{"min"}},
+				{"MedicationRequest", "dosageInstruction.timing.repeat.boundsDuration", nil},
 			},
 		},
 		{
