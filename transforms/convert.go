@@ -589,7 +589,8 @@ func (c *Converter) lookup(src *source, f *frame, all bool, start int) int {
 // the segment being read, with no [n], means that segment: a data-type map
 // applied to IN1-4 reads IN1-5 of the same IN1, not of the message's first.
 // One written <SEG or >SEG means the segment's group (see nearSegment); any
-// other the message's n-th (first) segment of that kind.
+// other, or one read outside a segment, the message's n-th (first) segment of
+// that kind.
 func (c *Converter) pathSegment(src *source, f *frame) (hl7v2.Segment, bool) {
 	here := f.seg.Exists()
 	switch {
