@@ -210,17 +210,13 @@ func TestAbsolutePathReadsItsOwnSegment(t *testing.T) {
 	}
 	b, _, _ := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||DOE^JANE\r"+
 		"IN1|1|||FIRST INSURER|1 High St^^LEEDS\rIN1|2|||SECOND INSURER|2 Low St^^YORK\r"), Options{Bundle: Collection})
-	for _, w := range []want{
+	b.expect(t, []want{
 		{"Organization", "name", []string{"FIRST INSURER", "SECOND INSURER"}},
 		{"Organization", "address.city", []string{"LEEDS", "YORK"}},
 		{"Organization", "address.district", []string{"LEEDS", "LEEDS"}},
 		{"Organization", "alias", []string{"DOE", "DOE"}},
 		{"Coverage", "subscriberId", []string{"LEEDS", "YORK"}},
-	} {
-		if got := b.at(w.typ, w.path); !slices.Equal(got, w.values) {
-			t.Errorf("%s.%s = %q, want %q", w.typ, w.path, got, w.values)
-		}
-	}
+	})
 }
 
 // TestNearPathReadsItsGroup: <SEG and >SEG read the nearest SEG before or
@@ -243,15 +239,11 @@ func TestNearPathReadsItsGroup(t *testing.T) {
 	}
 	b, _, _ := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||DOE^JANE\r"+
 		"ZIA|A\rIN1|1|||FIRST INSURER\rIN2|1|111\rIN1|2|||SECOND INSURER\rZIA|B\rIN1|3|||THIRD INSURER\rIN2|3|333\r"), Options{Bundle: Collection})
-	for _, w := range []want{
+	b.expect(t, []want{
 		{"Organization", "name", []string{"FIRST INSURER", "SECOND INSURER", "THIRD INSURER"}},
 		{"Organization", "alias", []string{"111", "333"}},
 		{"Coverage", "subscriberId", []string{"A111", "111", "B111"}},
-	} {
-		if got := b.at(w.typ, w.path); !slices.Equal(got, w.values) {
-			t.Errorf("%s.%s = %q, want %q", w.typ, w.path, got, w.values)
-		}
-	}
+	})
 }
 
 // TestFollowsScopesToTheCurrentGroup: an entry with follows: runs only for a

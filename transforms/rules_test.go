@@ -56,6 +56,16 @@ func (b *bundle) typeOf(ref string) string {
 	return "?"
 }
 
+// expect reports each of wants that b does not hold.
+func (b *bundle) expect(t *testing.T, wants []want) {
+	t.Helper()
+	for _, w := range wants {
+		if got := b.at(w.typ, w.path); !slices.Equal(got, w.values) {
+			t.Errorf("%s.%s = %q, want %q", w.typ, w.path, got, w.values)
+		}
+	}
+}
+
 // want is one assertion: the values at Path below every Type resource, in
 // bundle order.
 type want struct {
@@ -72,11 +82,7 @@ func message(typ string, segments ...string) []byte {
 func checkRules(t *testing.T, raw []byte, wants []want) {
 	t.Helper()
 	b, _, out := convertMessage(t, raw, Options{Bundle: Collection})
-	for _, w := range wants {
-		if got := b.at(w.typ, w.path); !slices.Equal(got, w.values) {
-			t.Errorf("%s.%s = %q, want %q", w.typ, w.path, got, w.values)
-		}
-	}
+	b.expect(t, wants)
 	if t.Failed() {
 		t.Logf("bundle: %s", out)
 	}
