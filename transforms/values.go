@@ -324,10 +324,7 @@ func appendBase64(dst, b []byte, scratch *[]byte) ([]byte, error) {
 	if len(data) == 0 {
 		return dst, errBase64
 	}
-	if n := base64.StdEncoding.DecodedLen(len(data)); cap(*scratch) < n {
-		*scratch = make([]byte, n)
-	}
-	if _, err := base64.StdEncoding.Decode((*scratch)[:cap(*scratch)], data); err != nil {
+	if _, err := base64.StdEncoding.Decode(room(scratch, base64.StdEncoding.DecodedLen(len(data))), data); err != nil {
 		return dst[:start], errBase64
 	}
 	return dst, nil
@@ -336,12 +333,18 @@ func appendBase64(dst, b []byte, scratch *[]byte) ([]byte, error) {
 // appendHexBase64 writes hexadecimal data (ED.4 "Hex") as base64.
 func appendHexBase64(dst, b []byte, scratch *[]byte) ([]byte, error) {
 	b = trimSpace(b)
-	if n := hex.DecodedLen(len(b)); cap(*scratch) < n {
-		*scratch = make([]byte, n)
-	}
-	n, err := hex.Decode((*scratch)[:cap(*scratch)], b)
+	data := room(scratch, hex.DecodedLen(len(b)))
+	n, err := hex.Decode(data, b)
 	if err != nil || n == 0 {
 		return dst, errHex
 	}
-	return base64.StdEncoding.AppendEncode(dst, (*scratch)[:n]), nil
+	return base64.StdEncoding.AppendEncode(dst, data[:n]), nil
+}
+
+// room returns n bytes of *scratch, growing it first when it holds fewer.
+func room(scratch *[]byte, n int) []byte {
+	if cap(*scratch) < n {
+		*scratch = make([]byte, n)
+	}
+	return (*scratch)[:n]
 }
