@@ -69,6 +69,10 @@ type rule struct {
 	resource string       // dt builds a separate resource of this type; target gets a Reference
 	constant []byte
 	when     *program
+	// guards are when's conjuncts, each with its index among its map's
+	// conditions (see conditions); nil when when is not split so.
+	guards   []guard
+	conjs    []conjunct // at load, before conditions numbers them
 	compute  *program
 	extURL   string
 	each     bool
@@ -95,6 +99,7 @@ type datatypeMap struct {
 	fhirType string
 	profile  string
 	rules    []rule
+	conds    int // how many conditions its rules' guards name
 	compiled bool
 }
 
@@ -109,6 +114,7 @@ type segmentMap struct {
 	when        *program // the segment is mapped only when it holds
 	pos         string
 	rules       []rule
+	conds       int // how many conditions its rules' guards name
 }
 
 type table struct {
@@ -283,6 +289,7 @@ func (c *compiler) datatypeMap(name, usedAt string) *datatypeMap {
 			d.rules = append(d.rules, r)
 		}
 	}
+	d.conds = conditions(d.rules)
 	d.compiled = true
 	return d
 }
@@ -352,6 +359,7 @@ func (c *compiler) compileSegmentMap(s *segmentMapSpec) {
 			m.rules = append(m.rules, r)
 		}
 	}
+	m.conds = conditions(m.rules)
 	c.segments[name] = m
 }
 
@@ -620,11 +628,47 @@ func (c *compiler) compileRule(rs *ruleSpec, root string, t *fhirmodel.Type, inD
 	}
 	if rs.When != "" {
 		r.when = c.compileExpr(rs.pos, rs.When, true, inDatatype)
+		if r.when != nil {
+			nc := nativeCompiler{inDT: inDatatype, paths: &c.paths}
+			r.conjs, _ = nc.conjuncts(rs.When)
+		}
 	}
 	if rs.Expr != "" {
 		r.compute = c.compileExpr(rs.pos, rs.Expr, false, inDatatype)
 	}
 	return r, len(c.errs) == bad
+}
+
+// A guard is one condition of a rule's when (see conjuncts): its index among
+// the conditions of the rule's map, whose result a converter keeps while the
+// map's rules run in one frame, and the condition itself.
+type guard struct {
+	cond int
+	p    *program
+}
+
+// conditions numbers the conjuncts of the rules of one map, the same condition
+// once however many rules test it, and returns how many there are. The OBX
+// map tests Get("2") == "NM" in five rules and Has("5[2]") in thirty: each is
+// run once per OBX, and a rule one of whose conditions already failed is
+// passed over without reading its value (see Converter.holds).
+func conditions(rules []rule) int {
+	ids := map[string]int{}
+	progs := map[string]*program{}
+	for i := range rules {
+		r := &rules[i]
+		for _, cj := range r.conjs {
+			id, ok := ids[cj.key]
+			if !ok {
+				id = len(ids)
+				ids[cj.key] = id
+				progs[cj.key] = &program{native: cj.fn, usesSegment: strings.Contains(cj.key, "Segment")}
+			}
+			r.guards = append(r.guards, guard{cond: id, p: progs[cj.key]})
+		}
+		r.conjs = nil
+	}
+	return len(ids)
 }
 
 // constant checks a value: against the element's JSON kind and bound codes.

@@ -503,3 +503,39 @@ func TestSegmentMapCondition(t *testing.T) {
 		}
 	}
 }
+
+// TestConditionsRunOncePerFrame: the conditions a when: joins with && are each
+// run once for all the rules of a map in one segment or value (see
+// conditions), so their results must stay with that frame: each PR1 is
+// judged on its own, a data-type map's conditions do not disturb its
+// segment's, and a condition reading Value, which differs from rule to rule,
+// is never shared.
+func TestConditionsRunOncePerFrame(t *testing.T) {
+	set, err := Load(Layer{FS: files(map[string]string{
+		"datatypes/CWE-Category.yaml": "datatype: CWE\nfhir: CodeableConcept\nname: CWE-Category\nrules:\n" +
+			"  - {from: \"1\", to: coding.code, when: 'Has(\"2\")'}\n" +
+			"  - {from: \"2\", to: text, when: 'Has(\"2\") && Value != \"skip\"'}\n",
+		"segments/PR1-Procedure.yaml": "segment: PR1\nresource: Procedure\nrules:\n" +
+			"  - {from: \"3\", to: code.text, when: 'Get(\"2\") == \"A\" && Has(\"4\")'}\n" +
+			"  - {from: \"6\", to: category, map: CWE-Category, when: 'Has(\"4\")'}\n" +
+			"  - {from: \"4\", to: note.text, when: 'Has(\"4\") && Get(\"2\") == \"A\"'}\n" +
+			"  - {value: completed, to: status, when: 'Get(\"2\") == \"A\"'}\n" +
+			"  - {value: unknown, to: status, when: 'Get(\"2\") != \"A\"'}\n" +
+			"  - {from: \"3\", to: reasonCode.text, when: 'Get(\"2\") == \"A\" || Value == \"X\"'}\n",
+		"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient, name: patient}\n" +
+			"  - {map: PR1-Procedure}\n",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, _ := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||DOE^JANE\r"+
+		"PR1|1|A|CODE1|NOTE1||C1^T1\rPR1|2|B|CODE2|NOTE2||C2^skip\rPR1|3|B|X\rPR1|4|A|Y||\r"), Options{Bundle: Collection})
+	b.expect(t, []want{
+		{"Procedure", "code.text", []string{"CODE1"}},
+		{"Procedure", "note.text", []string{"NOTE1"}},
+		{"Procedure", "status", []string{"completed", "unknown", "unknown", "completed"}},
+		{"Procedure", "category.coding.code", []string{"C1", "C2"}},
+		{"Procedure", "category.text", []string{"T1"}},
+		{"Procedure", "reasonCode.text", []string{"CODE1", "X", "Y"}},
+	})
+}

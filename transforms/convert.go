@@ -84,6 +84,7 @@ type Converter struct {
 	named      map[string][]namedAt // name -> instances in message order
 	pending    []pendingRef
 	vals       []valueAt         // values of the rules under way, used as a stack
+	conds      []uint8           // condition results of the maps under way, a stack (see openConds)
 	hbuf       []byte            // scratch for hashString
 	mapped     []byte            // scratch for a table's code
 	computed   []byte            // scratch for an expression's result
@@ -294,9 +295,11 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 		c.resources[res].conditional = true
 	}
 	f := c.newFrame(frame{seg: seg, obj: c.resources[res].root})
+	f.conds = c.openConds(e.smap.conds)
 	for i := range e.smap.rules {
 		c.apply(&e.smap.rules[i], &f)
 	}
+	c.conds = c.conds[:f.conds]
 	for _, r := range e.refs {
 		c.pending = append(c.pending, pendingRef{from: res, element: r.element, name: r.name, seg: seg.Index()})
 	}
@@ -468,6 +471,9 @@ type frame struct {
 	// and the expression environment copies a frame only for another id.
 	// 0: no id, nothing kept.
 	id uint64
+	// conds is where the results of the conditions of the map whose rules
+	// run in the frame start in Converter.conds (see openConds).
+	conds int32
 }
 
 // newFrame returns f with its id.
@@ -709,15 +715,18 @@ func (c *Converter) firstValue(src *source, f *frame) (hl7v2.Value, int, bool) {
 // before it tests its condition: a third of all rules find nothing to read,
 // and then the condition need not run.
 func (c *Converter) apply(r *rule, f *frame) {
+	if r.guards != nil && c.failed(r, f) {
+		return
+	}
 	if r.constant == nil && r.compute == nil && r.hasSrc {
 		start := c.values(&r.src, f, r.each)
-		if len(c.vals) > start && (r.when == nil || c.testRule(r.when, f, r.pos, r)) {
+		if len(c.vals) > start && c.holds(r, f) {
 			c.applyValues(r, f, start)
 		}
 		c.vals = c.vals[:start]
 		return
 	}
-	if r.when != nil && !c.testRule(r.when, f, r.pos, r) {
+	if !c.holds(r, f) {
 		return
 	}
 	switch {
@@ -726,6 +735,56 @@ func (c *Converter) apply(r *rule, f *frame) {
 	case r.compute != nil:
 		c.computeValue(r, f)
 	}
+}
+
+// Results of a map's conditions in the frame its rules run in (see
+// conditions): c.conds holds them from the frame's conds on.
+const (
+	condUnknown uint8 = iota
+	condFalse
+	condTrue
+)
+
+// openConds makes room for the n condition results of a map whose rules are
+// about to run, all unknown, and returns where they start. The caller closes
+// it, once the rules have run, by truncating c.conds back to that start.
+func (c *Converter) openConds(n int) int32 {
+	start := len(c.conds)
+	c.conds = slices.Grow(c.conds, n)[:start+n]
+	clear(c.conds[start:])
+	return int32(start)
+}
+
+// failed reports whether one of r's conditions is already known not to hold
+// in f: another rule of the map ran it.
+func (c *Converter) failed(r *rule, f *frame) bool {
+	for _, g := range r.guards {
+		if c.conds[f.conds+int32(g.cond)] == condFalse {
+			return true
+		}
+	}
+	return false
+}
+
+// holds reports whether r's condition holds in f: through its guards, each run
+// once in f, when it has them.
+func (c *Converter) holds(r *rule, f *frame) bool {
+	if r.guards == nil {
+		return r.when == nil || c.testRule(r.when, f, r.pos, r)
+	}
+	for _, g := range r.guards {
+		i := f.conds + int32(g.cond)
+		if c.conds[i] == condUnknown {
+			c.conds[i] = condFalse
+			if c.testRule(g.p, f, r.pos, r) {
+				c.conds[i] = condTrue
+			}
+		}
+		if c.conds[i] == condFalse {
+			return false
+		}
+	}
+	return true
 }
 
 // applyValues writes the values of r that c.vals holds from start.
@@ -764,9 +823,16 @@ func (c *Converter) applyMap(r *rule, f *frame, v hl7v2.Value, depth int) {
 		return
 	}
 	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: n})
-	for i := range r.dt.rules {
-		c.apply(&r.dt.rules[i], &sub)
+	c.applyDatatype(r.dt, &sub)
+}
+
+// applyDatatype runs the rules of d in f, a frame of the value d maps.
+func (c *Converter) applyDatatype(d *datatypeMap, f *frame) {
+	f.conds = c.openConds(d.conds)
+	for i := range d.rules {
+		c.apply(&d.rules[i], f)
 	}
+	c.conds = c.conds[:f.conds]
 }
 
 // subResource builds, once per bundle, the resource a data-type map makes from
@@ -792,9 +858,7 @@ func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int
 	c.subs[key] = res
 	c.setProfile(res, r.dt.profile)
 	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: c.resources[res].root})
-	for i := range r.dt.rules {
-		c.apply(&r.dt.rules[i], &sub)
-	}
+	c.applyDatatype(r.dt, &sub)
 	return res
 }
 

@@ -378,3 +378,38 @@ func (e *exprEnv) has(src *source) bool {
 	_, _, ok := e.c.firstValue(src, &e.f)
 	return ok
 }
+
+// A conjunct is one of the conditions a rule's when: joins with && at its
+// top: Get("2") == "NM" and !Has("5[2]") in 'Get("2") == "NM" && !Has("5[2]")'.
+type conjunct struct {
+	key string // its text as expr-lang prints it, the same for the same condition
+	fn  native
+}
+
+// conjuncts splits condition src into its conjuncts, each compiled to a
+// closure. ok is false when one does not compile or reads Value, which differs
+// from rule to rule where the rest depends only on what the frame reads.
+func (nc *nativeCompiler) conjuncts(src string) ([]conjunct, bool) {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil, false
+	}
+	var out []conjunct
+	var split func(n ast.Node) bool
+	split = func(n ast.Node) bool {
+		if b, ok := n.(*ast.BinaryNode); ok && (b.Operator == "&&" || b.Operator == "and") {
+			return split(b.Left) && split(b.Right)
+		}
+		fn := nc.node(n)
+		key := n.String()
+		if fn == nil || strings.Contains(key, "Value") {
+			return false
+		}
+		out = append(out, conjunct{key: key, fn: fn})
+		return true
+	}
+	if !split(tree.Node) {
+		return nil, false
+	}
+	return out, true
+}
