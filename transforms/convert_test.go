@@ -232,7 +232,7 @@ func TestConvertResultsAttachToTheirOwnOrder(t *testing.T) {
 	if len(reports) != 2 {
 		t.Fatalf("%d reports, want 2", len(reports))
 	}
-	want := map[string][]string{"FBC": {"718-7", "6690-2"}, "CRP": {"1988-5", "8251-1"}}
+	results := map[string][]string{"FBC": {"718-7", "6690-2"}, "CRP": {"1988-5", "8251-1"}}
 	for _, r := range reports {
 		code := r["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string)
 		order := b.byRef(t, r["basedOn"].([]any)[0])
@@ -244,20 +244,34 @@ func TestConvertResultsAttachToTheirOwnOrder(t *testing.T) {
 				t.Errorf("%s result %v is based on another order", code, got)
 			}
 		}
-		if !slices.Equal(got, want[code]) {
-			t.Errorf("report %s has results %v, want %v", code, got, want[code])
+		if !slices.Equal(got, results[code]) {
+			t.Errorf("report %s has results %v, want %v", code, got, results[code])
 		}
 	}
-	// "<5" is not a number: left out, reported, the rest converted.
+	// "<5" is a number with its comparator.
+	for _, obs := range b.all("Observation") {
+		if q, ok := obs["valueQuantity"].(map[string]any); ok && q["comparator"] != nil {
+			if q["comparator"] != "<" || q["value"] != 5.0 {
+				t.Errorf("CRP <5 as %v", q)
+			}
+		}
+	}
+	if len(issues) != 0 {
+		t.Errorf("issues %v", issues)
+	}
+	// A result that is no number is left out and reported, the rest converted.
+	b, issues, _ = convertMessage(t, message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE", "OBR|1|PL-1||58410-2^Full blood count^LN",
+		"OBX|1|NM|777-3^Platelets^LN||>clumped|10*9/L^^UCUM|||||F", "OBX|2|NM|718-7^Haemoglobin^LN||135|g/L^^UCUM|||||F"), Options{})
 	found := false
 	for _, is := range issues {
-		if is.Location == "OBX-5" && strings.Contains(is.Message, `"<5"`) {
+		if is.Location == "OBX-5" && strings.Contains(is.Message, `">clumped"`) {
 			found = true
 		}
 	}
 	if !found {
-		t.Errorf("no issue for the OBX-5 value <5: %v", issues)
+		t.Errorf("no issue for the OBX-5 value >clumped: %v", issues)
 	}
+	b.expect(t, []want{{"Observation", "valueQuantity.value", []string{"135"}}})
 }
 
 func TestConvertTimesInTheConfiguredZone(t *testing.T) {

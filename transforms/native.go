@@ -2,6 +2,7 @@ package transforms
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -232,6 +233,27 @@ func (nc *nativeCompiler) binary(x *ast.BinaryNode) native {
 				}
 			}
 		}
+	}
+	// Get("5") matches "^<" runs the pattern, compiled once here, on the
+	// message's bytes.
+	if x.Operator == "matches" {
+		lit, ok := x.Right.(*ast.StringNode)
+		if !ok {
+			return nil
+		}
+		re, err := regexp.Compile(lit.Value)
+		if err != nil {
+			return nil
+		}
+		if name, args, ok := callName(x.Left); ok && name == "Get" {
+			if src, ok := nc.path(args); ok {
+				return func(e *exprEnv) nval { return nval{b: re.Match(e.text(src))} }
+			}
+		}
+		if left := nc.node(x.Left); left != nil {
+			return func(e *exprEnv) nval { return nval{b: re.MatchString(left(e).s)} }
+		}
+		return nil
 	}
 	if x.Operator == "in" {
 		arr, ok := x.Right.(*ast.ArrayNode)

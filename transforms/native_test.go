@@ -27,6 +27,9 @@ func TestNativeMatchesVM(t *testing.T) {
 		{`len(Get("5.1") + "X") != 4`, pid, true, nval{b: false}},
 		{`Get("8") in ["M", "F"]`, pid, true, nval{b: true}},
 		{`Get("8") in ["M", "U"]`, pid, true, nval{b: false}},
+		{`Get("7") matches "^[0-9]{8}$"`, pid, true, nval{b: true}},
+		{`Get("5.1") matches "^doe"`, pid, true, nval{b: false}},
+		{`(Get("5.2") + "!") matches "^J.*!$"`, pid, true, nval{b: true}},
 		{`Get("5.2")`, pid, false, nval{s: "JANE"}},
 		{`"app:" + replace(Get("11.1") + (Has("11.3") ? "@" + Get("11.3") : ""), " ", "%20")`, pid, false, nval{s: "app:1%20High%20St@LEEDS"}},
 	} {

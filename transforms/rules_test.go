@@ -117,6 +117,19 @@ func TestRulesDatatypes(t *testing.T) {
 			},
 		},
 		{
+			"OBX-5 NM sent with a comparator: the comparator is valueQuantity's, the rest its value",
+			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE", "OBR|1|PL-1||58410-2^Full blood count^LN",
+				"OBX|1|NM|6690-2^WBC^LN||<0.5|10*9/L^^UCUM|||||F",
+				"OBX|2|NM|2823-3^Potassium^LN||>= 7|mmol/L^^UCUM|||||F",
+				"OBX|3|NM|2951-2^Sodium^LN||140|mmol/L^^UCUM|||||F",
+				"OBX|4|NM|777-3^Platelets^LN||>clumped|10*9/L^^UCUM|||||F",
+				"OBX|5|NM|2160-0^Creatinine^LN||<=.5|umol/L^^UCUM|||||F"),
+			[]want{
+				{"Observation", "valueQuantity.comparator", []string{"<", ">=", "<="}},
+				{"Observation", "valueQuantity.value", []string{"0.5", "7", "140", "0.5"}},
+			},
+		},
+		{
 			"OBX-5 ED and RP are the Observation's valueAttachment: base64 kept without its line breaks, text and hex encoded",
 			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE", "OBR|1|PL-1||18842-5^Discharge summary^LN",
 				"OBX|1|ED|18842-5^Discharge summary^LN||^AP^PDF^Base64^JVBERi0x\\X0D\\\\X0A\\LjQK||||||F",
