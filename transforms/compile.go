@@ -98,9 +98,17 @@ type datatypeMap struct {
 	name     string
 	fhirType string
 	profile  string
+	datatype string   // the v2 data type it reads
+	identity []idPart // the components whose values make the id of the resource it builds
 	rules    []rule
 	conds    int // how many conditions its rules' guards name
 	compiled bool
+}
+
+// idPart is one component a data-type map's identity: names.
+type idPart struct {
+	path string // as written: "1", "4.1"
+	src  source
 }
 
 type segmentMap struct {
@@ -276,8 +284,16 @@ func (c *compiler) datatypeMap(name, usedAt string) *datatypeMap {
 		c.errorf(usedAt, "no data-type map %q (have: %s)", name, strings.Join(sortedKeys(c.dtSpecs), ", "))
 		return nil
 	}
-	d := &datatypeMap{name: name, fhirType: sp.FHIR, profile: sp.Profile}
+	d := &datatypeMap{name: name, fhirType: sp.FHIR, profile: sp.Profile, datatype: sp.Datatype}
 	c.datatypes[name] = d
+	for _, id := range sp.Identity {
+		src, err := parseSource(id, true)
+		if err != nil {
+			c.errorf(sp.pos, "identity %q: %v", id, err)
+			continue
+		}
+		d.identity = append(d.identity, idPart{path: id, src: src})
+	}
 	t, ok := fhirType(sp.FHIR)
 	if !ok {
 		c.errorf(sp.pos, "%q is not a FHIR R4 data type or resource", sp.FHIR)

@@ -53,6 +53,9 @@ func TestLoadErrorsNameFileAndLine(t *testing.T) {
 		{"a map's condition that is no boolean", map[string]string{
 			"segments/PV1-Encounter.yaml": "segment: PV1\nresource: Encounter\nwhen: 'Get(\"2\")'\nrules:\n  - {value: finished, to: status}\n",
 		}, []string{"segments/PV1-Encounter.yaml:1:"}},
+		{"a data-type map's identity that is no component path", map[string]string{
+			"datatypes/XPN-Name.yaml": "datatype: XPN\nfhir: HumanName\nname: XPN-Name\nidentity: [\"1.x\"]\nrules:\n  - {from: \"1.1\", to: family}\n",
+		}, []string{"datatypes/XPN-Name.yaml:1:", `identity "1.x"`}},
 		{"misspelt element", map[string]string{
 			"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthdate}\n",
 		}, []string{"segments/PID-Patient.yaml:4:", `"birthdate"`, "birthDate"}},

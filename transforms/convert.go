@@ -837,7 +837,8 @@ func (c *Converter) applyDatatype(d *datatypeMap, f *frame) {
 
 // subResource builds, once per bundle, the resource a data-type map makes from
 // a value (a Practitioner from an XCN, say): the same value twice in a message
-// is the same resource.
+// is the same resource, as are two values that agree in the components the
+// map's identity: names.
 func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int {
 	// The id is a hash of these three, so the same three are the same
 	// resource: most values met again (the consultant of every result) are
@@ -848,18 +849,47 @@ func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int
 	if res, ok := c.subs[key]; ok {
 		return res
 	}
+	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true})
+	id := c.subResourceID(r, v, &sub)
+	if res, ok := c.byID[id]; ok {
+		c.subs[key] = res
+		return res
+	}
+	res := c.addResource(r.resource, id)
+	c.subs[key] = res
+	c.setProfile(res, r.dt.profile)
+	sub.obj = c.resources[res].root
+	c.applyDatatype(r.dt, &sub)
+	return res
+}
+
+// subResourceID is the id of the resource r's data-type map builds from v,
+// read in f: a hash of the map and the whole value, or, for a map with an
+// identity:, of the data type and the components it names that hold a value.
+// The second leaves the map out, so that maps for one place at different
+// levels agree: a ward is one Location whether a PL names it alone (PL-Location)
+// or above one of its beds (PL-PointOfCare), and whichever bed that is.
+func (c *Converter) subResourceID(r *rule, v hl7v2.Value, f *frame) [16]byte {
 	c.h.Reset()
 	c.hashString(r.resource)
 	c.h.Write(sep0)
-	c.hashString(r.dt.name)
-	c.h.Write(sep0)
-	c.h.Write(v.Bytes())
-	res := c.addResource(r.resource, c.sumID())
-	c.subs[key] = res
-	c.setProfile(res, r.dt.profile)
-	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: c.resources[res].root})
-	c.applyDatatype(r.dt, &sub)
-	return res
+	if r.dt.identity == nil {
+		c.hashString(r.dt.name)
+		c.h.Write(sep0)
+		c.h.Write(v.Bytes())
+		return c.sumID()
+	}
+	c.hashString(r.dt.datatype)
+	for i := range r.dt.identity {
+		part := &r.dt.identity[i]
+		if iv, _, ok := c.firstValue(&part.src, f); ok {
+			c.h.Write(sep1)
+			c.hashString(part.path)
+			c.h.Write(sep0)
+			c.h.Write(iv.Bytes())
+		}
+	}
+	return c.sumID()
 }
 
 // setProfile claims a profile in meta.profile, once per resource.

@@ -293,6 +293,15 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"one place is one Location: a bay and ward named above two beds and the ward named alone are the same resources; the ward of another facility is another",
+			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE",
+				"PV1|1|I|WARD1^BAY2^BED3|||WARD1^BAY2^BED4|||||WARD1"+strings.Repeat("|", 31)+"WARD1^^^RX2"),
+			[]want{
+				{"Location", "name", []string{"BED3", "BAY2", "WARD1", "BED4", "WARD1", "RX2"}},
+				{"Location", "partOf", []string{"->Location", "->Location", "->Location", "->Location"}},
+			},
+		},
+		{
 			"PL.10 is the comprehensive identifier of the Location the PL names, PL.11 its assigner; PL.11 without PL.10 writes nothing",
 			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|I|WARD1^BAY2^BED3^^^^^^^LOC-99&&1.2.3&ISO^RX1|||WARD4^^^^^^^^^^RX1"),
 			[]want{

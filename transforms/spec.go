@@ -56,11 +56,14 @@ type segmentMapSpec struct {
 // datatypeMapSpec is a mappings/datatypes file: one v2 data type to one FHIR
 // type (or to a resource, for XCN, XON, PL and the like).
 type datatypeMapSpec struct {
-	Datatype string     `yaml:"datatype"`
-	FHIR     string     `yaml:"fhir"`
-	Name     string     `yaml:"name"`
-	IG       string     `yaml:"ig"`
-	Profile  string     `yaml:"profile"`
+	Datatype string `yaml:"datatype"`
+	FHIR     string `yaml:"fhir"`
+	Name     string `yaml:"name"`
+	IG       string `yaml:"ig"`
+	Profile  string `yaml:"profile"`
+	// Identity, for a map that builds a resource, names the components whose
+	// values make its id; without it the whole value does.
+	Identity []string   `yaml:"identity"`
 	Rules    []ruleSpec `yaml:"-"`
 
 	pos string
