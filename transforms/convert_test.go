@@ -249,13 +249,10 @@ func TestConvertResultsAttachToTheirOwnOrder(t *testing.T) {
 		}
 	}
 	// "<5" is a number with its comparator.
-	for _, obs := range b.all("Observation") {
-		if q, ok := obs["valueQuantity"].(map[string]any); ok && q["comparator"] != nil {
-			if q["comparator"] != "<" || q["value"] != 5.0 {
-				t.Errorf("CRP <5 as %v", q)
-			}
-		}
-	}
+	b.expect(t, []want{
+		{"Observation", "valueQuantity.comparator", []string{"<"}},
+		{"Observation", "valueQuantity.value", []string{"135", "11.2", "5"}},
+	})
 	if len(issues) != 0 {
 		t.Errorf("issues %v", issues)
 	}
