@@ -202,7 +202,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer d.stopAttempts()
 	next, err := d.store.Cursor(ctx)
 	if err != nil {
-		return err
+		return stopped(ctx, err)
 	}
 	d.cursor.Store(uint64(next))
 	// Deliveries stored by an earlier run, in ID order, which keeps each key's
@@ -212,7 +212,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		loaded = append(loaded, p)
 		return true
 	}); err != nil {
-		return err
+		return stopped(ctx, err)
 	}
 	d.enqueue(loaded, nil)
 	if len(loaded) > 0 {
@@ -228,6 +228,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	stop := time.AfterFunc(shutdownGrace, d.stopAttempts)
 	defer stop.Stop()
 	d.wg.Wait()
+	return stopped(ctx, err)
+}
+
+// stopped is what Run returns for err: nil when err is ctx's cancellation,
+// which is a stop, whether it came while routing or while starting.
+func stopped(ctx context.Context, err error) error {
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
 	}

@@ -552,3 +552,31 @@ func TestDispatchConcurrencyFollowsTheTable(t *testing.T) {
 	waitFor(t, "every delivery", func() bool { return len(dest.rec.delivered()) == len(ids) })
 	checkOrder(t, "d", dest.rec.delivered())
 }
+
+// stopAtPending is a journal whose Pending finds the run being stopped, as
+// when the engine stops just after it started.
+type stopAtPending struct {
+	*Local
+	stop context.CancelFunc
+}
+
+func (s stopAtPending) Pending(ctx context.Context, fn func(PendingDelivery) bool) error {
+	s.stop()
+	return s.Local.Pending(ctx, fn)
+}
+
+// A dispatcher stopped while it loads the last run's deliveries has stopped,
+// not failed: Run returns nil, as it does when stopped while routing.
+func TestDispatchStoppedWhileStarting(t *testing.T) {
+	j, _ := openTest(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d, err := NewDispatcher(DispatcherConfig{Store: stopAtPending{j, cancel}, Routing: &fakeRouting{to: []string{"x"}},
+		Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Run(ctx); err != nil {
+		t.Errorf("Run stopped while starting: %v", err)
+	}
+}
