@@ -204,7 +204,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err != nil {
 		return stopped(ctx, err)
 	}
-	d.cursor.Store(uint64(next))
+	// Waiters may already be parked (ResumeAppAcks starts beside Run): wake
+	// them, since for records an earlier run routed no later move of the
+	// cursor may ever come.
+	d.advance(next)
 	// Deliveries stored by an earlier run, in ID order, which keeps each key's
 	// order.
 	var loaded []PendingDelivery

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -296,4 +297,90 @@ func TestResumeAppAcks(t *testing.T) {
 	if n, err := ResumeAppAcks(ctx, j, j.LastAtOpen(), mllpIn, httpIn); n != 0 || err != nil {
 		t.Errorf("second resume: %d recorded, err %v; want none owed", n, err)
 	}
+}
+
+// TestResumeAppAcksBeforeTheDispatcherStarts checks the order serve starts
+// them in, side by side: an acknowledgement owed for a message the earlier run
+// had already routed is recorded even when ResumeAppAcks waits for routing
+// before the dispatcher has read where routing stands, and nothing is left to
+// route that would move it on.
+func TestResumeAppAcksBeforeTheDispatcherStarts(t *testing.T) {
+	j, dir := openTest(t)
+	ctx := context.Background()
+	discard := slog.New(slog.DiscardHandler)
+	earlier, err := NewIntake(IntakeConfig{Listener: "mllp", Processor: stalled{}}, j, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, release := earlier.Receive(ctx, Arrival{Payload: enhanced("R1", "AL", ""), Peer: "p"})
+	release()
+	if !r.Committed {
+		t.Fatalf("not journaled: %s", r.Code)
+	}
+	// The earlier run routes and delivers it, and stops before its
+	// application acknowledgement is made.
+	routing := &fakeRouting{to: []string{"x"}, dests: map[string]Destination{"x": newRecorder(nil)}}
+	d, stop := startDispatcher(t, DispatcherConfig{Store: j, Routing: routing})
+	if err := d.WaitRouted(ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	j = reopen(t, j, dir)
+	d, err = NewDispatcher(DispatcherConfig{Store: j, Routing: routing, Log: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := NewIntake(IntakeConfig{Listener: "mllp", Processor: d}, j, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	resumed := make(chan result, 1)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	go func() {
+		n, err := ResumeAppAcks(rctx, j, j.LastAtOpen(), in)
+		resumed <- result{n, err}
+	}()
+	waitBlocked(t, "(*Dispatcher).WaitRouted")
+	startDispatcherRun(t, d)
+	if got := <-resumed; got.n != 1 || got.err != nil {
+		t.Fatalf("resume: %d recorded, err %v; want 1", got.n, got.err)
+	}
+}
+
+// startDispatcherRun runs d until the test ends.
+func startDispatcherRun(t *testing.T, d *Dispatcher) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// waitBlocked waits until some goroutine is blocked in a select inside fn, as
+// the goroutine dump shows it: it has looked at the state it waits on and
+// found it wanting.
+func waitBlocked(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	waitFor(t, "a goroutine blocked in "+fn, func() bool {
+		dump := buf[:runtime.Stack(buf, true)]
+		for g := range bytes.SplitSeq(dump, []byte("\n\n")) {
+			header, _, _ := bytes.Cut(g, []byte("\n"))
+			if bytes.Contains(header, []byte("[select")) && bytes.Contains(g, []byte(fn+"(")) {
+				return true
+			}
+		}
+		return false
+	})
 }
