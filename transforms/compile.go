@@ -669,22 +669,20 @@ type guard struct {
 // run once per OBX, and a rule one of whose conditions already failed is
 // passed over without reading its value (see Converter.holds).
 func conditions(rules []rule) int {
-	ids := map[string]int{}
-	progs := map[string]*program{}
+	byKey := map[string]guard{}
 	for i := range rules {
 		r := &rules[i]
 		for _, cj := range r.conjs {
-			id, ok := ids[cj.key]
+			g, ok := byKey[cj.key]
 			if !ok {
-				id = len(ids)
-				ids[cj.key] = id
-				progs[cj.key] = &program{native: cj.fn, usesSegment: strings.Contains(cj.key, "Segment")}
+				g = guard{cond: len(byKey), p: &program{native: cj.fn, usesSegment: strings.Contains(cj.key, "Segment")}}
+				byKey[cj.key] = g
 			}
-			r.guards = append(r.guards, guard{cond: id, p: progs[cj.key]})
+			r.guards = append(r.guards, g)
 		}
 		r.conjs = nil
 	}
-	return len(ids)
+	return len(byKey)
 }
 
 // constant checks a value: against the element's JSON kind and bound codes.
