@@ -531,6 +531,16 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"PV1-19 whose CX.5 already says VN has that one coding, not two",
+			message("ADT^A03", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+				"PV1|1|I"+strings.Repeat("|", 17)+"RX1V00045678^^^RX1^VN"),
+			[]want{
+				{"Encounter", "identifier.value", []string{"RX1V00045678"}},
+				{"Encounter", "identifier.type.coding.code", []string{"VN"}},
+				{"Encounter", "identifier.type.coding.system", []string{"http://terminology.hl7.org/CodeSystem/v2-0203"}},
+			},
+		},
+		{
 			"PV1-19 is a visit number (VN) beside its CX.5 type; PV2-25 through the EncounterPriority concept map",
 			message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
 				"PV1|1|I"+strings.Repeat("|", 17)+"40007716^^^AccMng^AM",
