@@ -100,6 +100,8 @@ type datatypeMap struct {
 	profile  string
 	datatype string   // the v2 data type it reads
 	identity []idPart // the components whose values make the id of the resource it builds
+	idWhen   *program // identity applies only when it holds
+	pos      string
 	rules    []rule
 	conds    int // how many conditions its rules' guards name
 	compiled bool
@@ -284,7 +286,7 @@ func (c *compiler) datatypeMap(name, usedAt string) *datatypeMap {
 		c.errorf(usedAt, "no data-type map %q (have: %s)", name, strings.Join(sortedKeys(c.dtSpecs), ", "))
 		return nil
 	}
-	d := &datatypeMap{name: name, fhirType: sp.FHIR, profile: sp.Profile, datatype: sp.Datatype}
+	d := &datatypeMap{name: name, fhirType: sp.FHIR, profile: sp.Profile, datatype: sp.Datatype, pos: sp.pos}
 	c.datatypes[name] = d
 	for _, id := range sp.Identity {
 		src, err := parseSource(id, true)
@@ -293,6 +295,12 @@ func (c *compiler) datatypeMap(name, usedAt string) *datatypeMap {
 			continue
 		}
 		d.identity = append(d.identity, idPart{path: id, src: src})
+	}
+	if sp.IdentityWhen != "" {
+		if len(sp.Identity) == 0 {
+			c.errorf(sp.pos, "identity_when needs an identity: it says when the identity keys the resource")
+		}
+		d.idWhen = c.compileExpr(sp.pos, sp.IdentityWhen, true, true)
 	}
 	t, ok := fhirType(sp.FHIR)
 	if !ok {

@@ -302,6 +302,25 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"one clinician is one Practitioner, by XCN ID, authority and family name: a prefix more is the same one; a shared placeholder ID with another family name, or a name without an ID, is another",
+			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE",
+				"PV1|1|I|||||C234^NAKAMURA^KENJI^^^DR^^^NHS|C234^NAKAMURA^KENJI^^^^^^NHS|C9999998^JONES~C9999998^SMITH~^BROWN^ANN~^BROWN^ANNE"),
+			[]want{
+				{"Practitioner", "name.family", []string{"NAKAMURA", "JONES", "SMITH", "BROWN", "BROWN"}},
+				{"Practitioner", "name.given", []string{"KENJI", "ANN", "ANNE"}},
+				{"Practitioner", "name.prefix", []string{"DR"}},
+				{"Encounter", "participant.individual", []string{"->Practitioner", "->Practitioner", "->Practitioner", "->Practitioner", "->Practitioner", "->Practitioner"}},
+			},
+		},
+		{
+			"two PLs that name no level, only a PL.9 description, are two Locations, not one for want of anything to tell them apart",
+			message("ADT^A02", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|I|^^^^^^^^Ward A|||^^^^^^^^Ward B"),
+			[]want{
+				{"Location", "description", []string{"Ward A", "Ward B"}},
+				{"Encounter", "location.location", []string{"->Location", "->Location"}},
+			},
+		},
+		{
 			"PL.10 is the comprehensive identifier of the Location the PL names, PL.11 its assigner; PL.11 without PL.10 writes nothing",
 			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|I|WARD1^BAY2^BED3^^^^^^^LOC-99&&1.2.3&ISO^RX1|||WARD4^^^^^^^^^^RX1"),
 			[]want{

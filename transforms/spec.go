@@ -62,9 +62,12 @@ type datatypeMapSpec struct {
 	IG       string `yaml:"ig"`
 	Profile  string `yaml:"profile"`
 	// Identity, for a map that builds a resource, names the components whose
-	// values make its id; without it the whole value does.
-	Identity []string   `yaml:"identity"`
-	Rules    []ruleSpec `yaml:"-"`
+	// values make its id; without it the whole value does. It applies when
+	// one of them holds a value and IdentityWhen (if any) holds; otherwise
+	// the whole value makes the id.
+	Identity     []string   `yaml:"identity"`
+	IdentityWhen string     `yaml:"identity_when"`
+	Rules        []ruleSpec `yaml:"-"`
 
 	pos string
 }
