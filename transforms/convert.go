@@ -191,7 +191,7 @@ func (c *Converter) Convert(dst []byte, m *hl7v2.Message) ([]byte, error) {
 	}
 	st := c.structureFor(msh)
 	if st == nil {
-		return dst, fmt.Errorf("transforms: %s (MSH-9 %q): %w; mapped: %s", "MSH-9", msh.Field(9).String(), ErrNoMapping, strings.Join(c.set.names, ", "))
+		return dst, fmt.Errorf("transforms: MSH-9 %q: %w; mapped: %s", msh.Field(9).String(), ErrNoMapping, strings.Join(c.set.names, ", "))
 	}
 	for i := 0; i < m.SegmentCount(); i++ {
 		seg := m.Segment(i)

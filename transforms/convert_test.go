@@ -440,8 +440,12 @@ func TestConvertWithNamedStructure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := set.NewConverter(Options{}).Convert(nil, m); !errors.Is(err, ErrNoMapping) {
+	_, err = set.NewConverter(Options{}).Convert(nil, m)
+	if !errors.Is(err, ErrNoMapping) {
 		t.Fatalf("by MSH-9: %v, want ErrNoMapping", err)
+	}
+	if want := `transforms: MSH-9 "ZPI^Z01": no mapping for this message type; mapped: ADT,`; !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error %q, want it to start %q", err, want)
 	}
 	out, err := set.NewConverter(Options{Structure: "ADT"}).Convert(nil, m)
 	if err != nil {
