@@ -550,6 +550,25 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"PV1-2 outside E, I, O and P is its own v2-0004 code (PatientClass[EncounterClass])",
+			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|R"),
+			[]want{
+				{"Encounter", "class.code", []string{"R"}},
+				{"Encounter", "class.system", []string{"http://terminology.hl7.org/CodeSystem/v2-0004"}},
+				{"Encounter", "class.display", []string{"Recurring patient"}},
+				{"Encounter", "status", []string{"in-progress"}},
+			},
+		},
+		{
+			"a local PV1-2 outside table 0004 leaves class unknown, not empty: it is 1..1",
+			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|D"),
+			[]want{
+				{"Encounter", "class.code", []string{"UNK"}},
+				{"Encounter", "class.system", []string{"http://terminology.hl7.org/CodeSystem/v3-NullFlavor"}},
+				{"Encounter", "status", []string{"unknown"}},
+			},
+		},
+		{
 			"PV1-19 whose CX.5 already says VN has that one coding, not two",
 			message("ADT^A03", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
 				"PV1|1|I"+strings.Repeat("|", 17)+"RX1V00045678^^^RX1^VN"),
