@@ -550,6 +550,27 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"a repeating OBX-5 is one component per repetition, however many, each with the OBX-3 code, OBX-6 unit and OBX-7 range",
+			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE", "OBR|1|P1|F1|BP^Obs^L",
+				"OBX|1|NM|8462-4^Diastolic BP^LN||71~73~75~77~79~81|mm[Hg]^mmHg^UCUM|60-90|||F"),
+			[]want{
+				{"Observation", "component.valueQuantity.value", []string{"71", "73", "75", "77", "79", "81"}},
+				{"Observation", "component.code.coding.code", []string{"8462-4", "8462-4", "8462-4", "8462-4", "8462-4", "8462-4"}},
+				{"Observation", "component.valueQuantity.code", []string{"mm[Hg]", "mm[Hg]", "mm[Hg]", "mm[Hg]", "mm[Hg]", "mm[Hg]"}},
+				{"Observation", "component.referenceRange.text", []string{"60-90", "60-90", "60-90", "60-90", "60-90", "60-90"}},
+				{"Observation", "valueQuantity.value", nil},
+			},
+		},
+		{
+			"a repeating OBX-5 without OBX-3: each component still has a code (it is 1..1) and its own value",
+			message("ORU^R01", "PID|1||123^^^^MR||DOE^JANE", "OBR|1|P1|F1|BP^Obs^L",
+				"OBX|1|ST|||first~second||||||F"),
+			[]want{
+				{"Observation", "component.valueString", []string{"first", "second"}},
+				{"Observation", "component.code.text", []string{"Unknown observation", "Unknown observation"}},
+			},
+		},
+		{
 			"PV1-2 outside E, I, O and P is its own v2-0004 code (PatientClass[EncounterClass])",
 			message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|R"),
 			[]want{
