@@ -57,7 +57,7 @@ func TestLoadErrorsNameFileAndLine(t *testing.T) {
 			"datatypes/XPN-Name.yaml": "datatype: XPN\nfhir: HumanName\nname: XPN-Name\nidentity: [\"1.x\"]\nrules:\n  - {from: \"1.1\", to: family}\n",
 		}, []string{"datatypes/XPN-Name.yaml:1:", `identity "1.x"`}},
 		{"identity_when without an identity, and one that is no boolean", map[string]string{
-			"datatypes/XPN-Name.yaml": "datatype: XPN\nfhir: HumanName\nname: XPN-Name\nidentity_when: 'Has(\"1\")'\nrules:\n  - {from: \"1.1\", to: family}\n",
+			"datatypes/XPN-Name.yaml":         "datatype: XPN\nfhir: HumanName\nname: XPN-Name\nidentity_when: 'Has(\"1\")'\nrules:\n  - {from: \"1.1\", to: family}\n",
 			"datatypes/XCN-Practitioner.yaml": "datatype: XCN\nfhir: Practitioner\nname: XCN-Practitioner\nidentity: [\"1\"]\nidentity_when: 'Get(\"1\")'\nrules:\n  - {from: \"1\", to: identifier.value}\n",
 		}, []string{"datatypes/XPN-Name.yaml:1:", "identity_when needs an identity", "datatypes/XCN-Practitioner.yaml:1:"}},
 		{"misspelt element", map[string]string{
