@@ -123,6 +123,31 @@ func retryAfterOf(err error) time.Duration {
 	return 0
 }
 
+// ErrNotConfigured is what NotConfiguredError matches with errors.Is.
+var ErrNotConfigured = errors.New("destination not configured")
+
+// NotConfiguredError says that deliveries name a destination the routing table
+// in force does not declare: the table was reloaded, or the engine restarted,
+// without it, or under another name. No retry can reach it, so such a
+// delivery is dead-lettered at once, and its dead letter is sent again only
+// once the destination is declared again.
+type NotConfiguredError struct {
+	Destination string
+	// Kept is how many dead letters ReviveDeadLetters left as they were; 0 for
+	// a delivery's failure.
+	Kept int
+}
+
+func (e *NotConfiguredError) Error() string {
+	if e.Kept == 0 {
+		return fmt.Sprintf("destination %q is no longer configured", e.Destination)
+	}
+	return fmt.Sprintf("destination %q is not configured: its %d dead letters stay until it is declared again (or replay their messages to route them with the table in force)", e.Destination, e.Kept)
+}
+
+// Is reports whether target is ErrNotConfigured.
+func (e *NotConfiguredError) Is(target error) bool { return target == ErrNotConfigured }
+
 // Decode decodes node into v, a pointer to a struct with yaml tags, key by key,
 // so that every error carries the "line:col: " of the node at fault: a key v
 // has no field for, or a value of the wrong type. Nested structs are decoded the

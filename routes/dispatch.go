@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -178,11 +180,17 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 
 // SetRouting replaces the routing table: records routed from now on use r, and
 // the old table is closed once the deliveries in flight through it are done.
+// Deliveries to a destination r does not declare are dead-lettered
+// (NotConfiguredError): those waiting to be retried at once, one in flight
+// when its attempt ends.
 func (d *Dispatcher) SetRouting(r Routing) {
 	old := d.routing.Swap(&generation{Routing: r})
 	d.mu.Lock()
 	for name, q := range d.queues {
 		q.setWorkers(d.concurrency(r, name))
+		if r.Destination(name) == nil {
+			q.unconfigured()
+		}
 	}
 	d.mu.Unlock()
 	go func() {
@@ -513,24 +521,37 @@ func (d *Dispatcher) Replay(ctx context.Context, ids ...ID) error {
 }
 
 // ReviveDeadLetters sends the dead letters for destination ("" for all) again
-// and returns how many.
+// and returns how many. Those of a destination the table in force does not
+// declare stay dead letters, since no attempt could reach it; the others are
+// sent again all the same, and the error then holds a NotConfiguredError
+// (ErrNotConfigured) for each such destination, saying how many stay.
 func (d *Dispatcher) ReviveDeadLetters(ctx context.Context, destination string) (int, error) {
+	gen := d.routing.Load()
 	var letters []DeadLetter
+	kept := map[string]int{}
 	if err := d.store.DeadLetters(ctx, destination, func(dl DeadLetter) bool {
-		letters = append(letters, dl)
+		if gen.Destination(dl.Destination) == nil {
+			kept[dl.Destination]++
+		} else {
+			letters = append(letters, dl)
+		}
 		return true
 	}); err != nil {
 		return 0, err
 	}
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(kept)) {
+		errs = append(errs, &NotConfiguredError{Destination: name, Kept: kept[name]})
+	}
 	if len(letters) == 0 {
-		return 0, nil
+		return 0, errors.Join(errs...)
 	}
 	pending, err := d.store.Revive(ctx, letters, Event{Kind: EventRevived})
 	if err != nil {
 		return 0, err
 	}
 	d.enqueue(pending, nil)
-	return len(pending), nil
+	return len(pending), errors.Join(errs...)
 }
 
 // enqueue hands deliveries to their destinations' queues. bodies, when not

@@ -92,12 +92,15 @@ func (q *destQueue) add(it *item) {
 	}
 }
 
-// markReady puts kq in the ready list now, or when notBefore comes.
+// markReady puts kq in the ready list now, or when notBefore comes. A key
+// whose destination the table in force does not declare waits for nothing:
+// its head is dead-lettered at its next attempt, and no backoff brings the
+// destination back.
 func (q *destQueue) markReady(kq *keyQueue, notBefore time.Time) {
 	if kq.queued || kq.waiting != nil {
 		return
 	}
-	if wait := time.Until(notBefore); wait > 0 {
+	if wait := time.Until(notBefore); wait > 0 && q.d.routing.Load().Destination(q.name) != nil {
 		kq.waiting = time.AfterFunc(wait, func() {
 			q.mu.Lock()
 			defer q.mu.Unlock()
@@ -111,6 +114,26 @@ func (q *destQueue) markReady(kq *keyQueue, notBefore time.Time) {
 	kq.queued = true
 	q.ready = append(q.ready, kq)
 	q.cond.Signal()
+}
+
+// unconfigured makes the keys waiting out a backoff ready now: the table in
+// force no longer declares the destination, so their heads are dead-lettered
+// at once rather than when the backoff ends.
+func (q *destQueue) unconfigured() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	for _, kq := range q.keys {
+		// A timer that has already fired marks its key ready itself.
+		if kq.waiting != nil && kq.waiting.Stop() {
+			kq.waiting = nil
+			if !kq.busy && len(kq.items) > 0 {
+				q.markReady(kq, time.Time{})
+			}
+		}
+	}
 }
 
 func (q *destQueue) gauge() {
@@ -202,15 +225,22 @@ func (q *destQueue) attempt(it *item) bool {
 	p := &it.p
 	p.Attempts++
 	start := time.Now()
-	var err error
-	var rec *Record
+	var (
+		data  []byte
+		ctype string
+		rec   *Record
+		err   error
+	)
 	dest := gen.Destination(p.Destination)
-	data, ctype, rec, err := it.body.get(ctx, d)
-	switch {
-	case err != nil:
-	case dest == nil:
-		err = fmt.Errorf("destination %q is not in the routes table", p.Destination)
-	default:
+	if dest == nil {
+		// The table was reloaded, or the engine restarted, without it: nothing
+		// will bring it back but an operator, who finds it among the dead
+		// letters and revives it once the destination is declared again.
+		err = Permanent(&NotConfiguredError{Destination: p.Destination})
+	} else {
+		data, ctype, rec, err = it.body.get(ctx, d)
+	}
+	if err == nil {
 		actx, cancel := context.WithTimeout(d.attempts, attemptTimeout)
 		err = dest.Deliver(actx, &Delivery{
 			ID: p.DeliveryID(), MessageID: p.MessageID, Route: p.Route, Destination: p.Destination,
@@ -219,6 +249,11 @@ func (q *destQueue) attempt(it *item) bool {
 			Sender: rec.Sender, NHSNumber: rec.NHSNumber, Received: rec.Received,
 		})
 		cancel()
+		if err != nil && !IsPermanent(err) && d.routing.Load().Destination(p.Destination) == nil {
+			// A reload took the destination away during the attempt, which
+			// went to the old table's: a retry would find it gone.
+			err = Permanent(fmt.Errorf("%w; the last attempt failed: %w", &NotConfiguredError{Destination: p.Destination}, err))
+		}
 	}
 	took := time.Since(start)
 	ev := Event{Kind: EventAttempt, Route: p.Route, Destination: p.Destination, Attempt: p.Attempts, Duration: took}

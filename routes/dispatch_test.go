@@ -580,3 +580,198 @@ func TestDispatchStoppedWhileStarting(t *testing.T) {
 		t.Errorf("Run stopped while starting: %v", err)
 	}
 }
+
+// funcDest is a destination whose Deliver is a function.
+type funcDest func(ctx context.Context, d *Delivery) error
+
+func (f funcDest) Deliver(ctx context.Context, d *Delivery) error { return f(ctx, d) }
+func (funcDest) Ready(context.Context) error                      { return nil }
+func (funcDest) Close() error                                     { return nil }
+
+// deadLetters lists j's dead letters for destination ("" for all).
+func deadLetters(t *testing.T, j Outbox, destination string) []DeadLetter {
+	t.Helper()
+	var dead []DeadLetter
+	if err := j.DeadLetters(context.Background(), destination, func(dl DeadLetter) bool {
+		dead = append(dead, dl)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return dead
+}
+
+// pendingOf lists j's pending deliveries.
+func pendingOf(t *testing.T, j Outbox) []PendingDelivery {
+	t.Helper()
+	var ps []PendingDelivery
+	if err := j.Pending(context.Background(), func(p PendingDelivery) bool {
+		ps = append(ps, p)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ps
+}
+
+// waitingKeys is how many of destination's keys wait out a backoff.
+func waitingKeys(d *Dispatcher, destination string) int {
+	d.mu.Lock()
+	q := d.queues[destination]
+	d.mu.Unlock()
+	if q == nil {
+		return 0
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, kq := range q.keys {
+		if kq.waiting != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// TestDeadLettersForARemovedDestination checks what becomes of the deliveries
+// an earlier run left pending to a destination the next run's table no longer
+// declares: they are dead-lettered at once, whatever backoff was stored, with
+// a reason that names the destination, and their records stay. Reviving them
+// is refused with ErrNotConfigured, and leaves them dead letters, until the
+// destination is declared again.
+func TestDeadLettersForARemovedDestination(t *testing.T) {
+	j, dir := openTest(t)
+	ctx := context.Background()
+	retry := RetryPolicy{Initial: time.Hour, Max: time.Hour, Attempts: 1 << 20}
+	down := newRecorder(func(*Delivery) error { return errors.New("connection refused") })
+	spine := newRecorder(nil)
+	routing := &fakeRouting{to: []string{"pds", "spine"}, dests: map[string]Destination{"pds": down, "spine": spine}}
+	_, stop := startDispatcher(t, DispatcherConfig{Store: j, Routing: routing, Retry: retry})
+	ids := appendRecords(t, j, 3, 3, 0)
+	waitFor(t, "the first attempts", func() bool {
+		n := 0
+		for _, p := range pendingOf(t, j) {
+			if p.Attempts == 1 {
+				n++
+			}
+		}
+		return n == len(ids) && len(spine.delivered()) == len(ids)
+	})
+	stop()
+
+	// The next run's table has no pds: the routes file lost it while the
+	// engine was down.
+	j = reopen(t, j, dir)
+	routing = &fakeRouting{to: []string{"spine"}, dests: map[string]Destination{"spine": spine}}
+	d, _ := startDispatcher(t, DispatcherConfig{Store: j, Routing: routing, Retry: retry})
+	var dead []DeadLetter
+	waitFor(t, "the deliveries to pds to be dead-lettered", func() bool {
+		dead = deadLetters(t, j, "")
+		return len(dead) == len(ids)
+	})
+	for i, dl := range dead {
+		if dl.MessageID != ids[i] || dl.Destination != "pds" || dl.Attempts != 2 {
+			t.Errorf("dead letter %d: record %d to %s after %d attempts; want record %d to pds after 2", i, dl.MessageID, dl.Destination, dl.Attempts, ids[i])
+		}
+		if want := `destination "pds" is no longer configured`; dl.Reason != want {
+			t.Errorf("dead letter of %d: reason %q, want %q", dl.MessageID, dl.Reason, want)
+		}
+		if _, err := j.Get(ctx, dl.MessageID); err != nil {
+			t.Errorf("record %d: %v", dl.MessageID, err)
+		}
+	}
+	if left := pendingOf(t, j); len(left) != 0 {
+		t.Errorf("still pending: %+v", left)
+	}
+	evs, err := j.Events(ctx, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := evs[len(evs)-1]; last.Kind != EventAttempt || last.Outcome != DeadLettered || last.Destination != "pds" {
+		t.Errorf("journey ends with %+v, want the dead letter to pds", last)
+	}
+
+	// Sending them again cannot reach pds: refused, and they stay.
+	for _, dest := range []string{"pds", ""} {
+		n, err := d.ReviveDeadLetters(ctx, dest)
+		if n != 0 || !errors.Is(err, ErrNotConfigured) {
+			t.Fatalf("revive %q without pds: %d sent, err %v; want 0 and ErrNotConfigured", dest, n, err)
+		}
+		if want := `destination "pds" is not configured: its 3 dead letters stay`; !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("revive %q: %q, want %q...", dest, err, want)
+		}
+	}
+	if got := len(deadLetters(t, j, "")); got != len(ids) {
+		t.Errorf("%d dead letters after a refused revival, want %d", got, len(ids))
+	}
+	if left := pendingOf(t, j); len(left) != 0 {
+		t.Errorf("pending after a refused revival: %+v", left)
+	}
+
+	// Declared again, pds takes them.
+	up := newRecorder(nil)
+	d.SetRouting(&fakeRouting{to: []string{"pds", "spine"}, dests: map[string]Destination{"pds": up, "spine": spine}})
+	if n, err := d.ReviveDeadLetters(ctx, ""); n != len(ids) || err != nil {
+		t.Fatalf("revive with pds back: %d sent, err %v; want %d", n, err, len(ids))
+	}
+	waitFor(t, "pds to get every message", func() bool { return len(up.delivered()) == len(ids) })
+	if dead := deadLetters(t, j, ""); len(dead) != 0 {
+		t.Errorf("dead letters left: %+v", dead)
+	}
+}
+
+// TestDeadLettersWhenAReloadRemovesTheDestination checks a reload that takes a
+// destination away while deliveries to it are under way: one waiting out a
+// long backoff is dead-lettered at once; one in flight ends against the old
+// table's destination and, failing, is dead-lettered rather than retried, with
+// its failure; one the old destination takes is delivered.
+func TestDeadLettersWhenAReloadRemovesTheDestination(t *testing.T) {
+	j, _ := openTest(t)
+	gate := make(chan struct{})
+	var inflight atomic.Int32
+	var delivered atomic.Int32
+	pds := funcDest(func(ctx context.Context, d *Delivery) error {
+		switch d.ControlID {
+		case "MSG0":
+			return errors.New("connection refused")
+		case "MSG1":
+			inflight.Add(1)
+			<-gate
+			return errors.New("503 service unavailable")
+		default:
+			inflight.Add(1)
+			<-gate
+			delivered.Add(1)
+			return nil
+		}
+	})
+	routing := &fakeRouting{to: []string{"pds"}, dests: map[string]Destination{"pds": pds}}
+	d, _ := startDispatcher(t, DispatcherConfig{Store: j, Routing: routing, Concurrency: 4,
+		Retry: RetryPolicy{Initial: time.Hour, Max: time.Hour, Attempts: 1 << 20}})
+	ids := appendRecords(t, j, 3, 3, 0)
+	waitFor(t, "one delivery retrying and two in flight", func() bool {
+		return inflight.Load() == 2 && waitingKeys(d, "pds") == 1
+	})
+
+	spine := newRecorder(nil)
+	d.SetRouting(&fakeRouting{to: []string{"spine"}, dests: map[string]Destination{"spine": spine}})
+	close(gate)
+
+	var dead []DeadLetter
+	waitFor(t, "two dead letters", func() bool {
+		dead = deadLetters(t, j, "pds")
+		return len(dead) == 2
+	})
+	for i, want := range []string{
+		`destination "pds" is no longer configured`,
+		`destination "pds" is no longer configured; the last attempt failed: 503 service unavailable`,
+	} {
+		if dead[i].MessageID != ids[i] || dead[i].Reason != want {
+			t.Errorf("dead letter %d: record %d, reason %q; want record %d, %q", i, dead[i].MessageID, dead[i].Reason, ids[i], want)
+		}
+	}
+	waitFor(t, "the outbox to empty", func() bool { return len(pendingOf(t, j)) == 0 })
+	if delivered.Load() != 1 {
+		t.Errorf("%d delivered by the old table's pds, want 1", delivered.Load())
+	}
+}

@@ -27,7 +27,8 @@
 // is attempted, so one key's messages arrive in journal order, and a key held
 // back by a failing delivery holds back only itself. A failure is retried with
 // exponential backoff and jitter, as long as the destination asks
-// (RetryAfter), until the attempt limit; a Permanent failure, or the limit,
+// (RetryAfter), until the attempt limit; a Permanent failure, the limit, or a
+// destination the table in force no longer declares (NotConfiguredError)
 // dead-letters the delivery with its reason. Dead letters and whole messages
 // can be sent again (ReviveDeadLetters, Replay). Every step is an Event of the
 // message's journey. Delivery is at least once: the outbox lives in the

@@ -173,6 +173,13 @@ func (rt *routing) deadLetters(w http.ResponseWriter, r *http.Request) {
 
 func (rt *routing) reviveDeadLetters(w http.ResponseWriter, r *http.Request) {
 	n, err := rt.dispatcher.ReviveDeadLetters(r.Context(), r.URL.Query().Get("destination"))
+	if errors.Is(err, routes.ErrNotConfigured) {
+		// Those of destinations the table does not declare stay dead letters;
+		// the others were sent again.
+		rt.log.Warn("admin: dead letters of destinations not configured stay", "sent", n, "err", err)
+		http.Error(w, fmt.Sprintf("%d dead letters sent again\n%v", n, err), http.StatusConflict)
+		return
+	}
 	if err != nil {
 		rt.log.Error("admin: replay dead letters", "err", err)
 		http.Error(w, "journal error", http.StatusInternalServerError)
