@@ -79,6 +79,12 @@ type IntakeConfig struct {
 	// AppAcks is what becomes of application acknowledgements; AppAckRecord
 	// when empty.
 	AppAcks AppAckMode
+	// AppAckWait bounds how long an application acknowledgement waits for its
+	// message to be processed; 10 minutes when zero. Routing holds back while
+	// deliveries pile up, so a message can wait minutes in a backlog; past
+	// this the acknowledgement is not made and the journey says so (the
+	// message is still processed).
+	AppAckWait time.Duration
 }
 
 // Processor processes a journaled message: routing, transforming, delivering.
@@ -154,6 +160,9 @@ func NewIntake(cfg IntakeConfig, j Journal, log *slog.Logger) (*Intake, error) {
 	}
 	if cfg.AppAcks == "" {
 		cfg.AppAcks = AppAckRecord
+	}
+	if cfg.AppAckWait <= 0 {
+		cfg.AppAckWait = defaultAppAckWait
 	}
 	if cfg.ParseErrorCode == "" {
 		cfg.ParseErrorCode = hl7v2.AE

@@ -11,11 +11,8 @@ import (
 	"github.com/spinebridge/spinebridge/adapters/hl7v2"
 )
 
-// appAckWait bounds how long an application acknowledgement waits for its
-// message to be processed. Routing holds back while deliveries pile up, so a
-// message can wait minutes in a backlog; past this the acknowledgement is not
-// made and the journey says so (the message is still processed).
-const appAckWait = 10 * time.Minute
+// defaultAppAckWait is IntakeConfig.AppAckWait when it is zero.
+const defaultAppAckWait = 10 * time.Minute
 
 // appAckType is MSH-16, the conditions for an application acknowledgement:
 // AL always, NE never, ER on error only, SU on success only. Empty in enhanced
@@ -36,7 +33,7 @@ func (in *Intake) appAck(rec *Record, when string) func(send func([]byte) error)
 	cp := *rec
 	cp.Raw, cp.Ack = bytes.Clone(rec.Raw), nil
 	return func(send func([]byte) error) {
-		go in.applicationAck(context.Background(), &cp, when, send)
+		go in.applicationAck(context.Background(), time.Now().Add(in.cfg.AppAckWait), &cp, when, send)
 	}
 }
 
@@ -45,11 +42,12 @@ func (in *Intake) appAck(rec *Record, when string) func(send func([]byte) error)
 // route takes it, AE when routing or a transform failed. MSH-16 says whether
 // the sender wants it; when it does, it is sent on the connection (with
 // AppAckConnection and a connection to send on) and recorded in the journey
-// either way. When parent ends first (the engine is stopping) nothing is
-// recorded, and the next run makes it (ResumeAppAcks). It reports whether it
-// recorded one.
-func (in *Intake) applicationAck(parent context.Context, rec *Record, when string, send func([]byte) error) (noted bool) {
-	ctx, cancel := context.WithTimeout(parent, appAckWait)
+// either way. It waits until deadline at most; a message not processed by
+// then gets none, and its journey says so. When stop ends first (the engine is
+// stopping) nothing is recorded, and the next run makes it (ResumeAppAcks). It
+// reports whether it recorded one.
+func (in *Intake) applicationAck(stop context.Context, deadline time.Time, rec *Record, when string, send func([]byte) error) (noted bool) {
+	ctx, cancel := context.WithDeadline(stop, deadline)
 	defer cancel()
 	note := func(detail string) {
 		ev := Event{MessageID: rec.ID, Kind: EventAppAck, Detail: detail}
@@ -60,11 +58,14 @@ func (in *Intake) applicationAck(parent context.Context, rec *Record, when strin
 		noted = true
 	}
 	err := in.cfg.Processor.Processed(ctx, rec)
-	if err != nil && ctx.Err() != nil {
-		if parent.Err() != nil {
+	// Only the wait for routing ends in the context's error: a message routed
+	// by the deadline is processed even when its transforms end after it, and
+	// one whose transform failed gets its AE.
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		if stop.Err() != nil {
 			return
 		}
-		note(fmt.Sprintf("not made: the message was not processed within %v", appAckWait))
+		note(fmt.Sprintf("not made: the message was not processed within %v", in.cfg.AppAckWait))
 		return
 	}
 	v := verdict{code: hl7v2.AA, status: StatusAccepted}
@@ -128,10 +129,14 @@ type AppAckBacklog interface {
 // ID last, routed at most resumeMargin records before the cursor or not yet
 // routed, that one of intakes accepted in enhanced mode with an MSH-16 asking
 // for one, and whose journey has none. The connection each would have gone
-// back on is gone, so each is recorded, one after another in ID order as
-// routing reaches them. It returns how many it recorded, and stops when ctx
-// ends.
+// back on is gone, so each is recorded, in ID order as routing reaches them.
+// Their waits began together, when the pass began, and so end together: each
+// waits until its intake's AppAckWait after the start of the pass, as
+// messages that arrived together would, so that the pass takes about one wait
+// however many are owed. Those routing has not reached by then are recorded
+// as not made. It returns how many it recorded, and stops when ctx ends.
 func ResumeAppAcks(ctx context.Context, j AppAckBacklog, last ID, intakes ...*Intake) (int, error) {
+	began := time.Now()
 	byListener := make(map[string]*Intake, len(intakes))
 	for _, in := range intakes {
 		if in.cfg.Processor != nil {
@@ -186,7 +191,7 @@ func ResumeAppAcks(ctx context.Context, j AppAckBacklog, last ID, intakes ...*In
 			if slices.ContainsFunc(events, func(e Event) bool { return e.Kind == EventAppAck }) {
 				continue
 			}
-			if o.in.applicationAck(ctx, o.rec, o.when, nil) {
+			if o.in.applicationAck(ctx, began.Add(o.in.cfg.AppAckWait), o.rec, o.when, nil) {
 				made++
 			}
 			if ctx.Err() != nil {

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -350,6 +353,130 @@ func TestResumeAppAcksBeforeTheDispatcherStarts(t *testing.T) {
 	startDispatcherRun(t, d)
 	if got := <-resumed; got.n != 1 || got.err != nil {
 		t.Fatalf("resume: %d recorded, err %v; want 1", got.n, got.err)
+	}
+}
+
+// pacedProcessor is the dispatcher as ResumeAppAcks sees it, keeping the
+// deadline of each wait and the records whose acknowledgements are recorded,
+// in order. For the records in late it first waits out the deadline, as a
+// pass that reaches them only then would.
+type pacedProcessor struct {
+	*Dispatcher
+	late map[ID]bool
+
+	mu        sync.Mutex
+	deadlines []time.Time
+	noted     []ID
+}
+
+func (p *pacedProcessor) Processed(ctx context.Context, rec *Record) error {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return errors.New("pacedProcessor: a wait without a deadline")
+	}
+	p.mu.Lock()
+	p.deadlines = append(p.deadlines, deadline)
+	p.mu.Unlock()
+	if p.late[rec.ID] {
+		<-ctx.Done()
+	}
+	return p.Dispatcher.Processed(ctx, rec)
+}
+
+func (p *pacedProcessor) Note(ctx context.Context, events ...Event) error {
+	p.mu.Lock()
+	for _, ev := range events {
+		p.noted = append(p.noted, ev.MessageID)
+	}
+	p.mu.Unlock()
+	return p.Dispatcher.Note(ctx, events...)
+}
+
+// TestResumeAppAcksShareOneDeadline checks that the acknowledgements owed for
+// messages routing will not reach, held back by a destination stuck for good,
+// all wait until one deadline rather than one wait each, and are recorded in
+// ID order: the routed one with its verdict, though the pass reaches it only
+// after the deadline, and the others as not made.
+func TestResumeAppAcksShareOneDeadline(t *testing.T) {
+	j, dir := openTest(t)
+	ctx := context.Background()
+	discard := slog.New(slog.DiscardHandler)
+	// With one delivery held in memory at most, the one to the stuck
+	// destination stops routing for good.
+	stuck := newRecorder(func(*Delivery) error { return errors.New("connection refused") })
+	cfg := DispatcherConfig{Store: j, MaxPending: 1, Log: discard,
+		Routing: &fakeRouting{to: []string{"x"}, dests: map[string]Destination{"x": stuck}},
+		Retry:   RetryPolicy{Initial: time.Hour, Max: time.Hour, Attempts: 1 << 20}}
+	d, stop := startDispatcher(t, cfg)
+	earlier, err := NewIntake(IntakeConfig{Listener: "mllp", Processor: stalled{}}, j, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []ID
+	for i, extra := range []string{"NTE|2||BADMAP\r", "", "", ""} {
+		r, release := earlier.Receive(ctx, Arrival{Payload: enhanced(fmt.Sprintf("S%d", i), "AL", extra), Peer: "p"})
+		release()
+		if !r.Committed {
+			t.Fatalf("not journaled: %s", r.Code)
+		}
+		ids = append(ids, r.ID)
+		if i == 0 {
+			// Routed and held by the stuck destination: the rest never are.
+			if err := d.WaitRouted(ctx, r.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stop()
+
+	j = reopen(t, j, dir)
+	cfg.Store = j
+	cfg.Routing = &fakeRouting{to: []string{"x"}, transform: "upper", dests: map[string]Destination{"x": stuck}}
+	d, _ = startDispatcher(t, cfg)
+	if err := d.WaitRouted(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	// The routed one is reached only once the deadline has passed; its
+	// transform fails.
+	proc := &pacedProcessor{Dispatcher: d, late: map[ID]bool{ids[0]: true}}
+	const wait = 50 * time.Millisecond
+	in, err := NewIntake(IntakeConfig{Listener: "mllp", Processor: proc, AppAckWait: wait}, j, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := ResumeAppAcks(ctx, j, j.LastAtOpen(), in)
+	if err != nil || n != len(ids) {
+		t.Fatalf("resume: %d recorded, err %v; want %d", n, err, len(ids))
+	}
+	if len(proc.deadlines) != len(ids) {
+		t.Fatalf("%d waits, want %d", len(proc.deadlines), len(ids))
+	}
+	for i, dl := range proc.deadlines[1:] {
+		if !dl.Equal(proc.deadlines[0]) {
+			t.Errorf("the wait for record %d ends at %v, %v after the first", ids[i+1], dl, dl.Sub(proc.deadlines[0]))
+		}
+	}
+	if !slices.Equal(proc.noted, ids) {
+		t.Errorf("recorded in the order %v, want %v", proc.noted, ids)
+	}
+	for i, id := range ids {
+		evs, err := j.Events(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, ev := range evs {
+			if ev.Kind == EventAppAck {
+				got = append(got, ev.Detail)
+			}
+		}
+		want := "not made: the message was not processed within 50ms"
+		if i == 0 {
+			want = "AE recorded: route all: transform upper: no mapping"
+		}
+		if len(got) != 1 || !strings.HasPrefix(got[0], want) {
+			t.Errorf("record %d: journey has %q, want one %q...", id, got, want)
+		}
 	}
 }
 
