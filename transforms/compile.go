@@ -101,7 +101,7 @@ type datatypeMap struct {
 	datatype string   // the v2 data type it reads
 	identity []idPart // the components whose values make the id of the resource it builds
 	idWhen   *program // identity applies only when it holds
-	pos      string
+	pos      string   // file:line of the map, for issues its identity_when raises
 	rules    []rule
 	conds    int // how many conditions its rules' guards name
 	compiled bool
