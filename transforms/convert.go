@@ -864,51 +864,42 @@ func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int
 }
 
 // subResourceID is the id of the resource r's data-type map builds from v,
-// read in f: a hash of the map and the whole value, or, when the map's
-// identity: keys it (see identified), of the data type and the components it
-// names that hold a value. The second leaves the map out, so that maps for one
-// place at different levels agree: a ward is one Location whether a PL names
-// it alone (PL-Location) or above one of its beds (PL-PointOfCare), and
-// whichever bed that is.
+// read in f: a hash of the map and the whole value, or, when the map has an
+// identity: and its identity_when holds, of the data type and the components
+// it names that hold a value. The second leaves the map out, so that maps for
+// one place at different levels agree: a ward is one Location whether a PL
+// names it alone (PL-Location) or above one of its beds (PL-PointOfCare), and
+// whichever bed that is. A value holding none of the identity's components (a
+// PL with only a PL.9 description) is keyed on the whole value, so that two
+// such values are never one resource for want of anything to tell them apart.
 func (c *Converter) subResourceID(r *rule, v hl7v2.Value, f *frame) [16]byte {
+	if d := r.dt; d.identity != nil && (d.idWhen == nil || c.test(d.idWhen, f, d.pos)) {
+		c.h.Reset()
+		c.hashString(r.resource)
+		c.h.Write(sep0)
+		c.hashString(d.datatype)
+		found := false
+		for i := range d.identity {
+			part := &d.identity[i]
+			if iv, _, ok := c.firstValue(&part.src, f); ok {
+				found = true
+				c.h.Write(sep1)
+				c.hashString(part.path)
+				c.h.Write(sep0)
+				c.h.Write(iv.Bytes())
+			}
+		}
+		if found {
+			return c.sumID()
+		}
+	}
 	c.h.Reset()
 	c.hashString(r.resource)
 	c.h.Write(sep0)
-	if !c.identified(r.dt, f) {
-		c.hashString(r.dt.name)
-		c.h.Write(sep0)
-		c.h.Write(v.Bytes())
-		return c.sumID()
-	}
-	c.hashString(r.dt.datatype)
-	for i := range r.dt.identity {
-		part := &r.dt.identity[i]
-		if iv, _, ok := c.firstValue(&part.src, f); ok {
-			c.h.Write(sep1)
-			c.hashString(part.path)
-			c.h.Write(sep0)
-			c.h.Write(iv.Bytes())
-		}
-	}
+	c.hashString(r.dt.name)
+	c.h.Write(sep0)
+	c.h.Write(v.Bytes())
 	return c.sumID()
-}
-
-// identified reports whether d's identity: keys the resource d builds from
-// the value f reads: d has one, its identity_when holds, and one of its
-// components holds a value. A value holding none of them (a PL with only a
-// PL.9 description, an XCN with a name and no ID) is keyed on the whole
-// value, so that two such values are never one resource for want of anything
-// to tell them apart.
-func (c *Converter) identified(d *datatypeMap, f *frame) bool {
-	if d.identity == nil || d.idWhen != nil && !c.test(d.idWhen, f, d.pos) {
-		return false
-	}
-	for i := range d.identity {
-		if _, _, ok := c.firstValue(&d.identity[i].src, f); ok {
-			return true
-		}
-	}
-	return false
 }
 
 // setProfile claims a profile in meta.profile, once per resource.
