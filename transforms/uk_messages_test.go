@@ -1,0 +1,35 @@
+package transforms
+
+import "testing"
+
+// Defects found by converting UK messages (fixtures/hl7v2/convert) of the
+// types the first fixtures did not cover, each case the smallest message
+// showing it.
+
+// ukPID is a PID as an NHS trust's PAS sends it: the NHS number (CX.4 NHS,
+// CX.5 NH) with its verification status in PID-32, and the hospital number.
+const ukPID = "PID|1||9990000034^^^NHS^NH~RX1A200311^^^RX1^MR||O'BRIEN^PATRICK^JOSEPH^^MR||19470822|M" +
+	"|||||||||||||||||||||||NSTS01"
+
+// TestSIUEveryResourceIsAParticipant: an outpatient clinic booked with a
+// consultant and a specialist nurse has both as participants (AIP[Appointment]
+// for each RESOURCES group of SIU_S12), and the patient stays the actor of
+// its own participant whatever resources follow the PID.
+func TestSIUEveryResourceIsAParticipant(t *testing.T) {
+	checkRules(t, message("SIU^S12^SIU_S12",
+		"SCH|RX1APPT-1^PAS|RX1BK-1^PAS|||||||20|MIN|^^^20270615143000^20270615145000||||||||||||||Booked",
+		ukPID,
+		"RGS|1|A",
+		"AIG|1|A|CARDFU1^Cardiology follow-up clinic^RX1CLN|CLINIC^Clinic^L",
+		"AIG|2|A|ECHO1^Echo room^RX1CLN|EQUIP^Equipment^L",
+		"AIL|1|A|RX1CARDOPD^ROOM 4^^RX1|CLINIC^Clinic room^HL70305",
+		"AIL|2|A|RX1CARDOPD^ROOM 5^^RX1|CLINIC^Clinic room^HL70305",
+		"AIP|1|A|C1234567^JONES^HELEN^^^DR^^^GMC|CONS^Consultant^L",
+		"AIP|2|A|N7788123^KOWALSKI^ANNA^^^MS^^^NMC|NURSE^Specialist nurse^L"),
+		[]want{
+			{"Appointment", "participant.actor", []string{"->Patient", "->Location", "->Location", "->Practitioner", "->Practitioner"}},
+			{"Appointment", "participant.type.coding.code", []string{"SBJ", "CLINIC", "EQUIP", "CONS", "NURSE"}},
+			{"Practitioner", "name.family", []string{"JONES", "KOWALSKI"}},
+			{"Location", "name", []string{"ROOM 4", "RX1CARDOPD", "RX1", "ROOM 5"}},
+		})
+}
