@@ -78,6 +78,9 @@ type rule struct {
 	each     bool
 	weak     bool
 	checkNHS bool
+	// atomic: the value is read as a primitive, its first component's first
+	// subcomponent (see compileRule).
+	atomic bool
 }
 
 // source is where a rule's values come from.
@@ -628,6 +631,13 @@ func (c *compiler) compileRule(rs *ruleSpec, root string, t *fhirmodel.Type, inD
 			r.conv = cv
 		}
 		r.codes = el.Codes
+		// HL7 v2's rule for a receiver: a part it does not expect is
+		// ignored. A TS's degree of precision (20261121^D), a code sent with a
+		// trailing separator (F^) or a coded field read whole into a code keeps
+		// only its first part. Text stays whole: a string may be a composite
+		// written out on purpose, or an unescaped separator a reader would want
+		// kept.
+		r.atomic = rs.Table != "" || (el.Type != "string" && el.Type != "markdown")
 		if rs.Table != "" {
 			tb, ok := c.tables[rs.Table]
 			if !ok {

@@ -944,6 +944,9 @@ func appendUUID(dst []byte, id [16]byte) []byte {
 
 // convertValue turns one source value into the rule's primitive and writes it.
 func (c *Converter) convertValue(r *rule, f *frame, v hl7v2.Value) {
+	if r.atomic {
+		v = v.Sub(1)
+	}
 	text := c.textOf(v)
 	if text == nil {
 		return

@@ -19,6 +19,9 @@ import (
 //	             "3.4" in the current segment; in a data-type map "1" or "4.2"
 //	             in the current value
 //	Has(path)    whether Get(path) is not empty
+//	IsInstant(path) whether path holds a date/time precise to the minute at
+//	             least (its first component: a TS's degree of precision is
+//	             not part of it), which an instant element needs
 //	Segment      the id of the current segment, e.g. "OBX"
 //	Language(s)  the BCP-47 tag for a language code as senders write it
 //	             (ISO 639-1, 639-2/B or /T, or a BCP-47 tag, in any case):
@@ -48,6 +51,12 @@ func (e *exprEnv) Get(path string) string {
 func (e *exprEnv) Has(path string) bool {
 	src, err := exprPath(path, e.f.inDT)
 	return err == nil && e.has(&src)
+}
+
+// IsInstant reports whether path holds a date/time an instant can be made of.
+func (e *exprEnv) IsInstant(path string) bool {
+	src, err := exprPath(path, e.f.inDT)
+	return err == nil && e.isInstant(&src)
 }
 
 // Language returns the BCP-47 tag for code, or "" when code names no

@@ -180,6 +180,10 @@ func (nc *nativeCompiler) node(n ast.Node) native {
 		if src, ok := nc.path(args); ok {
 			return func(e *exprEnv) nval { return nval{b: e.has(src)} }
 		}
+	case "IsInstant":
+		if src, ok := nc.path(args); ok {
+			return func(e *exprEnv) nval { return nval{b: e.isInstant(src)} }
+		}
 	case "hasPrefix", "hasSuffix":
 		if len(args) == 2 {
 			a, b := nc.node(args[0]), nc.node(args[1])
@@ -393,6 +397,18 @@ func (e *exprEnv) text(src *source) []byte {
 		return nil
 	}
 	return trimSpace(e.c.textOf(v))
+}
+
+// isInstant reports whether the first part of src's value in the
+// environment's frame is a date/time with at least minutes: what a rule
+// writing it to an instant element would write.
+func (e *exprEnv) isInstant(src *source) bool {
+	v, _, ok := e.c.firstValue(src, &e.f)
+	if !ok {
+		return false
+	}
+	d, err := parseDTM(trimSpace(e.c.textOf(v.Sub(1))))
+	return err == nil && d.instant()
 }
 
 // has reports whether src holds a value in the environment's frame.

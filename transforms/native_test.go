@@ -9,7 +9,7 @@ import (
 // TestNativeMatchesVM: an expression compiled to closures gives what
 // expr-lang's VM gives for it, in a segment and in a data-type map's value.
 func TestNativeMatchesVM(t *testing.T) {
-	c, m := readyConverter(t, "EVN|A01|202601011200|||C08^Woolfson\r"+
+	c, m := readyConverter(t, "EVN|A01|202601011200|202601011200^S||C08^Woolfson|2026010112\r"+
 		"PID|1||123^^^^MR||DOE^JANE||19700101|F|||1 High St^^LEEDS||||||||||||Zoë\r")
 	evn, _ := m.Find("EVN", 1)
 	pid, _ := m.Find("PID", 1)
@@ -21,6 +21,11 @@ func TestNativeMatchesVM(t *testing.T) {
 	}{
 		{`len(Get("2")) >= 12`, evn, true, nval{b: true}},
 		{`len(Get("2")) >= 13`, evn, true, nval{b: false}},
+		{`IsInstant("2")`, evn, true, nval{b: true}},
+		{`IsInstant("3")`, evn, true, nval{b: true}},          // a TS's degree of precision is not part of it
+		{`IsInstant("6")`, evn, true, nval{b: false}},         // hours only
+		{`IsInstant("4")`, evn, true, nval{b: false}},         // empty
+		{`IsInstant("5")`, evn, true, nval{b: false}},         // not a date
 		{`len(Get("PID-23")) == 3`, evn, true, nval{b: true}}, // characters, not bytes
 		{`len(filter([Has("3"), Has("2"), Has("5")], #)) == 2`, pid, true, nval{b: true}},
 		{`len(filter([Has("3"), Has("2")], #)) < 1`, pid, true, nval{b: false}},

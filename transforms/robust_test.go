@@ -11,14 +11,36 @@ import (
 	"github.com/spinebridge/spinebridge/transforms/fhirmodel"
 )
 
-// TestConvertStaysValidWhenAFieldIsMissingOrLocal takes the UK messages under
-// fixtures/hl7v2/convert and the two benchmark messages, and converts each
-// variant with one field emptied, or with its first component replaced by a
-// code no table knows (a PAS's local patient class, a lab's own result
-// status). Every variant must still convert to valid R4: a required element
-// the maps fill from a table or a field (Encounter.class, Observation.status,
-// component.code) needs a fallback for when the field says nothing useful.
-func TestConvertStaysValidWhenAFieldIsMissingOrLocal(t *testing.T) {
+// fieldChanges are the ways TestConvertStaysValidWhenAFieldIsOdd changes one
+// field: each is something real senders do. first is the field's first
+// component, rest what follows its first separator.
+var fieldChanges = []struct {
+	name   string
+	change func(field, first, rest string) string
+}{
+	{"empty", func(string, string, string) string { return "" }},
+	// A PAS's local patient class, a lab's own result status.
+	{"local code", func(_, _, rest string) string { return "QQ^" + rest }},
+	{"null", func(string, string, string) string { return `""` }},
+	{"repeated", func(field, _, _ string) string { return field + "~" + field }},
+	// A TS with its degree of precision, a code with a trailing separator.
+	{"first part only", func(_, first, _ string) string { return first }},
+	{"subcomponents", func(_, first, rest string) string { return first + "&A&B^" + rest }},
+	{"escapes", func(_, first, rest string) string { return first + `\T\x\S\y\F\^` + rest }},
+	{"padded", func(_, first, rest string) string { return "  " + first + "  ^" + rest }},
+	{"shifted", func(field, _, _ string) string { return "^" + field }},
+	{"overlong number", func(_, _, rest string) string { return "99999999999999999999999^" + rest }},
+}
+
+// TestConvertStaysValidWhenAFieldIsOdd takes the UK messages under
+// fixtures/hl7v2/convert and the two benchmark messages, and converts a variant
+// of each with one field changed in one of the fieldChanges ways at a time.
+// Every variant must still convert to valid R4: a required element the maps
+// fill from a table or a field (Encounter.class, Observation.status,
+// Provenance.recorded) needs a fallback or a condition for when the field says
+// nothing usable, and a primitive read from a field must not take in parts it
+// does not expect.
+func TestConvertStaysValidWhenAFieldIsOdd(t *testing.T) {
 	set := loadDefault(t)
 	c := set.NewConverter(Options{})
 	var paths []string
@@ -46,26 +68,24 @@ func TestConvertStaysValidWhenAFieldIsMissingOrLocal(t *testing.T) {
 		tried := map[string]bool{}
 		for si, seg := range segs {
 			fields := strings.Split(seg, "|")
-			if fields[0] == "MSH" {
-				continue // MSH-1 and MSH-2 are the delimiters; MSH-9 picks the structure
-			}
 			for fi := 1; fi < len(fields); fi++ {
-				first, _, _ := strings.Cut(fields[fi], "^")
-				if first == "" {
+				// fields[1] of the MSH is MSH-2, the encoding characters, and
+				// fields[8] MSH-9, which picks the structure.
+				if fields[fi] == "" || fields[0] == "MSH" && (fi == 1 || fi == 8) {
 					continue
 				}
-				for _, change := range []string{"empty", "local"} {
-					key := fmt.Sprintf("%s-%d %s", fields[0], fi, change)
+				first, rest, _ := strings.Cut(fields[fi], "^")
+				for _, ch := range fieldChanges {
+					key := fmt.Sprintf("%s-%d %s", fields[0], fi, ch.name)
+					if fields[0] == "MSH" {
+						key = fmt.Sprintf("MSH-%d %s", fi+1, ch.name)
+					}
 					if tried[key] {
 						continue
 					}
 					tried[key] = true
 					changed := append([]string(nil), fields...)
-					if change == "empty" {
-						changed[fi] = ""
-					} else {
-						changed[fi] = "QQ" + strings.TrimPrefix(fields[fi], first)
-					}
+					changed[fi] = ch.change(fields[fi], first, rest)
 					variant := append([]string(nil), segs...)
 					variant[si] = strings.Join(changed, "|")
 					if err := m.Parse([]byte(strings.Join(variant, "\r"))); err != nil {

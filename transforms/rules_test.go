@@ -917,3 +917,23 @@ func TestRulesSeparatorsOnlyAreAbsent(t *testing.T) {
 			{"Practitioner", "name.family", []string{"ATTEND"}},
 		})
 }
+
+// TestRulesPrimitivesReadTheFirstPart: a field or component written into a
+// FHIR primitive other than a string gives only its first part, as HL7 v2
+// tells a receiver to ignore the parts it does not expect. A v2.4 TS keeps its
+// degree of precision in a second component; PAS and lab systems send codes
+// with a trailing separator.
+func TestRulesPrimitivesReadTheFirstPart(t *testing.T) {
+	checkRules(t, message("ADT^A01",
+		"EVN|A01|20260101120000^S|||C08^WOOLFSON",
+		"PID|1||123^^^^MR||DOE^JANE||19700101^D|F^",
+		"PV1|1|I^|W1^B2"),
+		[]want{
+			{"Patient", "birthDate", []string{"1970-01-01"}},
+			{"Patient", "gender", []string{"female"}},
+			{"Provenance", "recorded", []string{"2026-01-01T12:00:00+00:00", "2026-01-01T12:00:00+00:00"}},
+			{"Encounter", "class.code", []string{"IMP"}},
+			// A string keeps the whole value.
+			{"Patient", "name.family", []string{"DOE"}},
+		})
+}

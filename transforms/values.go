@@ -154,10 +154,13 @@ func (d dtm) appendDateTime(dst []byte, zone *time.Location) []byte {
 	return appendOffset(dst, off)
 }
 
+// instant reports whether d is precise enough for a FHIR instant.
+func (d dtm) instant() bool { return d.digits >= 12 }
+
 // appendInstant writes a FHIR instant, which needs seconds and an offset; a
 // value with less than a minute's precision is not an instant, and reports false.
 func (d dtm) appendInstant(dst []byte, zone *time.Location) ([]byte, bool) {
-	if d.digits < 12 {
+	if !d.instant() {
 		return dst, false
 	}
 	return d.appendDateTime(dst, zone), true
