@@ -33,3 +33,37 @@ func TestSIUEveryResourceIsAParticipant(t *testing.T) {
 			{"Location", "name", []string{"ROOM 4", "RX1CARDOPD", "RX1", "ROOM 5"}},
 		})
 }
+
+// TestPharmacyUnitsSentAsUCUMAreCoded: a ward prescription's dose, dose
+// range, rate and dispense units sent as UCUM (RXE-5, RXE-11, RXE-24, as
+// RXO-4 and RXO-12) are the quantities' code and system, as RXO[MedicationRequest]
+// maps a coded unit (CWE[Code]); a unit of a local table stays text only,
+// since a code needs its system (qty-3).
+func TestPharmacyUnitsSentAsUCUMAreCoded(t *testing.T) {
+	checkRules(t, message("RDE^O11^RDE_O11", ukPID,
+		"ORC|NW|EPMA-1^EPMA",
+		"RXE||39732311000001104^Amoxicillin 500mg capsules^DMD|500||mg^milligram^UCUM|||||15|{capsule}^capsule^UCUM",
+		"ORC|NW|EPMA-2^EPMA",
+		"RXE||42109611000001109^Paracetamol 500mg tablets^DMD|500|1000|mg^milligram^UCUM||||||||||||||||||125|mL/h^millilitre per hour^UCUM",
+		"ORC|NW|EPMA-3^EPMA",
+		"RXE||42109611000001109^Paracetamol 500mg tablets^DMD|1||TAB^tablet^LOCAL|||||28|TAB^tablet^LOCAL"),
+		[]want{
+			{"MedicationRequest", "dosageInstruction.doseAndRate.doseQuantity.code", []string{"mg"}},
+			{"MedicationRequest", "dosageInstruction.doseAndRate.doseQuantity.system", []string{"http://unitsofmeasure.org"}},
+			{"MedicationRequest", "dosageInstruction.doseAndRate.doseQuantity.unit", []string{"milligram", "tablet"}},
+			{"MedicationRequest", "dosageInstruction.doseAndRate.doseRange.low.code", []string{"mg"}},
+			{"MedicationRequest", "dosageInstruction.doseAndRate.doseRange.high.code", []string{"mg"}},
+			{"MedicationRequest", "dosageInstruction.doseAndRate.doseRange.high.system", []string{"http://unitsofmeasure.org"}},
+			{"MedicationRequest", "dosageInstruction.doseAndRate.rateQuantity.code", []string{"mL/h"}},
+			{"MedicationRequest", "dispenseRequest.quantity.code", []string{"{capsule}"}},
+			{"MedicationRequest", "dispenseRequest.quantity.system", []string{"http://unitsofmeasure.org"}},
+			{"MedicationRequest", "dispenseRequest.quantity.unit", []string{"capsule", "tablet"}},
+		})
+	checkRules(t, message("RDE^O11^RDE_O11", ukPID, "ORC|NW|EPMA-4^EPMA",
+		"RXO|39732311000001104^Amoxicillin 500mg capsules^DMD|250|500|mg^milligram^UCUM|||||||15|{capsule}^capsule^UCUM"),
+		[]want{
+			{"MedicationRequest", "dosageInstruction.doseAndRate.doseRange.low.code", []string{"mg"}},
+			{"MedicationRequest", "dosageInstruction.doseAndRate.doseRange.high.system", []string{"http://unitsofmeasure.org"}},
+			{"MedicationRequest", "dispenseRequest.quantity.code", []string{"{capsule}"}},
+		})
+}
