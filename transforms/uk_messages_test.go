@@ -67,3 +67,29 @@ func TestPharmacyUnitsSentAsUCUMAreCoded(t *testing.T) {
 			{"MedicationRequest", "dispenseRequest.quantity.code", []string{"{capsule}"}},
 		})
 }
+
+// TestUKProfessionalRegistersAreIdentifierSystems: a consultant's GMC code,
+// a GP's GMP code and a nurse's NMC PIN, as XCN.9 or PRD-7's PLN.2 name their
+// register, are identifiers of the UK Core naming systems (XCN[Practitioner]
+// XCN.9 "If system"), not identifiers assigned by an Organization called GMC
+// or typed with a code v2-0203 does not have. Another XCN.9 (the NHS a PAS
+// sends for its local consultant codes) stays the assigner.
+func TestUKProfessionalRegistersAreIdentifierSystems(t *testing.T) {
+	checkRules(t, message("REF^I12^REF_I12",
+		"RF1|P^Pending^HL70283|R^Routine^HL70280|MED^Medical^HL70281||O^Outpatient^HL70284|000198765432^ERS|20261121",
+		"PRD|RP^Referring provider^HL70286|PATEL^RAJ^^^DR|||||G8123456^GMP",
+		"PRD|RT^Referred to provider^HL70286|ACHARYA^PRIYA^^^DR|||||C7654321^GMC",
+		ukPID),
+		[]want{
+			{"Practitioner", "identifier.value", []string{"G8123456", "C7654321"}},
+			{"Practitioner", "identifier.system", []string{"https://fhir.hl7.org.uk/Id/gmp-number", "https://fhir.hl7.org.uk/Id/gmc-number"}},
+			{"Practitioner", "identifier.type.coding.code", nil},
+		})
+	checkRules(t, message("ADT^A01", ukPID,
+		"PV1|1|I|RX1W12^BAY 3^BED 4^RX1||||C1234567^JONES^HELEN^^^DR^^^GMC|N7788123^KOWALSKI^ANNA^^^MS^^^NMC|G1234567^PATEL^RAJ^^^DR^^^GMP||||||||C7654321^ACHARYA^PRIYA^^^DR^^^NHS"),
+		[]want{
+			{"Practitioner", "identifier.value", []string{"C1234567", "N7788123", "G1234567", "C7654321"}},
+			{"Practitioner", "identifier.system", []string{"https://fhir.hl7.org.uk/Id/gmc-number", "https://fhir.hl7.org.uk/Id/nmc-number", "https://fhir.hl7.org.uk/Id/gmp-number"}},
+			{"Practitioner", "identifier.assigner", []string{"->Organization"}},
+		})
+}
