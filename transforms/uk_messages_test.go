@@ -93,3 +93,45 @@ func TestUKProfessionalRegistersAreIdentifierSystems(t *testing.T) {
 			{"Practitioner", "identifier.assigner", []string{"->Organization"}},
 		})
 }
+
+// TestUnitsOfALocalTableAreNoCodeWithoutSystem: a laboratory's or a GP
+// system's own units (99LAB, LOCAL, or no coding system at all) are the
+// quantity's unit only. A code without its system breaks R4's qty-3, which
+// neither validator checks; CWE[Quantity] makes CWE.1 the code only beside
+// a CWE.3, which must then be a system the quantity can name (UCUM).
+func TestUnitsOfALocalTableAreNoCodeWithoutSystem(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		raw   []byte
+		wants []want
+	}{
+		{
+			"OBX-6 (CWE[Quantity])",
+			message("ORU^R01^ORU_R01", ukPID, "OBR|1|ORD1^ICE|LAB1^WINPATH|UE^U and E^WINPATH",
+				"OBX|1|NM|K^Potassium^WINPATH||4.1|mmol/L^millimoles per litre^99LAB|3.5-5.3||||F",
+				"OBX|2|NM|NA^Sodium^WINPATH||139|mmol/L^millimoles per litre^UCUM|133-146||||F"),
+			[]want{
+				{"Observation", "valueQuantity.unit", []string{"millimoles per litre", "millimoles per litre"}},
+				{"Observation", "valueQuantity.code", []string{"mmol/L"}},
+				{"Observation", "valueQuantity.system", []string{"http://unitsofmeasure.org"}},
+			},
+		},
+		{
+			"RXA-7 (CWE[Quantity])",
+			message("VXU^V04^VXU_V04", ukPID, "ORC|RE|IMM-1^SYSTMONE",
+				"RXA|0|1|20261120103000+0000||39115611000001103^Comirnaty^SCT|0.3|mL"),
+			[]want{
+				{"Immunization", "doseQuantity.unit", []string{"mL"}},
+				{"Immunization", "doseQuantity.code", nil},
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, _, out := convertMessage(t, tc.raw, Options{Bundle: Collection})
+			b.expect(t, tc.wants)
+			if t.Failed() {
+				t.Logf("bundle: %s", out)
+			}
+		})
+	}
+}
