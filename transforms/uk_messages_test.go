@@ -135,3 +135,16 @@ func TestUnitsOfALocalTableAreNoCodeWithoutSystem(t *testing.T) {
 		})
 	}
 }
+
+// TestMobileWithoutUseCodeIsMobile: a mobile number sent with its equipment
+// type CP and no use code is a mobile (TelecommunicationEquipmentType maps CP
+// to contact-point-use mobile); a use code that is sent still wins.
+func TestMobileWithoutUseCodeIsMobile(t *testing.T) {
+	checkRules(t, message("ADT^A31^ADT_A05",
+		"PID|1||9990000069^^^NHS^NH||BRENNAN^SIOBHAN^^^MISS||20010919|F|||||07700 900456^^CP~0113 496 0123^PRN^PH~07700 900789^WPN^CP"),
+		[]want{
+			{"Patient", "telecom.value", []string{"07700 900456", "0113 496 0123", "07700 900789"}},
+			{"Patient", "telecom.system", []string{"phone", "phone", "phone"}},
+			{"Patient", "telecom.use", []string{"mobile", "home", "work"}},
+		})
+}
