@@ -24,6 +24,67 @@ type Set struct {
 	structures map[string]*structure // by message type "ADT^A01" and by structure "ADT_A01"
 	names      []string              // structure names, sorted, for errors
 	paths      *pathTable            // the sources expressions read, each with a memo slot
+	// required holds, by resource type, what R4 requires of each resource
+	// the set builds (see requirementsOf).
+	required map[string]*requirements
+}
+
+// requirements are what R4 requires a resource of one type to hold: each of
+// elements (one of its alternatives, for a choice) and, in every item of the
+// backbone elements items names, what that item requires. A resource the
+// message leaves without one of them is not written (see Converter.prune).
+type requirements struct {
+	elements []requirement
+	items    []itemRequirements
+}
+
+type itemRequirements struct {
+	name     string
+	elements []requirement
+}
+
+// requirement is one required element: its name, or a choice's
+// ("occurrence[x]") and its alternatives, any of which satisfies it.
+type requirement struct {
+	label string
+	names []string
+}
+
+// requirementsOf reads typ's requirements from the FHIR model.
+func requirementsOf(typ string) *requirements {
+	t, ok := fhirmodel.Resource(typ)
+	if !ok {
+		return &requirements{}
+	}
+	req := &requirements{elements: requiredOf(t)}
+	for _, el := range t.Elements() {
+		if el.Type != "BackboneElement" {
+			continue
+		}
+		if _, child, _ := t.Element(el.Name); child != nil {
+			if els := requiredOf(child); len(els) > 0 {
+				req.items = append(req.items, itemRequirements{name: el.Name, elements: els})
+			}
+		}
+	}
+	return req
+}
+
+// requiredOf lists t's elements of min cardinality 1, a required choice as
+// its alternatives.
+func requiredOf(t *fhirmodel.Type) []requirement {
+	var out []requirement
+	seen := map[string]bool{}
+	for _, el := range t.Elements() {
+		switch {
+		case el.Required:
+			out = append(out, requirement{label: el.Name, names: []string{el.Name}})
+		case el.Choice != "" && !seen[el.Choice] && t.ChoiceRequired(el.Choice):
+			seen[el.Choice] = true
+			out = append(out, requirement{label: el.Choice + "[x]", names: t.Alternatives(el.Choice)})
+		}
+	}
+	return out
 }
 
 // conv says how a source value becomes a FHIR primitive.
@@ -243,6 +304,15 @@ func Load(layers ...Layer) (*Set, error) {
 		return nil, errors.Join(c.errs...)
 	}
 	set.paths = &c.paths
+	set.required = map[string]*requirements{}
+	for _, sm := range c.segments {
+		set.required[sm.resource] = requirementsOf(sm.resource)
+	}
+	for _, d := range c.datatypes {
+		if _, ok := fhirmodel.Resource(d.fhirType); ok {
+			set.required[d.fhirType] = requirementsOf(d.fhirType)
+		}
+	}
 	return set, nil
 }
 

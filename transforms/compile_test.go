@@ -173,7 +173,7 @@ func TestNewItemAndFirstReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _, _ := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||ONE^A~TWO^B|X^FIRST~Y^SECOND\r"), Options{Bundle: Collection})
+	b, _, _ := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||ONE^A~TWO^B|X^FIRST~Y^SECOND\r"), Options{Bundle: Collection, KeepIncomplete: true})
 	p := b.one(t, "Patient")
 	contacts := p["contact"].([]any)
 	if len(contacts) != 2 {
@@ -216,7 +216,7 @@ func TestAbsolutePathReadsItsOwnSegment(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _, _ := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||DOE^JANE\r"+
-		"IN1|1|||FIRST INSURER|1 High St^^LEEDS\rIN1|2|||SECOND INSURER|2 Low St^^YORK\r"), Options{Bundle: Collection})
+		"IN1|1|||FIRST INSURER|1 High St^^LEEDS\rIN1|2|||SECOND INSURER|2 Low St^^YORK\r"), Options{Bundle: Collection, KeepIncomplete: true})
 	b.expect(t, []want{
 		{"Organization", "name", []string{"FIRST INSURER", "SECOND INSURER"}},
 		{"Organization", "address.city", []string{"LEEDS", "YORK"}},
@@ -245,7 +245,7 @@ func TestNearPathReadsItsGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _, _ := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||DOE^JANE\r"+
-		"ZIA|A\rIN1|1|||FIRST INSURER\rIN2|1|111\rIN1|2|||SECOND INSURER\rZIA|B\rIN1|3|||THIRD INSURER\rIN2|3|333\r"), Options{Bundle: Collection})
+		"ZIA|A\rIN1|1|||FIRST INSURER\rIN2|1|111\rIN1|2|||SECOND INSURER\rZIA|B\rIN1|3|||THIRD INSURER\rIN2|3|333\r"), Options{Bundle: Collection, KeepIncomplete: true})
 	b.expect(t, []want{
 		{"Organization", "name", []string{"FIRST INSURER", "SECOND INSURER", "THIRD INSURER"}},
 		{"Organization", "alias", []string{"111", "333"}},
@@ -275,7 +275,7 @@ func TestFollowsScopesToTheCurrentGroup(t *testing.T) {
 		"OBR|1|||FBC\rNTE|1||order note 1\rNTE|2||order note 2\r"+
 		"OBX|1|ST|HB\rPRT|1|AD\rNTE|1||HB note\r"+
 		"OBX|2|ST|WBC\r"+
-		"OBR|2|||CRP\rOBX|1|ST|CRP\rNTE|1||CRP note\r"), Options{Bundle: Collection})
+		"OBR|2|||CRP\rOBX|1|ST|CRP\rNTE|1||CRP note\r"), Options{Bundle: Collection, KeepIncomplete: true})
 	if len(b.all("ServiceRequest")) != 2 || len(b.all("Observation")) != 3 {
 		t.Fatalf("%d orders and %d results, want 2 and 3: %s", len(b.all("ServiceRequest")), len(b.all("Observation")), out)
 	}
@@ -365,7 +365,7 @@ func TestChoiceHoldsOneType(t *testing.T) {
 			map[string][]string{"deceasedDateTime": nil, "deceasedBoolean": {"true"}, "multipleBirthInteger": {"2"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, _, out := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\r"+tc.segments), Options{Bundle: Collection})
+			b, _, out := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\r"+tc.segments), Options{Bundle: Collection, KeepIncomplete: true})
 			for path, want := range tc.want {
 				if got := b.at("Patient", path); !slices.Equal(got, want) {
 					t.Errorf("Patient.%s = %q, want %q\n%s", path, got, want, out)
@@ -384,7 +384,7 @@ func TestChoiceHoldsOneType(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _, out := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ORU^R01|1|P|2.5\r"+
-		"OBX|1|ST|HB||kept|^g/L\rOBX|2|ST|WBC||replaced|7.5^10*9/L\r"), Options{Bundle: Collection})
+		"OBX|1|ST|HB||kept|^g/L\rOBX|2|ST|WBC||replaced|7.5^10*9/L\r"), Options{Bundle: Collection, KeepIncomplete: true})
 	for path, want := range map[string][]string{"valueString": {"kept"}, "valueQuantity.value": {"7.5"}} {
 		if got := b.at("Observation", path); !slices.Equal(got, want) {
 			t.Errorf("Observation.%s = %q, want %q\n%s", path, got, want, out)
@@ -416,7 +416,7 @@ func TestSharedSegmentMap(t *testing.T) {
 		}
 		pr1 := func(code, parent string) string { return "PR1|1||" + code + strings.Repeat("|", 22) + parent + "\r" }
 		b, _, out := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||DOE^JANE\r"+
-			pr1("BIOPSY", "P1")+pr1("SCOPE", "P1")+pr1("XRAY", "P2")), Options{Bundle: Collection})
+			pr1("BIOPSY", "P1")+pr1("SCOPE", "P1")+pr1("XRAY", "P2")), Options{Bundle: Collection, KeepIncomplete: true})
 		wantIDs := []string{"P1", "P2"}
 		if !shared {
 			wantIDs = []string{"P1", "P1", "P2"}
@@ -459,7 +459,7 @@ func TestExpressionStringsLastTheirMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := set.NewConverter(Options{Bundle: Collection})
+	c := set.NewConverter(Options{Bundle: Collection, KeepIncomplete: true})
 	for _, tc := range []struct{ pid, text, prefix string }{
 		{`PID|1||||A\T\B^C\T\D`, "A&B/C&D", "differ"},
 		{`PID|1||||X\S\Y^X\S\Y`, "X^Y/X^Y", "same"},
@@ -504,7 +504,7 @@ func TestSegmentMapCondition(t *testing.T) {
 	// The second PR1, without PR1-3, is no Procedure in either structure; the
 	// third is one only where the entry's own condition lets it through.
 	for typ, want := range map[string][]string{"ADT^A01": {"kept"}, "BAR^P01": {"kept", "skip"}} {
-		b, _, out := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||"+typ+"|1|P|2.5\r"+segments), Options{Bundle: Collection})
+		b, _, out := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||"+typ+"|1|P|2.5\r"+segments), Options{Bundle: Collection, KeepIncomplete: true})
 		if got := b.at("Procedure", "note.text"); !slices.Equal(got, want) {
 			t.Errorf("%s: procedures' notes %q, want %q\n%s", typ, got, want, out)
 		}
@@ -536,7 +536,7 @@ func TestConditionsRunOncePerFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _, _ := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||DOE^JANE\r"+
-		"PR1|1|A|CODE1|NOTE1||C1^T1\rPR1|2|B|CODE2|NOTE2||C2^skip\rPR1|3|B|X\rPR1|4|A|Y||\r"), Options{Bundle: Collection})
+		"PR1|1|A|CODE1|NOTE1||C1^T1\rPR1|2|B|CODE2|NOTE2||C2^skip\rPR1|3|B|X\rPR1|4|A|Y||\r"), Options{Bundle: Collection, KeepIncomplete: true})
 	b.expect(t, []want{
 		{"Procedure", "code.text", []string{"CODE1"}},
 		{"Procedure", "note.text", []string{"NOTE1"}},

@@ -50,6 +50,11 @@ type Options struct {
 	// Set.Structures lists) whatever its MSH-9 says; empty picks the structure
 	// from MSH-9.
 	Structure string
+	// KeepIncomplete writes the resources that lack an element R4 requires
+	// rather than leaving them out (see Converter.prune): for a mapping author
+	// looking at what a set still being written builds. The bundle is then not
+	// valid R4.
+	KeepIncomplete bool
 }
 
 // Issue is a problem in a message that did not stop its conversion: a value
@@ -83,6 +88,7 @@ type Converter struct {
 	subs       map[subKey]int       // resources data-type maps built, by what they were built of
 	named      map[string][]namedAt // name -> instances in message order
 	pending    []pendingRef
+	refs       []refAt           // every reference written, for prune
 	vals       []valueAt         // values of the rules under way, used as a stack
 	conds      []uint8           // condition results of the maps under way, a stack (see openConds)
 	hbuf       []byte            // scratch for hashString
@@ -123,6 +129,18 @@ type resource struct {
 	profile     string
 	conditional bool
 	absorbed    []string // segment ids merged in by into:
+	// What built it, for an issue about it: the segment (its index, -1 for
+	// none) and the map's file:line.
+	seg     int
+	pos     string
+	dropped bool // lacks what R4 requires, and is not written (see prune)
+}
+
+// refAt is a reference the converter wrote: its reference node and the
+// resource it names.
+type refAt struct {
+	node int32
+	res  int
 }
 
 // subKey is what a data-type map's resource is made of (see subResource).
@@ -204,6 +222,9 @@ func (c *Converter) Convert(dst []byte, m *hl7v2.Message) ([]byte, error) {
 		}
 	}
 	c.resolve()
+	if !c.opts.KeepIncomplete {
+		c.prune()
+	}
 	return c.write(dst, msh), nil
 }
 
@@ -216,6 +237,7 @@ func (c *Converter) reset(m *hl7v2.Message) {
 		c.named[k] = v[:0]
 	}
 	c.pending = c.pending[:0]
+	c.refs = c.refs[:0]
 	c.issues = c.issues[:0]
 	c.badCharset = false
 	c.msg = m
@@ -278,7 +300,9 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	if res < 0 {
 		var built bool
 		if res, built = c.newSegmentResource(e.smap, seg); built {
-			c.resources[res].absorbed = append(c.resources[res].absorbed[:0], e.segment)
+			r := &c.resources[res]
+			r.absorbed = append(r.absorbed[:0], e.segment)
+			r.seg, r.pos = seg.Index(), e.smap.pos
 		}
 		if e.name != "" {
 			c.named[e.name] = append(c.named[e.name], namedAt{seg: seg.Index(), res: res})
@@ -449,7 +473,7 @@ func (c *Converter) addResource(typ string, id [16]byte) int {
 	if n := len(c.resources); n < cap(c.resources) {
 		absorbed = c.resources[:n+1][n].absorbed[:0]
 	}
-	c.resources = append(c.resources, resource{typ: typ, id: id, root: c.t.root(), absorbed: absorbed})
+	c.resources = append(c.resources, resource{typ: typ, id: id, root: c.t.root(), absorbed: absorbed, seg: -1})
 	n := len(c.resources) - 1
 	c.byID[id] = n
 	return n
@@ -856,6 +880,7 @@ func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int
 		return res
 	}
 	res := c.addResource(r.resource, id)
+	c.resources[res].seg, c.resources[res].pos = f.seg.Index(), r.dt.pos
 	c.subs[key] = res
 	c.setProfile(res, r.dt.profile)
 	sub.obj = c.resources[res].root
@@ -926,6 +951,7 @@ func (c *Converter) writeReference(n int32, res int) {
 	ref := c.t.ensure(n, "reference", kindString)
 	c.val = appendURN(c.val[:0], c.resources[res].id)
 	c.t.setText(ref, kindString, c.val)
+	c.refs = append(c.refs, refAt{node: ref, res: res})
 }
 
 func appendURN(dst []byte, id [16]byte) []byte {
@@ -1142,6 +1168,92 @@ func (c *Converter) resolve() {
 	}
 }
 
+// prune leaves out what a message did not give enough for. An item of a
+// backbone element without what R4 requires of it (an Appointment participant
+// with no status) is cut; a resource without what R4 requires (a
+// ServiceRequest with no subject, in an ORU sent without a PID; an
+// Immunization begun by a stray RXR) is not written, with an issue naming it,
+// and every reference to it is cut, which may leave another resource without
+// a required reference in turn. So a message the maps cannot make whole still
+// gives a valid bundle of what it does say.
+func (c *Converter) prune() {
+	for i := range c.resources {
+		c.cutItems(&c.resources[i])
+	}
+	for changed := true; changed; {
+		changed = false
+		for i := range c.resources {
+			r := &c.resources[i]
+			if r.dropped {
+				continue
+			}
+			missing := c.missing(r.root, c.set.required[r.typ].elements)
+			if missing == nil {
+				continue
+			}
+			r.dropped, changed = true, true
+			c.dropIssue(r, missing)
+			for _, ref := range c.refs {
+				if ref.res == i {
+					c.t.nodes[ref.node].cut = true
+				}
+			}
+		}
+	}
+}
+
+// cutItems cuts the items of r's backbone elements that lack what R4
+// requires of them.
+func (c *Converter) cutItems(r *resource) {
+	req := c.set.required[r.typ]
+	if req == nil {
+		return
+	}
+	for _, ir := range req.items {
+		n := c.t.child(r.root, ir.name)
+		if n == none {
+			continue
+		}
+		if c.t.nodes[n].kind != kindArray {
+			if c.missing(n, ir.elements) != nil {
+				c.t.nodes[n].cut = true
+			}
+			continue
+		}
+		for it := c.t.nodes[n].first; it != none; it = c.t.nodes[it].next {
+			if !c.t.empty(it) && c.missing(it, ir.elements) != nil {
+				c.t.nodes[it].cut = true
+			}
+		}
+	}
+}
+
+// missing returns the first of elements obj holds no value for, or nil.
+func (c *Converter) missing(obj int32, elements []requirement) *requirement {
+	for i := range elements {
+		held := false
+		for _, name := range elements[i].names {
+			if n := c.t.child(obj, name); n != none && !c.t.empty(n) {
+				held = true
+				break
+			}
+		}
+		if !held {
+			return &elements[i]
+		}
+	}
+	return nil
+}
+
+func (c *Converter) dropIssue(r *resource, missing *requirement) {
+	loc := "message"
+	if r.seg >= 0 {
+		loc = fmt.Sprintf("%s (segment %d)", c.msg.Segment(r.seg).ID(), r.seg+1)
+	}
+	c.issues = append(c.issues, Issue{Location: loc, Rule: r.pos,
+		Message: fmt.Sprintf("%s left out: R4 requires its %s, and the message gives none", r.typ, missing.label)})
+}
+
 // write emits the bundle.
 func (c *Converter) write(dst []byte, msh hl7v2.Segment) []byte {
 	c.h.Reset()
@@ -1170,14 +1282,14 @@ func (c *Converter) write(dst []byte, msh hl7v2.Segment) []byte {
 	}
 	if c.opts.Bundle == Message {
 		for i := range c.resources {
-			if c.resources[i].typ == "MessageHeader" {
+			if c.resources[i].typ == "MessageHeader" && !c.resources[i].dropped {
 				writeEntry(i)
 				break
 			}
 		}
 	}
 	for i := range c.resources {
-		if c.opts.Bundle == Message && c.resources[i].typ == "MessageHeader" {
+		if c.resources[i].dropped || c.opts.Bundle == Message && c.resources[i].typ == "MessageHeader" {
 			continue
 		}
 		writeEntry(i)

@@ -536,3 +536,34 @@ func TestConvertCorruptAttachmentReported(t *testing.T) {
 		t.Errorf("issue for a 100 kB value: %.300s", reported[2])
 	}
 }
+
+// TestConvertLeavesOutWhatTheMessageCannotMakeWhole: ORU^R01's PATIENT group
+// is optional, and an order without a patient cannot be a ServiceRequest,
+// whose subject R4 requires. The results, whose subject is optional, are still
+// written; the order is left out with an issue naming its segment and map, and
+// the references to it are cut rather than left dangling.
+func TestConvertLeavesOutWhatTheMessageCannotMakeWhole(t *testing.T) {
+	raw := []byte("MSH|^~\\&|WINPATH|RX1|ICE|A81001|20261121101500||ORU^R01^ORU_R01|LAB1|P|2.4\r" +
+		"ORC|RE|ORD1^ICE|LAB1^WINPATH||CM\r" +
+		"OBR|1|ORD1^ICE|LAB1^WINPATH|QC^Quality control^L|||20261121090000|||||||||||||||20261121101000||HM|F\r" +
+		"OBX|1|NM|HB^Haemoglobin^L||134|g/L|115-165||||F\r")
+	b, issues, _ := convertMessage(t, raw, Options{})
+	if n := len(b.all("ServiceRequest")); n != 0 {
+		t.Errorf("%d ServiceRequests written without a subject", n)
+	}
+	b.expect(t, []want{
+		{"Observation", "valueQuantity.value", []string{"134"}},
+		{"Observation", "basedOn", nil},
+		{"DiagnosticReport", "basedOn", nil},
+		{"DiagnosticReport", "status", []string{"final"}},
+	})
+	var found bool
+	for _, is := range issues {
+		if strings.Contains(is.Message, "ServiceRequest left out: R4 requires its subject") && strings.HasPrefix(is.Location, "ORC (segment 2)") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no issue names the ServiceRequest left out; issues: %v", issues)
+	}
+}

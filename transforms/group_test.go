@@ -27,7 +27,7 @@ func TestGroupMergesOnlyIntoItsOwnGroup(t *testing.T) {
 	}
 	b, _, out := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A08|1|P|2.5\rPID|1||123||DOE^JANE\r"+
 		"IN1|1|||||||||||||||DOE^JOHN|SPO\rIN2||111-11-1111\r"+
-		"IN1|2|||||||||||||||DOE^JANE|SEL\rIN2||222-22-2222\r"), Options{Bundle: Collection})
+		"IN1|2|||||||||||||||DOE^JANE|SEL\rIN2||222-22-2222\r"), Options{Bundle: Collection, KeepIncomplete: true})
 	if got := b.at("RelatedPerson", "identifier.value"); !slices.Equal(got, []string{"111-11-1111"}) {
 		t.Errorf("insured identifiers %q, want only the first group's: %s", got, out)
 	}

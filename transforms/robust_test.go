@@ -3,6 +3,8 @@ package transforms
 import (
 	"fmt"
 	"io/fs"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -41,28 +43,12 @@ var fieldChanges = []struct {
 // nothing usable, and a primitive read from a field must not take in parts it
 // does not expect.
 func TestConvertStaysValidWhenAFieldIsOdd(t *testing.T) {
-	set := loadDefault(t)
-	c := set.NewConverter(Options{})
-	var paths []string
-	if err := fs.WalkDir(fixtures.HL7v2, "hl7v2", func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && (strings.HasPrefix(path, "hl7v2/convert/") || strings.HasPrefix(path, "hl7v2/bench/")) {
-			paths = append(paths, path)
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if len(paths) < 7 {
-		t.Fatalf("found %d fixtures under hl7v2/convert and hl7v2/bench, want at least 7", len(paths))
-	}
+	c := loadDefault(t).NewConverter(Options{})
 	var m hl7v2.Message
 	variants := 0
-	for _, path := range paths {
-		raw, err := fs.ReadFile(fixtures.HL7v2, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		segs := strings.Split(strings.TrimRight(string(raw), "\r\n"), "\r")
+	msgs := robustMessages(t)
+	for _, path := range slices.Sorted(maps.Keys(msgs)) {
+		segs := msgs[path]
 		// One variant per segment kind, field and change in each message:
 		// the 50 OBX of the benchmark ORU would otherwise each be tried alike.
 		tried := map[string]bool{}
@@ -104,5 +90,90 @@ func TestConvertStaysValidWhenAFieldIsOdd(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d variants of %d messages", variants, len(paths))
+	t.Logf("%d variants of %d messages", variants, len(msgs))
+}
+
+// robustMessages returns the UK messages under fixtures/hl7v2/convert and the
+// two benchmark messages, each as its segments, by path.
+func robustMessages(t *testing.T) map[string][]string {
+	t.Helper()
+	msgs := map[string][]string{}
+	if err := fs.WalkDir(fixtures.HL7v2, "hl7v2", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasPrefix(path, "hl7v2/convert/") && !strings.HasPrefix(path, "hl7v2/bench/") {
+			return err
+		}
+		raw, err := fs.ReadFile(fixtures.HL7v2, path)
+		msgs[path] = strings.Split(strings.TrimRight(string(raw), "\r\n"), "\r")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) < 7 {
+		t.Fatalf("found %d fixtures under hl7v2/convert and hl7v2/bench, want at least 7", len(msgs))
+	}
+	return msgs
+}
+
+// segmentChanges are the ways TestConvertStaysValidWhenASegmentIsOdd changes
+// the segment at i of segs (the MSH is never changed).
+var segmentChanges = []struct {
+	name   string
+	change func(segs []string, i int) []string
+}{
+	// An ORU or OML without its optional PID, an RDE without its ORC.
+	{"left out", func(segs []string, i int) []string { return slices.Delete(slices.Clone(segs), i, i+1) }},
+	{"sent twice", func(segs []string, i int) []string { return slices.Insert(slices.Clone(segs), i, segs[i]) }},
+	{"after the next", func(segs []string, i int) []string {
+		out := slices.Clone(segs)
+		if i+1 < len(out) {
+			out[i], out[i+1] = out[i+1], out[i]
+		}
+		return out
+	}},
+	{"first after the MSH", func(segs []string, i int) []string {
+		return slices.Insert(slices.Delete(slices.Clone(segs), i, i+1), 1, segs[i])
+	}},
+	{"with no fields", func(segs []string, i int) []string {
+		out := slices.Clone(segs)
+		out[i] = out[i][:3]
+		return out
+	}},
+}
+
+// TestConvertStaysValidWhenASegmentIsOdd converts the same messages with one
+// segment left out, repeated, moved or emptied at a time. Resources the maps
+// cannot make whole (a ServiceRequest with no PID to be its subject, an
+// Immunization begun by a stray RXR) must be left out with an issue, never
+// written invalid.
+func TestConvertStaysValidWhenASegmentIsOdd(t *testing.T) {
+	c := loadDefault(t).NewConverter(Options{})
+	var m hl7v2.Message
+	variants := 0
+	msgs := robustMessages(t)
+	for _, path := range slices.Sorted(maps.Keys(msgs)) {
+		segs := msgs[path]
+		tried := map[string]bool{}
+		for i := 1; i < len(segs); i++ {
+			for _, ch := range segmentChanges {
+				key := segs[i][:3] + " " + ch.name
+				if tried[key] {
+					continue
+				}
+				tried[key] = true
+				if err := m.Parse([]byte(strings.Join(ch.change(segs, i), "\r"))); err != nil {
+					t.Fatalf("%s, %s: %v", path, key, err)
+				}
+				out, err := c.Convert(nil, &m)
+				if err != nil {
+					t.Errorf("%s, %s: %v", path, key, err)
+					continue
+				}
+				variants++
+				if err := fhirmodel.Validate(out); err != nil {
+					t.Errorf("%s with %s: %v", path, key, err)
+				}
+			}
+		}
+	}
+	t.Logf("%d variants of %d messages", variants, len(msgs))
 }

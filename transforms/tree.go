@@ -29,6 +29,7 @@ type node struct {
 	name        string // element name; "" for array items
 	kind        nodeKind
 	weak        bool  // does not make its parent non-empty on its own (an extension's url)
+	cut         bool  // left out, with all below it (see Converter.prune)
 	start, end  int32 // text, for scalars
 	first, last int32 // children, -1 when none
 	next        int32 // next sibling, -1 at the end
@@ -170,14 +171,14 @@ func (t *tree) setText(n int32, kind nodeKind, text []byte) {
 // textOf returns the text of scalar n.
 func (t *tree) textOf(n int32) []byte { return t.text[t.nodes[n].start:t.nodes[n].end] }
 
-// empty reports whether n would write nothing: a scalar with no text, an
+// empty reports whether n would write nothing: cut, a scalar with no text, an
 // object or array whose children are all empty or weak, or a choice's type
 // giving way to a preferred one that holds a value.
 func (t *tree) empty(n int32) bool {
-	if t.yielded(n) {
+	nd := &t.nodes[n]
+	if nd.cut || t.yielded(n) {
 		return true
 	}
-	nd := &t.nodes[n]
 	switch nd.kind {
 	case kindString, kindRaw:
 		return nd.start == nd.end
@@ -213,7 +214,7 @@ func (t *tree) writeMembers(dst []byte, n int32, comma bool) ([]byte, bool) {
 func (t *tree) writeChildren(dst []byte, n int32, comma, named bool) ([]byte, bool) {
 	strong := false
 	for c := t.nodes[n].first; c != none; c = t.nodes[c].next {
-		if t.yielded(c) {
+		if t.nodes[c].cut || t.yielded(c) {
 			continue
 		}
 		mark := len(dst)

@@ -54,6 +54,9 @@ type Type struct {
 	children []*Type   // children[i] is the type below elements[i]; nil for primitives and resources
 	byName   map[string]int
 	choices  map[string][]string // "deceased": deceasedBoolean, deceasedDateTime, in FHIR's order
+	// requiredChoices are the choices of min cardinality 1 (occurrence of
+	// Immunization): one alternative must hold a value.
+	requiredChoices map[string]bool
 	// inDatatype says the type is a data type or a component of one, whose
 	// components FHIR types as Element rather than BackboneElement.
 	inDatatype bool
@@ -80,6 +83,11 @@ func (t *Type) Element(name string) (Element, *Type, bool) {
 func (t *Type) Alternatives(choice string) []string {
 	return slices.Clone(t.choices[choice])
 }
+
+// ChoiceRequired reports whether the choice element named choice
+// ("occurrence") has min cardinality 1: one of its alternatives must hold a
+// value.
+func (t *Type) ChoiceRequired(choice string) bool { return t.requiredChoices[choice] }
 
 // Elements returns every element of the type, choice elements expanded to
 // one per alternative, sorted by name.
@@ -182,7 +190,7 @@ func buildModel() *model {
 }
 
 func (m *model) newType(name string, md protoreflect.MessageDescriptor, inDatatype bool) *Type {
-	t := &Type{name: name, desc: md, byName: make(map[string]int), choices: make(map[string][]string), inDatatype: inDatatype}
+	t := &Type{name: name, desc: md, byName: make(map[string]int), choices: make(map[string][]string), requiredChoices: make(map[string]bool), inDatatype: inDatatype}
 	m.byDesc[md.FullName()] = t
 	m.queue = append(m.queue, t)
 	return t
@@ -207,6 +215,9 @@ func (m *model) fill(t *Type) {
 		if isChoice(f.Message()) {
 			m.choices[f.Message().FullName()] = true
 			alts := f.Message().Fields()
+			if required {
+				t.requiredChoices[f.JSONName()] = true
+			}
 			for j := 0; j < alts.Len(); j++ {
 				alt := alts.Get(j)
 				name := f.JSONName() + upperFirst(alt.JSONName())
