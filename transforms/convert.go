@@ -880,7 +880,10 @@ func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int
 		return res
 	}
 	res := c.addResource(r.resource, id)
-	c.resources[res].seg, c.resources[res].pos = f.seg.Index(), r.dt.pos
+	if f.seg.Exists() {
+		c.resources[res].seg = f.seg.Index()
+	}
+	c.resources[res].pos = r.dt.pos
 	c.subs[key] = res
 	c.setProfile(res, r.dt.profile)
 	sub.obj = c.resources[res].root
@@ -1184,10 +1187,11 @@ func (c *Converter) prune() {
 		changed = false
 		for i := range c.resources {
 			r := &c.resources[i]
-			if r.dropped {
+			req := c.set.required[r.typ]
+			if r.dropped || req == nil {
 				continue
 			}
-			missing := c.missing(r.root, c.set.required[r.typ].elements)
+			missing := c.missing(r.root, req.elements)
 			if missing == nil {
 				continue
 			}
