@@ -83,23 +83,30 @@ func TestConvertStaysValidWhenAFieldIsOdd(t *testing.T) {
 					changed[fi] = ch.change(fields[fi], first, rest)
 					variant := append([]string(nil), segs...)
 					variant[si] = strings.Join(changed, "|")
-					if err := m.Parse([]byte(strings.Join(variant, "\r"))); err != nil {
-						t.Fatalf("%s, %s: %v", path, key, err)
-					}
-					out, err := c.Convert(nil, &m)
-					if err != nil {
-						t.Errorf("%s, %s: %v", path, key, err)
-						continue
-					}
+					checkVariant(t, c, &m, variant, fmt.Sprintf("%s with %s (%q)", path, key, variant[si]))
 					variants++
-					if err := fhirmodel.Validate(out); err != nil {
-						t.Errorf("%s with %s (%q): %v", path, key, variant[si], err)
-					}
 				}
 			}
 		}
 	}
 	t.Logf("%d variants of %d messages", variants, len(msgs))
+}
+
+// checkVariant converts the message segs make and validates its bundle; what
+// names the variant in a failure.
+func checkVariant(t *testing.T, c *Converter, m *hl7v2.Message, segs []string, what string) {
+	t.Helper()
+	if err := m.Parse([]byte(strings.Join(segs, "\r"))); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	out, err := c.Convert(nil, m)
+	if err != nil {
+		t.Errorf("%s: %v", what, err)
+		return
+	}
+	if err := fhirmodel.Validate(out); err != nil {
+		t.Errorf("%s: %v", what, err)
+	}
 }
 
 // robustMessages returns the UK messages under fixtures/hl7v2/convert and the
@@ -169,18 +176,8 @@ func TestConvertStaysValidWhenASegmentIsOdd(t *testing.T) {
 					continue
 				}
 				tried[key] = true
-				if err := m.Parse([]byte(strings.Join(ch.change(segs, i), "\r"))); err != nil {
-					t.Fatalf("%s, %s: %v", path, key, err)
-				}
-				out, err := c.Convert(nil, &m)
-				if err != nil {
-					t.Errorf("%s, %s: %v", path, key, err)
-					continue
-				}
+				checkVariant(t, c, &m, ch.change(segs, i), path+" with "+key)
 				variants++
-				if err := fhirmodel.Validate(out); err != nil {
-					t.Errorf("%s with %s: %v", path, key, err)
-				}
 			}
 		}
 	}
