@@ -60,18 +60,45 @@ type Options struct {
 // Issue is a problem in a message that did not stop its conversion: a value
 // that could not be read (left out), an NHS number whose check digit fails.
 type Issue struct {
-	Location string // where in the message, e.g. "PID-7"
-	Rule     string // the mapping rule, file:line
+	Kind IssueKind
+	// At is where in the message the value lies, to its component, when it
+	// is known; its segment is empty when the issue is not of one value.
+	At       hl7v2.Location
+	Location string // where in the message, e.g. "PID[1]-7" (At), "MSH-18", "ORC (segment 2)"
+	Rule     string // the mapping rule, file:line; empty for the message as a whole
 	Message  string
 }
 
-func (i Issue) String() string { return i.Location + ": " + i.Message + " (" + i.Rule + ")" }
+func (i Issue) String() string {
+	if i.Rule == "" {
+		return i.Location + ": " + i.Message
+	}
+	return i.Location + ": " + i.Message + " (" + i.Rule + ")"
+}
 
-// Issue kinds a route may act on.
+// IssueKind sorts issues for those who act on them: a route may reject a
+// message for an issue of some kinds and deliver it with the others.
+type IssueKind string
+
+// The kinds of issue.
 const (
-	// IssueNHSNumber starts the Message of an NHS number that fails Modulus 11.
-	IssueNHSNumber = "NHS number fails its Modulus 11 check"
+	// IssueNHSNumber: an NHS number fails its Modulus 11 check.
+	IssueNHSNumber IssueKind = "nhs-number"
+	// IssueValue: a value could not be read as its element's type (a date
+	// that is not one, a code not allowed), and was left out.
+	IssueValue IssueKind = "value"
+	// IssueIncomplete: a resource was left out, because the message does not
+	// give an element R4 requires of it.
+	IssueIncomplete IssueKind = "incomplete"
+	// IssueCharset: MSH-18 names a character set this build cannot decode.
+	IssueCharset IssueKind = "charset"
+	// IssueMapping: a mapping's expression failed at run time, a defect of
+	// the mapping set rather than of the message.
+	IssueMapping IssueKind = "mapping"
 )
+
+// IssueKinds lists every kind of issue, in the order above.
+var IssueKinds = []IssueKind{IssueNHSNumber, IssueValue, IssueIncomplete, IssueCharset, IssueMapping}
 
 // ErrNoMapping is returned for a message type the set has no structure for.
 var ErrNoMapping = errors.New("no mapping for this message type")
@@ -98,10 +125,11 @@ type Converter struct {
 	strs       []byte            // this message's expression strings (see keep)
 	langs      map[string]string // Language's answers, by code
 	issues     []Issue
-	text       []byte // scratch for unescaped text
-	text2      []byte // scratch for text decoded leniently
-	badCharset bool   // MSH-18 names a set this build cannot decode
-	escape     byte   // the message's escape character
+	at         hl7v2.Value // the value being converted, which an issue names
+	text       []byte      // scratch for unescaped text
+	text2      []byte      // scratch for text decoded leniently
+	badCharset bool        // MSH-18 names a set this build cannot decode
+	escape     byte        // the message's escape character
 	delims     hl7v2.Delimiters
 	val        []byte        // scratch for converted values
 	split      []hl7v2.Value // scratch for a field's repetitions
@@ -239,6 +267,7 @@ func (c *Converter) reset(m *hl7v2.Message) {
 	c.pending = c.pending[:0]
 	c.refs = c.refs[:0]
 	c.issues = c.issues[:0]
+	c.at = hl7v2.Value{}
 	c.badCharset = false
 	c.msg = m
 	// Ids are never reused, so nothing the memo holds from an earlier
@@ -973,6 +1002,7 @@ func appendUUID(dst []byte, id [16]byte) []byte {
 
 // convertValue turns one source value into the rule's primitive and writes it.
 func (c *Converter) convertValue(r *rule, f *frame, v hl7v2.Value) {
+	c.at = v // where an issue with it lies
 	if r.atomic {
 		v = v.Sub(1)
 	}
@@ -990,7 +1020,7 @@ func (c *Converter) convertValue(r *rule, f *frame, v hl7v2.Value) {
 		text = c.mapped
 	}
 	if r.checkNHS && !validNHSNumber(text) {
-		c.issue(r, f, IssueNHSNumber)
+		c.issue(r, f, IssueNHSNumber, "NHS number fails its Modulus 11 check")
 	}
 	c.writeConverted(r, f, text)
 }
@@ -1020,7 +1050,7 @@ func (c *Converter) textOf(v hl7v2.Value) []byte {
 			return text
 		}
 		c.badCharset = true
-		c.issues = append(c.issues, Issue{Location: "MSH-18", Message: err.Error() + "; text read as UTF-8, else Windows-1252"})
+		c.issues = append(c.issues, Issue{Kind: IssueCharset, Location: "MSH-18", Message: err.Error() + "; text read as UTF-8, else Windows-1252"})
 	}
 	u, _ := v.Unescape(c.text[:0])
 	out, _ := hl7v2.DecodeText(c.text2[:0], u, nil)
@@ -1100,11 +1130,11 @@ func (c *Converter) writeConverted(r *rule, f *frame, text []byte) {
 	}
 	c.val = out
 	if err != nil {
-		c.issue(r, f, fmt.Sprintf("%s left out: %v", quoteShort(text), err))
+		c.issue(r, f, IssueValue, fmt.Sprintf("%s left out: %v", quoteShort(text), err))
 		return
 	}
 	if len(r.codes) > 0 && !slices.Contains(r.codes, string(out)) {
-		c.issue(r, f, fmt.Sprintf("%q left out: not one of %s", out, strings.Join(r.codes, ", ")))
+		c.issue(r, f, IssueValue, fmt.Sprintf("%q left out: not one of %s", out, strings.Join(r.codes, ", ")))
 		return
 	}
 	c.writeScalar(r, f, out, r.kind)
@@ -1131,7 +1161,11 @@ func (c *Converter) writeScalar(r *rule, f *frame, text []byte, kind nodeKind) {
 	}
 }
 
-func (c *Converter) issue(r *rule, f *frame, msg string) {
+func (c *Converter) issue(r *rule, f *frame, kind IssueKind, msg string) {
+	if at, ok := f.seg.Locate(c.at); ok {
+		c.issues = append(c.issues, Issue{Kind: kind, At: at, Location: at.String(), Rule: r.pos, Message: msg})
+		return
+	}
 	loc := "message"
 	if f.seg.Exists() {
 		loc = string(f.seg.ID())
@@ -1141,7 +1175,7 @@ func (c *Converter) issue(r *rule, f *frame, msg string) {
 			loc = r.src.path.String()
 		}
 	}
-	c.issues = append(c.issues, Issue{Location: loc, Rule: r.pos, Message: msg})
+	c.issues = append(c.issues, Issue{Kind: kind, Location: loc, Rule: r.pos, Message: msg})
 }
 
 // resolve writes the references between resources, now that all exist. A name
@@ -1254,7 +1288,7 @@ func (c *Converter) dropIssue(r *resource, missing *requirement) {
 	if r.seg >= 0 {
 		loc = fmt.Sprintf("%s (segment %d)", c.msg.Segment(r.seg).ID(), r.seg+1)
 	}
-	c.issues = append(c.issues, Issue{Location: loc, Rule: r.pos,
+	c.issues = append(c.issues, Issue{Kind: IssueIncomplete, Location: loc, Rule: r.pos,
 		Message: fmt.Sprintf("%s left out: R4 requires its %s, and the message gives none", r.typ, missing.label)})
 }
 

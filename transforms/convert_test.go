@@ -261,7 +261,7 @@ func TestConvertResultsAttachToTheirOwnOrder(t *testing.T) {
 		"OBX|1|NM|777-3^Platelets^LN||>clumped|10*9/L^^UCUM|||||F", "OBX|2|NM|718-7^Haemoglobin^LN||135|g/L^^UCUM|||||F"), Options{})
 	found := false
 	for _, is := range issues {
-		if is.Location == "OBX-5" && strings.Contains(is.Message, `">clumped"`) {
+		if is.Location == "OBX[1]-5[1]" && is.Kind == IssueValue && strings.Contains(is.Message, `">clumped"`) {
 			found = true
 		}
 	}
@@ -296,8 +296,11 @@ func TestConvertNHSNumberCheckDigit(t *testing.T) {
 	b, issues, _ := convert(t, "adt_a04_bad_nhs_number.hl7", Options{})
 	var found bool
 	for _, is := range issues {
-		if is.Message == IssueNHSNumber {
+		if is.Kind == IssueNHSNumber {
 			found = true
+			if is.Location != "PID[1]-3[1].1" || is.Message != "NHS number fails its Modulus 11 check" {
+				t.Errorf("issue %v", is)
+			}
 		}
 	}
 	if !found {

@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/text/language"
+
+	"github.com/spinebridge/spinebridge/adapters/hl7v2"
 )
 
 // exprEnv is what a mapping expression sees. Expressions are compiled against
@@ -176,7 +178,7 @@ func (c *Converter) test(p *program, f *frame, pos string) bool {
 func (c *Converter) testRule(p *program, f *frame, pos string, r *rule) bool {
 	v, _, err := c.run(p, f, r)
 	if err != nil {
-		c.issues = append(c.issues, Issue{Location: c.env.Segment, Rule: pos, Message: "condition failed: " + err.Error()})
+		c.issues = append(c.issues, Issue{Kind: IssueMapping, Location: c.env.Segment, Rule: pos, Message: "condition failed: " + err.Error()})
 		return false
 	}
 	return v.b
@@ -195,7 +197,7 @@ func (c *Converter) computeValue(r *rule, f *frame) {
 	}
 	v, ok, err := c.run(r.compute, f, r)
 	if err != nil {
-		c.issue(r, f, "expression failed: "+err.Error())
+		c.issue(r, f, IssueMapping, "expression failed: "+err.Error())
 		return
 	}
 	if !ok {
@@ -212,6 +214,7 @@ func (c *Converter) computeValue(r *rule, f *frame) {
 // boolean already written as one, else converted as a value read from the
 // message would be.
 func (c *Converter) computeText(r *rule, f *frame, text []byte) {
+	c.at = hl7v2.Value{} // computed: the issue names the rule's source
 	if r.table != nil {
 		mapped, ok := r.table.lookup(text)
 		if !ok {

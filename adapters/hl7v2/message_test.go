@@ -367,3 +367,43 @@ func TestAppendRepsAndComps(t *testing.T) {
 		t.Errorf("AppendReps and AppendComps allocate %.0f times", n)
 	}
 }
+
+func TestSegmentLocate(t *testing.T) {
+	m, err := hl7v2.Parse([]byte("MSH#*!$%#APP#FAC#####ADT*A01#1#P#2.5.1\r" +
+		"PID#1\r" +
+		"PID#2##111*a*b!9990000018***NHS%x*NH#\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msh, pid := m.Segment(0), m.Segment(2)
+	nhs := pid.Field(3).Rep(2)
+	for _, c := range []struct {
+		seg  hl7v2.Segment
+		v    hl7v2.Value
+		want string
+	}{
+		{msh, msh.Field(3), "MSH[1]-3"},
+		{msh, msh.Field(2), "MSH[1]-2"},
+		{msh, msh.Field(9).Comp(2), "MSH[1]-9[1].2"},
+		{pid, pid.Field(3), "PID[2]-3"},
+		{pid, nhs, "PID[2]-3[2]"},
+		{pid, nhs.Comp(4), "PID[2]-3[2].4"},
+		{pid, nhs.Comp(4).Sub(2), "PID[2]-3[2].4.2"},
+		{pid, nhs.Comp(5), "PID[2]-3[2].5"},
+		{pid, pid.Field(3).Comp(3), "PID[2]-3[1].3"},
+	} {
+		loc, ok := c.seg.Locate(c.v)
+		if !ok || loc.String() != c.want {
+			t.Errorf("Locate(%q) = %v, %v; want %s", c.v.Bytes(), loc, ok, c.want)
+		}
+	}
+	// Empty values, values of another segment and copies have no place.
+	for _, v := range []hl7v2.Value{pid.Field(2), m.Segment(1).Field(1), pid.Field(9)} {
+		if loc, ok := pid.Locate(v); ok {
+			t.Errorf("Locate(%q) = %v, want none", v.Bytes(), loc)
+		}
+	}
+	if loc, ok := (hl7v2.Segment{}).Locate(msh.Field(3)); ok {
+		t.Errorf("zero Segment located %v", loc)
+	}
+}

@@ -92,3 +92,61 @@ func (s Segment) Field(n int) Value {
 	}
 	return Value{b: m.buf[start:end], d: m.delims, lvl: levelField}
 }
+
+// Locate returns where in s the value v lies, to the level v was taken at (a
+// field, a repetition, a component or a subcomponent), with the occurrence of
+// s's id in the message. It reports false when v is empty or is not a view of
+// s, such as text already unescaped into another buffer: an empty value has
+// no place to point at.
+func (s Segment) Locate(v Value) (Location, bool) {
+	if s.m == nil || len(v.b) == 0 {
+		return Location{}, false
+	}
+	m := s.m
+	seg := &m.segs[s.i]
+	at := cap(m.buf) - cap(v.b)
+	if at < int(seg.start) || at >= int(seg.end) || &m.buf[at] != &v.b[0] {
+		return Location{}, false
+	}
+	loc := Location{Segment: string(s.ID())}
+	for j := int32(0); j <= s.i; j++ {
+		if m.segs[j].id == seg.id {
+			loc.Occurrence++
+		}
+	}
+	// Count the separators between the segment's id and v, each level's
+	// count starting again after a separator of the level above.
+	d := m.delims
+	field, rep, comp, sub := 0, 1, 1, 1
+	for _, c := range m.buf[seg.start+3 : at] {
+		switch c {
+		case d.Field:
+			field, rep, comp, sub = field+1, 1, 1, 1
+		case d.Repetition:
+			rep, comp, sub = rep+1, 1, 1
+		case d.Component:
+			comp, sub = comp+1, 1
+		case d.Subcomponent:
+			sub++
+		}
+	}
+	if s.isHeader() {
+		field++ // the separator after the id is field 1 itself
+		if field <= 2 {
+			loc.Field = field // the encoding characters hold separators
+			return loc, true
+		}
+	}
+	loc.Field = field
+	switch v.lvl {
+	case levelSub:
+		loc.Sub = sub
+		fallthrough
+	case levelComp:
+		loc.Component = comp
+		fallthrough
+	case levelRep:
+		loc.Repetition = rep
+	}
+	return loc, true
+}
