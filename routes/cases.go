@@ -330,7 +330,7 @@ func (cr *caseRunner) route(raw []byte, errs *[]string) ([]*Route, map[string]ou
 		if r.Transformer == nil {
 			continue
 		}
-		body, ct, err := r.Transformer.Transform(nil, rec)
+		body, ct, _, err := transform(r.Transformer, rec, r.Reject)
 		if err != nil {
 			*errs = append(*errs, fmt.Sprintf("route %s: transform %s: %v", r.Name, r.Transform, err))
 			continue

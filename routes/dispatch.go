@@ -21,9 +21,10 @@ type Match struct {
 	Route     string
 	Transform string // "" delivers the original bytes
 	Validate  bool
-	Key       string   // the ordering key; "" means the inbound connection
-	To        []string // destination names
-	Ack       AckPoint // the route's acknowledgement point; "" leaves it to the listener
+	Reject    IssueKinds // the transform's issues that refuse the message
+	Key       string     // the ordering key; "" means the inbound connection
+	To        []string   // destination names
+	Ack       AckPoint   // the route's acknowledgement point; "" leaves it to the listener
 }
 
 // Routing is a loaded routing table as the dispatcher sees it. The dispatcher
@@ -360,18 +361,15 @@ func (d *Dispatcher) routeOne(rec *Record, msg *hl7v2.Message, matches []Match, 
 		if key == "" {
 			key = rec.Listener + " " + rec.Peer
 		}
-		bk := m.Transform
-		if m.Validate {
-			bk += "+validate"
-		}
+		bk := bodyKey(m.Transform, m.Validate, m.Reject)
 		b := shared[bk]
 		if b == nil {
-			b = &body{rec: rec, transform: m.Transform, validate: m.Validate}
+			b = &body{rec: rec, transform: m.Transform, validate: m.Validate, reject: m.Reject}
 			shared[bk] = b
 		}
 		for _, to := range m.To {
 			pending = append(pending, PendingDelivery{MessageID: rec.ID, Route: m.Route, Destination: to,
-				Key: key, Transform: m.Transform, Validate: m.Validate})
+				Key: key, Transform: m.Transform, Validate: m.Validate, Reject: m.Reject})
 			bodies = append(bodies, b)
 		}
 	}
@@ -496,7 +494,7 @@ func (d *Dispatcher) processed(ctx context.Context, rec *Record, matches []Match
 		if m.Transform == "" {
 			continue
 		}
-		b := &body{id: rec.ID, rec: rec, transform: m.Transform, validate: m.Validate}
+		b := &body{id: rec.ID, rec: rec, transform: m.Transform, validate: m.Validate, reject: m.Reject}
 		if _, _, _, err := b.get(ctx, d); err != nil {
 			return fmt.Errorf("route %s: %w", m.Route, err)
 		}
@@ -565,12 +563,9 @@ func (d *Dispatcher) enqueue(pending []PendingDelivery, bodies []*body) {
 		bodies = make([]*body, len(pending))
 		shared := map[[2]string]*body{}
 		for i, p := range pending {
-			k := [2]string{p.MessageID.String(), p.Transform}
-			if p.Validate {
-				k[1] += "+validate"
-			}
+			k := [2]string{p.MessageID.String(), bodyKey(p.Transform, p.Validate, p.Reject)}
 			if shared[k] == nil {
-				shared[k] = &body{id: p.MessageID, transform: p.Transform, validate: p.Validate}
+				shared[k] = &body{id: p.MessageID, transform: p.Transform, validate: p.Validate, reject: p.Reject}
 			}
 			bodies[i] = shared[k]
 		}
@@ -628,11 +623,39 @@ type body struct {
 	rec       *Record // the record; nil until read for deliveries loaded from the store
 	transform string
 	validate  bool
+	reject    IssueKinds
 
-	done  bool
-	data  []byte
-	ctype string
-	err   error // permanent: the transform or validation failed
+	done     bool
+	data     []byte
+	ctype    string
+	err      error   // permanent: the transform or validation failed
+	warnings []Issue // the issues met that the route delivers with
+	told     bool    // warnings has been handed out
+}
+
+// bodyKey tells apart the bodies a record's deliveries need: those of routes
+// with the same transform, validation and rejections are the same.
+func bodyKey(transform string, validate bool, reject IssueKinds) string {
+	k := transform
+	if validate {
+		k += "+validate"
+	}
+	if reject != 0 {
+		k += "+reject:" + reject.String()
+	}
+	return k
+}
+
+// takeWarnings returns the body's warnings the first time it is asked, and
+// nothing after, so that its deliveries record them once.
+func (b *body) takeWarnings() []Issue {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.told || !b.done {
+		return nil
+	}
+	b.told = true
+	return b.warnings
 }
 
 // get returns the body and the record it was made from (Raw dropped once a
@@ -662,7 +685,8 @@ func (b *body) get(ctx context.Context, d *Dispatcher) ([]byte, string, *Record,
 		b.err = Permanent(fmt.Errorf("transform %q is not known to this engine", b.transform))
 		return nil, "", rec, b.err
 	}
-	data, ctype, err := t.Transform(nil, rec)
+	data, ctype, warnings, err := transform(t, rec, b.reject)
+	b.warnings = warnings
 	if err == nil && b.validate && d.cfg.Validate != nil {
 		if verr := d.cfg.Validate(data); verr != nil {
 			err = fmt.Errorf("invalid output: %w", verr)

@@ -239,6 +239,9 @@ func (q *destQueue) attempt(it *item) bool {
 		err = Permanent(&NotConfiguredError{Destination: p.Destination})
 	} else {
 		data, ctype, rec, err = it.body.get(ctx, d)
+		if ws := it.body.takeWarnings(); len(ws) > 0 {
+			d.warn(ctx, p, ws)
+		}
 	}
 	if err == nil {
 		actx, cancel := context.WithTimeout(d.attempts, attemptTimeout)
@@ -299,6 +302,21 @@ func (q *destQueue) attempt(it *item) bool {
 		d.log.Info("routes: delivery failed, will retry", "delivery", p.DeliveryID(), "attempt", p.Attempts, "reason", ev.Detail)
 	}
 	return outcome != Retrying
+}
+
+// warn records in the message's journey the issues its transform met and its
+// route delivers with.
+func (d *Dispatcher) warn(ctx context.Context, p *PendingDelivery, issues []Issue) {
+	events := make([]Event, len(issues))
+	for i, is := range issues {
+		events[i] = Event{MessageID: p.MessageID, Kind: EventWarning, Route: p.Route, Detail: is.Kind + ": " + is.Text}
+		if d.metrics != nil {
+			d.metrics.warnings.WithLabelValues(p.Route, is.Kind).Inc()
+		}
+	}
+	if err := d.store.Note(context.WithoutCancel(ctx), events); err != nil {
+		d.log.Error("routes: recording a transform's warnings", "id", p.MessageID, "err", err)
+	}
 }
 
 // maxErrorText bounds the failure text kept in events and dead letters.

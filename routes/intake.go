@@ -326,9 +326,10 @@ func (in *Intake) refuseBatch(a Arrival, sc *intakeScratch, err error) Reply {
 type verdict struct {
 	code   hl7v2.AckCode
 	status Status
-	errs   [1]hl7v2.AckError
+	errs   [maxAckErrors]hl7v2.AckError
 	nerr   int
 	text   string
+	kinds  string // the issue kinds a rejection names
 }
 
 func (in *Intake) receive(ctx context.Context, a Arrival, sc *intakeScratch) Reply {
@@ -381,15 +382,20 @@ func (in *Intake) receive(ctx context.Context, a Arrival, sc *intakeScratch) Rep
 			}
 		}
 		if err := in.cfg.Processor.Process(ctx, rec); err != nil {
-			in.log.Error("intake: processing failed", "listener", in.cfg.Listener, "id", uint64(rec.ID), "err", err)
 			// The message is durable, so the sender must not resend it: answer
 			// with an application error rather than a commit failure.
-			v = verdict{code: errorCode(enhanced), status: StatusError, text: "processing failed"}
-			v.errs[0] = hl7v2.AckError{Code: hl7v2.CodeApplicationInternalError, Diagnostic: "processing failed"}
-			v.nerr = 1
+			v = in.processingFailed(rec, err, errorCode(enhanced))
 			sc.ack = in.buildACK(sc, m, v)
-			if err := in.journal.SetStatus(ctx, rec.ID, StatusError); err != nil {
+			// The record holds the ACK of the durable write: keep the one
+			// sent, so that the journal tells what the sender was told.
+			if err := in.journal.SetAnswer(ctx, rec.ID, StatusError, string(v.code)); err != nil {
 				in.log.Error("intake: status update failed", "id", uint64(rec.ID), "err", err)
+			}
+			if wantsAck(m, enhanced, v.code) {
+				ev := Event{MessageID: rec.ID, Kind: EventAck, Detail: string(sc.ack)}
+				if err := in.cfg.Processor.Note(ctx, ev); err != nil {
+					in.log.Error("intake: recording the ACK sent failed", "id", uint64(rec.ID), "err", err)
+				}
 			}
 		}
 	}
@@ -399,6 +405,21 @@ func (in *Intake) receive(ctx context.Context, a Arrival, sc *intakeScratch) Rep
 		ack = nil
 	}
 	return Reply{Ack: ack, Committed: true, ID: rec.ID, Code: v.code, Later: later}
+}
+
+// processingFailed is the verdict for a durable message whose processing
+// failed with err: code with the rejection's ERR segments when a route
+// rejected it, else with a plain "processing failed".
+func (in *Intake) processingFailed(rec *Record, err error, code hl7v2.AckCode) verdict {
+	if v, ok := rejection(err, code); ok {
+		// The issues' texts may quote the message; the log names their kinds.
+		in.log.Warn("intake: message rejected", "listener", in.cfg.Listener, "id", uint64(rec.ID), "control_id", rec.ControlID, "issues", v.kinds)
+		return v
+	}
+	in.log.Error("intake: processing failed", "listener", in.cfg.Listener, "id", uint64(rec.ID), "err", err)
+	v := verdict{code: code, status: StatusError, text: "processing failed", nerr: 1}
+	v.errs[0] = hl7v2.AckError{Code: hl7v2.CodeApplicationInternalError, Diagnostic: "processing failed"}
+	return v
 }
 
 // thenLater returns a Later that runs a and then b; either may be nil.

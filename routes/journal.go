@@ -114,6 +114,10 @@ type Journal interface {
 	// SetStatus changes a record's status durably; ErrNotFound when there is no
 	// such record.
 	SetStatus(ctx context.Context, id ID, s Status) error
+	// SetAnswer is SetStatus for a record whose ACK processing changed after
+	// it was journaled: it also sets its AckCode, unless ackCode is empty.
+	// The ACK sent is kept in the record's journey (EventAck).
+	SetAnswer(ctx context.Context, id ID, s Status, ackCode string) error
 	// Close waits for the operations under way, then releases the journal. It
 	// gives up waiting when ctx ends. Calls after the first return ErrClosed.
 	Close(ctx context.Context) error

@@ -887,6 +887,12 @@ func appendID(dst []byte, id ID) []byte {
 
 // SetStatus changes a record's status durably. See Journal.SetStatus.
 func (l *Local) SetStatus(ctx context.Context, id ID, s Status) error {
+	return l.SetAnswer(ctx, id, s, "")
+}
+
+// SetAnswer changes a record's status and, unless ackCode is empty, the code of
+// the ACK it got, durably. See Journal.SetAnswer.
+func (l *Local) SetAnswer(ctx context.Context, id ID, s Status, ackCode string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("journal: set status: %w", err)
 	}
@@ -919,6 +925,9 @@ func (l *Local) SetStatus(ctx context.Context, id ID, s Status) error {
 	}
 	old := rec.Status
 	rec.Status = s
+	if ackCode != "" {
+		rec.AckCode = ackCode
+	}
 
 	// Written even when the status is unchanged: an earlier SetStatus to the
 	// same value may still be syncing, and this call must not return first.

@@ -44,9 +44,10 @@ func encodePending(dst []byte, p *PendingDelivery) []byte {
 	dst = append(dst, encodingVersion)
 	dst = appendLP(dst, p.Key)
 	dst = appendLP(dst, p.Transform)
-	v := byte(0)
+	// One byte: bit 0 validate, the bits above it the issue kinds rejected.
+	v := byte(p.Reject) << 1
 	if p.Validate {
-		v = 1
+		v |= 1
 	}
 	dst = append(dst, v)
 	dst = binary.AppendUvarint(dst, uint64(p.Attempts))
@@ -76,7 +77,8 @@ func decodePending(key, val []byte) (PendingDelivery, []byte, error) {
 	if len(d.b) == 0 {
 		return p, nil, fmt.Errorf("%w: delivery of record %d", ErrCorrupt, p.MessageID)
 	}
-	p.Validate = d.b[0] == 1
+	p.Validate = d.b[0]&1 == 1
+	p.Reject = IssueKinds(d.b[0] >> 1)
 	d.b = d.b[1:]
 	p.Attempts = int(d.uvarint())
 	p.LastError = d.string()

@@ -17,6 +17,7 @@ type Metrics struct {
 	latency      *prometheus.HistogramVec
 	attemptTime  *prometheus.HistogramVec
 	routeErrors  prometheus.Counter
+	warnings     *prometheus.CounterVec
 	collectorSet []prometheus.Collector
 }
 
@@ -40,6 +41,10 @@ func NewMetrics() *Metrics {
 			Name: "spinebridge_routing_errors_total",
 			Help: "Messages whose routing failed (an expression error at run time).",
 		}),
+		warnings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spinebridge_transform_warnings_total",
+			Help: "Issues a route's transform met and delivered with, by route and kind (nhs-number, value, ...).",
+		}, []string{"route", "kind"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spinebridge_delivery_attempts_total",
 			Help: "Delivery attempts by destination and outcome: delivered, retrying or dead-letter.",
@@ -59,7 +64,7 @@ func NewMetrics() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"destination"}),
 	}
-	m.collectorSet = []prometheus.Collector{m.received, m.routed, m.unrouted, m.routeErrors,
+	m.collectorSet = []prometheus.Collector{m.received, m.routed, m.unrouted, m.routeErrors, m.warnings,
 		m.deliveries, m.depth, m.latency, m.attemptTime}
 	return m
 }

@@ -64,9 +64,10 @@ type PendingDelivery struct {
 	Key         string // the ordering key
 	Transform   string // "" delivers the original bytes
 	Validate    bool
-	Attempts    int       // attempts made so far
-	LastError   string    // the last attempt's failure, when it failed
-	NotBefore   time.Time // no attempt before this; zero means now
+	Reject      IssueKinds // the transform's issues that refuse the message
+	Attempts    int        // attempts made so far
+	LastError   string     // the last attempt's failure, when it failed
+	NotBefore   time.Time  // no attempt before this; zero means now
 }
 
 // DeliveryID is the delivery's lasting name, Delivery.ID.
@@ -116,6 +117,13 @@ const (
 	EventRevived    EventKind = "revived"   // a dead letter was sent again
 	EventDiscarded  EventKind = "discarded" // a dead letter given up on; its message then goes with retention
 	EventRouteError EventKind = "route-error"
+	// EventWarning is an issue the route's transform met and delivered with
+	// (see Route.Reject); Detail is its kind and text.
+	EventWarning EventKind = "warning"
+	// EventAck is the ACK sent in place of the one journaled with the
+	// message, when processing changed it (AE for a failed or rejected
+	// message); Detail is the ACK.
+	EventAck EventKind = "ack"
 	// EventAppAck is the application acknowledgement (MSH-16) of a message in
 	// enhanced mode: its code, and whether it was sent or only recorded.
 	EventAppAck EventKind = "application-ack"

@@ -36,6 +36,7 @@ import (
 //	    to: [pds, spine-events]
 //	    order_by: msg.Get("PID-3.1")  # absent: the inbound connection
 //	    validate: true          # validate the transformed output
+//	    reject: [nhs-number]    # AE for a message whose transform finds these
 //	    continue: true          # also try the routes after this one
 //	    ack: processed          # durable (the listener's default) or processed
 //	  - name: legacy-passthrough
@@ -93,8 +94,14 @@ type Route struct {
 	Transformer Transformer
 	To          []string // destination names, in the order written
 	Validate    bool     // validate the transformed output before delivery
-	Continue    bool     // a message this route takes also goes on to later routes
-	Ack         AckPoint // "" when the route leaves it to the listener
+	// Reject holds the kinds of transform issue that refuse a message: the
+	// sender gets an AE naming them and the route's deliveries are
+	// dead-lettered. Issues of other kinds are delivered with, as warnings in
+	// the message's journey. A route that rejects acknowledges at
+	// AckProcessed.
+	Reject   IssueKinds
+	Continue bool     // a message this route takes also goes on to later routes
+	Ack      AckPoint // "" when the route leaves it to the listener
 
 	when, orderBy *program
 }
@@ -312,6 +319,7 @@ type routeSpec struct {
 	to       []*yaml.Node
 	hasTo    bool
 	validate bool
+	reject   IssueKinds
 	cont     bool
 	ack      AckPoint
 }
@@ -325,7 +333,7 @@ type destSpec struct {
 
 var (
 	topKeys   = []string{"routes", "destinations"}
-	routeKeys = []string{"name", "when", "transform", "to", "order_by", "validate", "continue", "ack"}
+	routeKeys = []string{"name", "when", "transform", "to", "order_by", "validate", "reject", "continue", "ack"}
 	// Names end up in delivery ids ("<journal id>.<route>.<destination>"), file
 	// names and metric labels.
 	namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
@@ -605,6 +613,8 @@ func (l *loader) readRoute(f *routesFile, n *yaml.Node, where string) {
 			}
 		case "validate":
 			r.validate = l.boolean(f, v, key)
+		case "reject":
+			r.reject = l.issueKinds(f, v, key)
 		case "continue":
 			r.cont = l.boolean(f, v, key)
 		case "ack":
@@ -644,7 +654,43 @@ func (l *loader) readRoute(f *routesFile, n *yaml.Node, where string) {
 	if r.validate && r.trans == nil {
 		l.at(f, n, "%s: validate: needs a transform; the original bytes are not FHIR", where)
 	}
+	if r.reject != 0 {
+		switch {
+		case r.trans == nil:
+			l.at(f, n, "%s: reject: needs a transform; issues are what a transform finds", where)
+		case r.ack == AckDurable:
+			l.at(f, n, "%s: reject: answers with an AE, so the ACK must wait for the transform: use ack: %s, or leave ack: out", where, AckProcessed)
+		default:
+			r.ack = AckProcessed
+		}
+	}
 	l.routes = append(l.routes, r)
+}
+
+// issueKinds reads a list of issue kinds (a single name may stand alone),
+// reporting each name that is not one.
+func (l *loader) issueKinds(f *routesFile, n *yaml.Node, key string) IssueKinds {
+	items := []*yaml.Node{n}
+	if n.Kind == yaml.SequenceNode {
+		items = n.Content
+	}
+	var k IssueKinds
+	for j, item := range items {
+		item = resolve(item)
+		where := key
+		if n.Kind == yaml.SequenceNode {
+			where = fmt.Sprintf("%s[%d]", key, j)
+		}
+		if !l.scalar(f, item, where) {
+			continue
+		}
+		b, ok := ParseIssueKind(item.Value)
+		if !ok {
+			l.at(f, item, "%s: unknown issue kind %q%s", where, item.Value, suggest(item.Value, IssueKindNames))
+		}
+		k |= b
+	}
+	return k
 }
 
 // scalar reports whether n is a non-empty scalar, reporting it when it is not.
@@ -776,7 +822,7 @@ func (l *loader) buildRoutes(t *Table) {
 	destNames := slices.Sorted(maps.Keys(l.dests))
 	transNames := slices.Sorted(maps.Keys(l.opts.Transformers))
 	for _, s := range l.routes {
-		r := &Route{Name: s.name, Pos: pos(s.f, s.node), Validate: s.validate, Continue: s.cont, Ack: s.ack, To: []string{}}
+		r := &Route{Name: s.name, Pos: pos(s.f, s.node), Validate: s.validate, Reject: s.reject, Continue: s.cont, Ack: s.ack, To: []string{}}
 		if s.when != nil {
 			r.When = s.when.Value
 			r.when = l.compile(s.f, s.when, s.where+".when", true)
@@ -1167,7 +1213,7 @@ func (r *tableRouting) Match(rec *Record, parsed *hl7v2.Message, dst []Match) ([
 		if err != nil {
 			return dst[:n], err
 		}
-		dst = append(dst, Match{Route: rt.Name, Transform: rt.Transform, Validate: rt.Validate, Key: key, To: rt.To, Ack: rt.Ack})
+		dst = append(dst, Match{Route: rt.Name, Transform: rt.Transform, Validate: rt.Validate, Reject: rt.Reject, Key: key, To: rt.To, Ack: rt.Ack})
 	}
 	return dst, nil
 }

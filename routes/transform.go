@@ -44,10 +44,19 @@ func MappingTransformers(set *transforms.Set, opts transforms.Options) map[strin
 	return out
 }
 
+var _ IssueTransformer = (*MappingTransformer)(nil)
+
 // Transform converts rec, which must be HL7 v2, to a FHIR Bundle.
 func (t *MappingTransformer) Transform(dst []byte, rec *Record) ([]byte, string, error) {
+	out, ctype, _, err := t.TransformIssues(dst, rec, nil)
+	return out, ctype, err
+}
+
+// TransformIssues converts rec, which must be HL7 v2, to a FHIR Bundle, and
+// appends to issues those the conversion met.
+func (t *MappingTransformer) TransformIssues(dst []byte, rec *Record, issues []Issue) ([]byte, string, []Issue, error) {
 	if rec.Format != FormatHL7v2 {
-		return dst, "", fmt.Errorf("a %s document is not HL7 v2", rec.Format)
+		return dst, "", issues, fmt.Errorf("a %s document is not HL7 v2", rec.Format)
 	}
 	c := t.pool.Get().(*mappingConverter)
 	defer t.pool.Put(c)
@@ -56,12 +65,15 @@ func (t *MappingTransformer) Transform(dst []byte, rec *Record) ([]byte, string,
 	if err := c.msg.Parse(rec.Raw); err != nil {
 		var pe *hl7v2.ParseError
 		if !errors.As(err, &pe) || c.msg.SegmentCount() == 0 {
-			return dst, "", err
+			return dst, "", issues, err
 		}
 	}
 	out, err := c.conv.Convert(dst, &c.msg)
 	if err != nil {
-		return dst, "", err
+		return dst, "", issues, err
 	}
-	return out, ContentTypeFHIR, nil
+	for _, is := range c.conv.Issues() {
+		issues = append(issues, Issue{Kind: string(is.Kind), At: is.At, Text: is.String()})
+	}
+	return out, ContentTypeFHIR, issues, nil
 }

@@ -54,12 +54,26 @@ func showJourney(w io.Writer, status routes.Status, evs []routes.Event) {
 			what = fmt.Sprintf("dead letter to %s via %s discarded", ev.Destination, ev.Route)
 		case routes.EventAppAck:
 			what = "application ACK " + ev.Detail
+		case routes.EventAck:
+			what = "ACK changed by processing: " + msaOf(ev.Detail)
+		case routes.EventWarning:
+			what = fmt.Sprintf("warning from the transform of %s, delivered with: %s", ev.Route, ev.Detail)
 		default:
 			what = string(ev.Kind)
 		}
 		fmt.Fprintf(tw, "  %s\t%s\n", ev.At.Format(time.RFC3339Nano), what)
 	}
 	tw.Flush()
+}
+
+// msaOf returns the MSA segment of an ACK, or the ACK when it has none.
+func msaOf(ack string) string {
+	for seg := range strings.FieldsFuncSeq(ack, func(r rune) bool { return r == '\r' || r == '\n' }) {
+		if strings.HasPrefix(seg, "MSA") {
+			return seg
+		}
+	}
+	return ack
 }
 
 // openJournalForWrite opens the configured journal for writing when no engine

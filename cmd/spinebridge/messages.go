@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -348,6 +349,14 @@ func showMessage(w io.Writer, r *routes.Record, journey []routes.Event) {
 	showJourney(w, r.Status, journey)
 	fmt.Fprintln(w, "\nmessage:")
 	writeSegments(w, r.Raw)
+	// Processing that fails replaces the ACK journaled with the message.
+	for _, ev := range slices.Backward(journey) {
+		if ev.Kind == routes.EventAck {
+			fmt.Fprintln(w, "\nack sent (processing replaced the one journaled with the message):")
+			writeSegments(w, []byte(ev.Detail))
+			return
+		}
+	}
 	if len(r.Ack) > 0 {
 		if strings.HasPrefix(r.Peer, "amqp://") {
 			// A queue has no one to send an ACK to: its code settled the
