@@ -23,6 +23,7 @@ type fakeRouting struct {
 	dests     map[string]Destination
 	closed    chan struct{}
 	ack       AckPoint
+	reject    IssueKinds
 	conc      map[string]int // Concurrency by destination
 }
 
@@ -33,7 +34,7 @@ func (f *fakeRouting) Match(rec *Record, m *hl7v2.Message, dst []Match) ([]Match
 	if rec.ControlID == "UNROUTED" {
 		return dst, nil
 	}
-	return append(dst, Match{Route: "all", Transform: f.transform, To: f.to, Key: rec.NHSNumber, Ack: f.ack}), nil
+	return append(dst, Match{Route: "all", Transform: f.transform, To: f.to, Key: rec.NHSNumber, Ack: f.ack, Reject: f.reject}), nil
 }
 
 func (f *fakeRouting) Destination(name string) Destination { return f.dests[name] }
@@ -86,14 +87,24 @@ func (r *recorder) delivered() []Delivery {
 	return slices.Clone(r.got)
 }
 
-// upperTransform stands in for the mapping engine: it upper-cases the message.
+// upperTransform stands in for the mapping engine: it upper-cases the message,
+// fails one holding BADMAP and finds an issue with PID-3 in one holding BADNHS.
 type upperTransform struct{}
 
-func (upperTransform) Transform(dst []byte, rec *Record) ([]byte, string, error) {
+func (u upperTransform) Transform(dst []byte, rec *Record) ([]byte, string, error) {
+	out, ctype, _, err := u.TransformIssues(dst, rec, nil)
+	return out, ctype, err
+}
+
+func (upperTransform) TransformIssues(dst []byte, rec *Record, issues []Issue) ([]byte, string, []Issue, error) {
 	if strings.Contains(string(rec.Raw), "BADMAP") {
-		return dst, "", errors.New("no mapping for this message")
+		return dst, "", issues, errors.New("no mapping for this message")
 	}
-	return append(dst, strings.ToUpper(string(rec.Raw))...), ContentTypeFHIR, nil
+	if strings.Contains(string(rec.Raw), "BADNHS") {
+		issues = append(issues, Issue{Kind: "nhs-number", At: hl7v2.Location{Segment: "PID", Occurrence: 1, Field: 3, Repetition: 1, Component: 1},
+			Text: "PID[1]-3[1].1: NHS number fails its Modulus 11 check"})
+	}
+	return append(dst, strings.ToUpper(string(rec.Raw))...), ContentTypeFHIR, issues, nil
 }
 
 // startDispatcher runs a dispatcher over j until the test ends or stop is

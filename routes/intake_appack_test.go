@@ -29,7 +29,8 @@ func enhanced(controlID, msh16 string, extra string) []byte {
 // recorded as MSH-16 and the listener's mode say, and always in the journey.
 func TestIntakeApplicationAcks(t *testing.T) {
 	j, _ := openTest(t)
-	routing := &fakeRouting{to: []string{"x"}, transform: "upper", dests: map[string]Destination{"x": newRecorder(nil)}}
+	nhs, _ := ParseIssueKind("nhs-number")
+	routing := &fakeRouting{to: []string{"x"}, transform: "upper", dests: map[string]Destination{"x": newRecorder(nil)}, reject: nhs}
 	d, _ := startDispatcher(t, DispatcherConfig{Store: j, Routing: routing})
 	in, err := NewIntake(IntakeConfig{Listener: "mllp", Processor: d, AppAcks: AppAckConnection}, j, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -93,6 +94,7 @@ func TestIntakeApplicationAcks(t *testing.T) {
 		{"empty MSH-16 is AL", "E2", "", "", "AA", "", "AA sent on the connection"},
 		{"transform fails", "E3", "AL", "NTE|2||BADMAP\r", "AE", "207", "AE sent on the connection: route all: "},
 		{"no route", "UNROUTED", "AL", "", "AR", "200", "AR sent on the connection: no route accepts this message"},
+		{"rejected", "E5", "AL", "NTE|2||BADNHS\r", "AE", "102", "AE sent on the connection: route all: transform upper: rejected: PID[1]-3[1].1: NHS number"},
 		{"errors only", "E4", "ER", "NTE|2||BADMAP\r", "AE", "207", "AE sent on the connection"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -110,6 +112,9 @@ func TestIntakeApplicationAcks(t *testing.T) {
 			}
 			if got := get(ack, "ERR-3.1"); got != c.errCode {
 				t.Errorf("ERR-3.1 = %q, want %q", got, c.errCode)
+			}
+			if got := get(ack, "ERR-2"); c.errCode == "102" && got != "PID^1^3^1^1" {
+				t.Errorf("a rejection's ERR-2 = %q, want PID-3's first repetition's NHS number", got)
 			}
 			if got := journey(r.ID); !strings.HasPrefix(got, c.journey) {
 				t.Errorf("journey says %q, want %q...", got, c.journey)
