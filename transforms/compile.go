@@ -222,6 +222,10 @@ type entry struct {
 type ref struct {
 	element []step
 	name    string
+	// early: the element starts a new item (guarantor[+].party), made when
+	// the entry runs and before its rules, so that they fill the same item
+	// (guarantor.period) and each segment's reference lands in its own.
+	early bool
 }
 
 type link struct {
@@ -897,7 +901,8 @@ func (c *compiler) compileStructure(s *structureSpec) *structure {
 			target := es.Refs[el]
 			stp, ok := c.referenceElement(es.pos, sm.resource, t, el, names, target)
 			if ok {
-				e.refs = append(e.refs, ref{element: stp, name: target})
+				early := slices.ContainsFunc(stp, func(s step) bool { return s.fresh })
+				e.refs = append(e.refs, ref{element: stp, name: target, early: early})
 			}
 		}
 		for _, owner := range sortedKeys(es.Links) {

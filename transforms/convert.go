@@ -184,7 +184,8 @@ type namedAt struct {
 }
 
 type pendingRef struct {
-	from    int // resource that holds the reference
+	from    int   // resource that holds the reference
+	node    int32 // where it goes, when made as the entry ran; none: walk element
 	element []step
 	name    string
 	seg     int
@@ -347,15 +348,19 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	if e.smap.conditional {
 		c.resources[res].conditional = true
 	}
+	for _, r := range e.refs {
+		p := pendingRef{from: res, node: none, element: r.element, name: r.name, seg: seg.Index()}
+		if r.early {
+			p.node = c.t.walkTo(c.resources[res].root, r.element, kindObject)
+		}
+		c.pending = append(c.pending, p)
+	}
 	f := c.newFrame(frame{seg: seg, obj: c.resources[res].root})
 	f.conds = c.openConds(e.smap.conds)
 	for i := range e.smap.rules {
 		c.apply(&e.smap.rules[i], &f)
 	}
 	c.conds = c.conds[:f.conds]
-	for _, r := range e.refs {
-		c.pending = append(c.pending, pendingRef{from: res, element: r.element, name: r.name, seg: seg.Index()})
-	}
 	c.link(e, seg, res)
 }
 
@@ -374,7 +379,7 @@ func (c *Converter) link(e *entry, seg hl7v2.Segment, res int) {
 			}
 			continue
 		}
-		c.pending = append(c.pending, pendingRef{from: res, element: l.element, name: l.name, seg: seg.Index(), reverse: true})
+		c.pending = append(c.pending, pendingRef{from: res, node: none, element: l.element, name: l.name, seg: seg.Index(), reverse: true})
 	}
 }
 
@@ -1201,7 +1206,11 @@ func (c *Converter) resolve() {
 		if from == to {
 			continue
 		}
-		c.writeReference(c.t.walkTo(c.resources[from].root, p.element, kindObject), to)
+		n := p.node
+		if n == none {
+			n = c.t.walkTo(c.resources[from].root, p.element, kindObject)
+		}
+		c.writeReference(n, to)
 	}
 }
 

@@ -570,3 +570,37 @@ func TestConvertLeavesOutWhatTheMessageCannotMakeWhole(t *testing.T) {
 		t.Errorf("no issue names the ServiceRequest left out; issues: %v", issues)
 	}
 }
+
+// Each GT1 of a message is a guarantor of the one account PID-18 names, with
+// its own party and period: a refs: element written with [+] starts the
+// entry's own item when the entry runs, and its rules fill that item.
+func TestConvertEachGuarantorHasItsOwnItem(t *testing.T) {
+	for _, typ := range []string{"ADT^A01^ADT_A01", "ORM^O01^ORM_O01", "VXU^V04^VXU_V04"} {
+		b, _, _ := convertMessage(t, message(typ,
+			"PID|1||9990000018^^^NHS^NH||THOMPSON^ELEANOR||19800101|F||||||||||ACC123",
+			"GT1|1||SMITH^JOHN||||||||PAR",
+			"GT1|2||JONES^MARY||||||||GRD||20260101",
+			"GT1|3||THOMPSON^ELEANOR||||||||SEL||20250101|20251231"), Options{})
+		acc := b.all("Account")
+		if len(acc) != 1 {
+			t.Fatalf("%s: %d accounts, want the one PID-18 names", typ, len(acc))
+		}
+		items, _ := acc[0]["guarantor"].([]any)
+		if len(items) != 3 {
+			t.Fatalf("%s: guarantors %v", typ, acc[0]["guarantor"])
+		}
+		want := []struct{ party, family, start string }{
+			{"RelatedPerson", "SMITH", ""}, {"RelatedPerson", "JONES", "2026-01-01"}, {"Patient", "THOMPSON", "2025-01-01"},
+		}
+		for i, w := range want {
+			item := items[i].(map[string]any)
+			party := b.byRef(t, item["party"])
+			name := party["name"].([]any)[0].(map[string]any)
+			period, _ := item["period"].(map[string]any)
+			start, _ := period["start"].(string)
+			if party["resourceType"] != w.party || name["family"] != w.family || start != w.start {
+				t.Errorf("%s: guarantor %d is %v %v from %q, want %s %s from %q", typ, i+1, party["resourceType"], name["family"], start, w.party, w.family, w.start)
+			}
+		}
+	}
+}
