@@ -490,13 +490,35 @@ func (in *Intake) judge(m *hl7v2.Message, parseErr, frameErr error, enhanced boo
 func (in *Intake) answerDuplicate(ctx context.Context, rec *Record, orig *Record) Reply {
 	rec.Status = StatusDuplicate
 	rec.AckCode = orig.AckCode
-	rec.Ack = orig.Ack
+	rec.Ack = in.ackSent(ctx, orig)
 	if err := in.journal.Append(ctx, rec); err != nil {
 		// The original is durable, so the answer stands; only the audit line is lost.
 		in.log.Warn("intake: could not record a duplicate", "listener", in.cfg.Listener, "original", uint64(orig.ID), "err", err)
 	}
 	in.log.Info("intake: duplicate answered with the original ACK", "listener", in.cfg.Listener, "original", uint64(orig.ID), "control_id", rec.ControlID)
-	return Reply{Ack: orig.Ack, Committed: true, ID: orig.ID, Code: hl7v2.AckCode(orig.AckCode)}
+	return Reply{Ack: rec.Ack, Committed: true, ID: orig.ID, Code: hl7v2.AckCode(orig.AckCode)}
+}
+
+// ackSent returns the ACK rec was answered with: the one journaled with it,
+// unless processing put another in its place (EventAck in its journey).
+func (in *Intake) ackSent(ctx context.Context, rec *Record) []byte {
+	j, ok := in.journal.(interface {
+		Events(context.Context, ID) ([]Event, error)
+	})
+	if !ok || rec.Status != StatusError {
+		return rec.Ack
+	}
+	evs, err := j.Events(ctx, rec.ID)
+	if err != nil {
+		in.log.Warn("intake: could not read a journey", "id", uint64(rec.ID), "err", err)
+		return rec.Ack
+	}
+	for _, ev := range slices.Backward(evs) {
+		if ev.Kind == EventAck {
+			return []byte(ev.Detail)
+		}
+	}
+	return rec.Ack
 }
 
 // failed answers a message the engine could not store: not committed, so the

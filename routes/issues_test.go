@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -162,7 +163,7 @@ destinations:
 	}
 	j, _ := openTest(t)
 	d, _ := startDispatcher(t, DispatcherConfig{Store: j, Routing: tab.Routing(), Transformers: MappingTransformers(set, transforms.Options{})})
-	in, err := NewIntake(IntakeConfig{Listener: "mllp", Processor: d}, j, slog.Default())
+	in, err := NewIntake(IntakeConfig{Listener: "mllp", Processor: d, DuplicateWindow: time.Hour}, j, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,6 +203,14 @@ destinations:
 	}) {
 		t.Errorf("the AE sent is not in the journey: %+v, %v", evs, err)
 	}
+
+	// A resend is answered as the original was: with the AE, not the AA
+	// journaled before processing.
+	again, release := in.Receive(ctx, Arrival{Payload: hl7Message("B1", "9990000019", 200), Peer: "p"})
+	if again.Code != hl7v2.AE || string(again.Ack) != ack || again.ID != bad.ID {
+		t.Errorf("the resend got %s for %d: %q", again.Code, again.ID, again.Ack)
+	}
+	release()
 
 	waitFor(t, "both messages archived and the good one at PDS", func() bool {
 		return len(dests["archive"].delivered()) == 2 && len(dests["pds"].delivered()) == 1
