@@ -604,3 +604,20 @@ func TestConvertEachGuarantorHasItsOwnItem(t *testing.T) {
 		}
 	}
 }
+
+// An issue names the value it is about: a computed rule whose expression
+// fails names its own rule, not the field a rule before it read.
+func TestIssueNamesItsOwnValue(t *testing.T) {
+	set, err := Load(Layer{FS: files(map[string]string{
+		"segments/PID-Patient.yaml": "segment: PID\nresource: Patient\nrules:\n" +
+			"  - {from: \"7\", to: birthDate}\n" +
+			"  - {expr: 'string(int(Get(\"8\")))', to: gender}\n",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, issues, _ := convertWith(t, set, []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A08|1|P|2.5\rPID|1||123||DOE^JANE||19800101|F\r"), Options{Bundle: Collection})
+	if len(issues) != 1 || issues[0].Kind != IssueMapping || issues[0].At != (hl7v2.Location{}) || issues[0].Location != "PID" {
+		t.Errorf("issues %+v, want one mapping issue placed at PID, not at PID-7", issues)
+	}
+}

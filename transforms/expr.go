@@ -187,6 +187,7 @@ func (c *Converter) testRule(p *program, f *frame, pos string, r *rule) bool {
 // computeValue runs a rule's expr and writes its result like a value read from
 // the message, so that conversions, tables and code checks still apply.
 func (c *Converter) computeValue(r *rule, f *frame) {
+	c.at = hl7v2.Value{} // computed: an issue names the rule's source
 	if src := r.compute.get; src != nil {
 		// 'Get("1")' alone: the text where it lies, as a from: rule reads it.
 		c.setEnv(f)
@@ -214,7 +215,6 @@ func (c *Converter) computeValue(r *rule, f *frame) {
 // boolean already written as one, else converted as a value read from the
 // message would be.
 func (c *Converter) computeText(r *rule, f *frame, text []byte) {
-	c.at = hl7v2.Value{} // computed: the issue names the rule's source
 	if r.table != nil {
 		mapped, ok := r.table.lookup(text)
 		if !ok {
