@@ -470,6 +470,11 @@ func (d *Dispatcher) Note(ctx context.Context, events ...Event) error {
 	return d.store.Note(ctx, events)
 }
 
+// Events returns a message's journey.
+func (d *Dispatcher) Events(ctx context.Context, id ID) ([]Event, error) {
+	return d.store.Events(ctx, id)
+}
+
 // match matches rec against gen's table, parsing it when it is HL7 v2.
 func (d *Dispatcher) match(gen *generation, rec *Record) ([]Match, error) {
 	var msg *hl7v2.Message

@@ -96,6 +96,8 @@ type Processor interface {
 	Processed(ctx context.Context, rec *Record) error
 	// Note adds events to their messages' journeys.
 	Note(ctx context.Context, events ...Event) error
+	// Events returns a message's journey, as Note left it.
+	Events(ctx context.Context, id ID) ([]Event, error)
 }
 
 // Validate reports every problem with c at once.
@@ -499,26 +501,32 @@ func (in *Intake) answerDuplicate(ctx context.Context, rec *Record, orig *Record
 	return Reply{Ack: rec.Ack, Committed: true, ID: orig.ID, Code: hl7v2.AckCode(orig.AckCode)}
 }
 
-// ackSent returns the ACK rec was answered with: the one journaled with it,
-// unless processing put another in its place (EventAck in its journey).
+// ackSent returns the ACK rec was answered with. Only processing, which
+// leaves its record in error, replaces the ACK journaled with a record, and
+// it notes the one sent in the journey through the processor.
 func (in *Intake) ackSent(ctx context.Context, rec *Record) []byte {
-	j, ok := in.journal.(interface {
-		Events(context.Context, ID) ([]Event, error)
-	})
-	if !ok || rec.Status != StatusError {
+	if rec.Status != StatusError || in.cfg.Processor == nil {
 		return rec.Ack
 	}
-	evs, err := j.Events(ctx, rec.ID)
+	evs, err := in.cfg.Processor.Events(ctx, rec.ID)
 	if err != nil {
 		in.log.Warn("intake: could not read a journey", "id", uint64(rec.ID), "err", err)
 		return rec.Ack
 	}
+	ack, _ := AckSent(rec, evs)
+	return ack
+}
+
+// AckSent returns the ACK the sender of rec got, given its journey evs: the
+// one journaled with it, or the one processing sent in its place (the last
+// EventAck), and whether it was replaced.
+func AckSent(rec *Record, evs []Event) (ack []byte, replaced bool) {
 	for _, ev := range slices.Backward(evs) {
 		if ev.Kind == EventAck {
-			return []byte(ev.Detail)
+			return []byte(ev.Detail), true
 		}
 	}
-	return rec.Ack
+	return rec.Ack, false
 }
 
 // failed answers a message the engine could not store: not committed, so the

@@ -194,6 +194,8 @@ func (stalled) Note(context.Context, ...Event) error {
 	return errors.New("stalled: nothing is recorded")
 }
 
+func (stalled) Events(context.Context, ID) ([]Event, error) { return nil, nil }
+
 // TestResumeAppAcks checks that the next run records the application
 // acknowledgements an earlier run owed when it stopped: those of the messages
 // in enhanced mode that asked for one and have none in their journey, through

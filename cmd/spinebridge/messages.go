@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -350,12 +349,11 @@ func showMessage(w io.Writer, r *routes.Record, journey []routes.Event) {
 	fmt.Fprintln(w, "\nmessage:")
 	writeSegments(w, r.Raw)
 	// Processing that fails replaces the ACK journaled with the message.
-	for _, ev := range slices.Backward(journey) {
-		if ev.Kind == routes.EventAck {
-			fmt.Fprintln(w, "\nack sent (processing replaced the one journaled with the message):")
-			writeSegments(w, []byte(ev.Detail))
-			return
-		}
+	ack, replaced := routes.AckSent(r, journey)
+	if replaced {
+		fmt.Fprintln(w, "\nack sent (processing replaced the one journaled with the message):")
+		writeSegments(w, ack)
+		return
 	}
 	if len(r.Ack) > 0 {
 		if strings.HasPrefix(r.Peer, "amqp://") {
