@@ -331,7 +331,6 @@ type verdict struct {
 	errs   [maxAckErrors]hl7v2.AckError
 	nerr   int
 	text   string
-	kinds  string // the issue kinds a rejection names
 }
 
 func (in *Intake) receive(ctx context.Context, a Arrival, sc *intakeScratch) Reply {
@@ -413,10 +412,9 @@ func (in *Intake) receive(ctx context.Context, a Arrival, sc *intakeScratch) Rep
 // failed with err: code with the rejection's ERR segments when a route
 // rejected it, else with a plain "processing failed".
 func (in *Intake) processingFailed(rec *Record, err error, code hl7v2.AckCode) verdict {
-	if v, ok := rejection(err, code); ok {
-		// The issues' texts may quote the message; the log names their kinds.
-		in.log.Warn("intake: message rejected", "listener", in.cfg.Listener, "id", uint64(rec.ID), "control_id", rec.ControlID, "issues", v.kinds)
-		return v
+	if re, ok := errors.AsType[*RejectedError](err); ok {
+		in.log.Warn("intake: message rejected", "listener", in.cfg.Listener, "id", uint64(rec.ID), "control_id", rec.ControlID, "issues", re.kinds())
+		return rejection(re, code)
 	}
 	in.log.Error("intake: processing failed", "listener", in.cfg.Listener, "id", uint64(rec.ID), "err", err)
 	v := verdict{code: code, status: StatusError, text: "processing failed", nerr: 1}

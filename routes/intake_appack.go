@@ -74,8 +74,8 @@ func (in *Intake) applicationAck(stop context.Context, deadline time.Time, rec *
 		v = verdict{code: hl7v2.AR, status: StatusRejected, text: in.cfg.RejectText, nerr: 1}
 		v.errs[0] = hl7v2.AckError{Code: hl7v2.CodeUnsupportedMessageType, Diagnostic: ErrUnrouted.Error()}
 	case err != nil:
-		if rv, ok := rejection(err, hl7v2.AE); ok {
-			v = rv
+		if re, ok := errors.AsType[*RejectedError](err); ok {
+			v = rejection(re, hl7v2.AE)
 			break
 		}
 		v = verdict{code: hl7v2.AE, status: StatusError, text: "processing failed", nerr: 1}

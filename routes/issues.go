@@ -1,7 +1,6 @@
 package routes
 
 import (
-	"errors"
 	"slices"
 	"strings"
 
@@ -25,27 +24,33 @@ type IssueTransformer interface {
 	TransformIssues(dst []byte, rec *Record, issues []Issue) (body []byte, contentType string, _ []Issue, err error)
 }
 
-// IssueKindNames are the kinds of issue a route may reject on, as routes files
-// name them. Their order is their bit in IssueKinds, which pending deliveries
-// store: new kinds go at the end.
-var IssueKindNames = []string{"nhs-number", "value", "incomplete", "charset", "mapping"}
-
-// issueDiagnostics are the ERR-7 texts of a rejection, one per kind. Unlike an
-// issue's Text they never hold a value from the message.
-var issueDiagnostics = map[string]string{
-	"nhs-number": "NHS number fails its Modulus 11 check",
-	"value":      "a value is not of its field's type, or not a code allowed there",
-	"incomplete": "the message lacks what FHIR R4 requires of a resource it describes",
-	"charset":    "the character set in MSH-18 is not supported",
-	"mapping":    "a mapping failed on this message",
+// issueKind is a kind of issue and what a rejection for one says.
+type issueKind struct {
+	name       string
+	code       hl7v2.ErrorCode
+	diagnostic string
 }
 
-// issueErrorCodes are the ERR-3 codes of a rejection, by kind; 207 otherwise.
-var issueErrorCodes = map[string]hl7v2.ErrorCode{
-	"nhs-number": hl7v2.CodeDataType,
-	"value":      hl7v2.CodeDataType,
-	"incomplete": hl7v2.CodeRequiredFieldMissing,
+// issueKinds are the kinds of issue a route may reject on, with the ERR-3
+// code and the ERR-7 text of a rejection for one. Unlike an issue's Text, the
+// text never holds a value from the message. Their order is their bit in
+// IssueKinds, which pending deliveries store: new kinds go at the end.
+var issueKinds = [...]issueKind{
+	{"nhs-number", hl7v2.CodeDataType, "NHS number fails its Modulus 11 check"},
+	{"value", hl7v2.CodeDataType, "a value is not of its field's type, or not a code allowed there"},
+	{"incomplete", hl7v2.CodeRequiredFieldMissing, "the message lacks what FHIR R4 requires of a resource it describes"},
+	{"charset", hl7v2.CodeApplicationInternalError, "the character set in MSH-18 is not supported"},
+	{"mapping", hl7v2.CodeApplicationInternalError, "a mapping failed on this message"},
 }
+
+// IssueKindNames are the kinds' names, as routes files write them.
+var IssueKindNames = func() []string {
+	names := make([]string, len(issueKinds))
+	for i, k := range issueKinds {
+		names[i] = k.name
+	}
+	return names
+}()
 
 // IssueKinds is a set of issue kinds: those a route rejects on.
 type IssueKinds uint8
@@ -53,10 +58,8 @@ type IssueKinds uint8
 // ParseIssueKind returns the set holding the kind named, or false when there
 // is no such kind.
 func ParseIssueKind(name string) (IssueKinds, bool) {
-	for i, n := range IssueKindNames {
-		if n == name {
-			return 1 << i, true
-		}
+	if i := kindIndex(name); i >= 0 {
+		return 1 << i, true
 	}
 	return 0, false
 }
@@ -70,12 +73,17 @@ func (k IssueKinds) Has(kind string) bool {
 // String lists the kinds in k, comma-separated.
 func (k IssueKinds) String() string {
 	var names []string
-	for i, n := range IssueKindNames {
+	for i, ik := range issueKinds {
 		if k&(1<<i) != 0 {
-			names = append(names, n)
+			names = append(names, ik.name)
 		}
 	}
 	return strings.Join(names, ", ")
+}
+
+// kindIndex returns the place of kind in issueKinds, or -1.
+func kindIndex(kind string) int {
+	return slices.IndexFunc(issueKinds[:], func(k issueKind) bool { return k.name == kind })
 }
 
 // RejectedError is the failure of a transform whose route rejects a message
@@ -128,33 +136,36 @@ func transform(t Transformer, rec *Record, reject IssueKinds) ([]byte, string, [
 // maxAckErrors bounds the ERR segments of a rejection's ACK.
 const maxAckErrors = 4
 
-// rejection is the verdict for a message a route rejected, or false when err
-// is not a rejection: code, with an ERR segment per issue (up to
-// maxAckErrors) that names the field and the kind of problem, never its value.
-func rejection(err error, code hl7v2.AckCode) (verdict, bool) {
-	var re *RejectedError
-	if !errors.As(err, &re) || len(re.Issues) == 0 {
-		return verdict{}, false
+// kinds lists the kinds of e's issues, each once, for logs: unlike the
+// issues' texts they never quote the message.
+func (e *RejectedError) kinds() string {
+	var k IssueKinds
+	for _, is := range e.Issues {
+		b, _ := ParseIssueKind(is.Kind)
+		k |= b
 	}
+	return k.String()
+}
+
+// rejection is the verdict for a message a route rejected for re's issues:
+// code, with an ERR segment per issue (up to maxAckErrors) that names the
+// field and the kind of problem, never its value.
+func rejection(re *RejectedError, code hl7v2.AckCode) verdict {
 	v := verdict{code: code, status: StatusError}
-	var problems, kinds []string
+	var problems []string
 	for _, is := range re.Issues {
-		if !slices.Contains(kinds, is.Kind) {
-			kinds = append(kinds, is.Kind)
+		ik := issueKind{code: hl7v2.CodeApplicationInternalError}
+		if i := kindIndex(is.Kind); i >= 0 {
+			ik = issueKinds[i]
 		}
 		if v.nerr < len(v.errs) {
-			ec, ok := issueErrorCodes[is.Kind]
-			if !ok {
-				ec = hl7v2.CodeApplicationInternalError
-			}
-			v.errs[v.nerr] = hl7v2.AckError{Code: ec, Location: is.At, Diagnostic: issueDiagnostics[is.Kind]}
+			v.errs[v.nerr] = hl7v2.AckError{Code: ik.code, Location: is.At, Diagnostic: ik.diagnostic}
 			v.nerr++
 		}
-		if p := issueDiagnostics[is.Kind]; !slices.Contains(problems, p) {
-			problems = append(problems, p)
+		if !slices.Contains(problems, ik.diagnostic) {
+			problems = append(problems, ik.diagnostic)
 		}
 	}
 	v.text = "message rejected: " + strings.Join(problems, "; ")
-	v.kinds = strings.Join(kinds, ", ")
-	return v, true
+	return v
 }
