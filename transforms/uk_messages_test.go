@@ -148,3 +148,61 @@ func TestMobileWithoutUseCodeIsMobile(t *testing.T) {
 			{"Patient", "telecom.use", []string{"mobile", "home", "work"}},
 		})
 }
+
+// TestDietAndSupplyOrders: a ward's order message carries, beside a test
+// order, a diet order (ODS: a diet, a supplement and the patient's
+// preferences, with a note) and a requisition for stock (RQD, RQ1). The diet
+// order is the patient's NutritionOrder, the requisition a SupplyRequest;
+// neither is also a ServiceRequest, and the test order still is one.
+func TestDietAndSupplyOrders(t *testing.T) {
+	raw := message("ORM^O01^ORM_O01", ukPID,
+		"PV1|1|I|RX1W12^BAY 3^BED 4^RX1",
+		"ORC|NW|LAB-1^ICE||||SC||||||C1234567^JONES^HELEN^^^DR^^^GMC",
+		"OBR|1|LAB-1^ICE||58410-2^Full blood count^LN",
+		"ORC|NW|DIET-1^EPR|CAT-77^CATERING||IP||||20270301081500+0000|||C1234567^JONES^HELEN^^^DR^^^GMC",
+		"ODS|D|B^Breakfast^L~L^Lunch^L|1191000175106^Diabetic diet^SCT|Small portions",
+		"ODS|S||SUP01^High protein drink^L|One with each meal",
+		"ODS|P||VEG^Vegetarian^L~NOPORK^No pork^L|Halal where possible",
+		"NTE|1||Check blood glucose before meals",
+		"ORC|NW|REQ-9^STORES|||||||20270301090000+0000|||C1234567^JONES^HELEN^^^DR^^^GMC",
+		"RQD|1|PUMP-01^Infusion pump^L|||2|EA^each^L|||W12^Ward 12 store^L|20270302",
+		"RQ1||||VEN-4^Medical Supplies Ltd^L")
+	checkRules(t, raw, []want{
+		{"ServiceRequest", "identifier.value", []string{"LAB-1"}},
+		{"NutritionOrder", "identifier.value", []string{"DIET-1", "CAT-77"}},
+		{"NutritionOrder", "status", []string{"active"}},
+		{"NutritionOrder", "intent", []string{"order"}},
+		{"NutritionOrder", "dateTime", []string{"2027-03-01T08:15:00+00:00"}},
+		{"NutritionOrder", "patient", []string{"->Patient"}},
+		{"NutritionOrder", "encounter", []string{"->Encounter"}},
+		{"NutritionOrder", "orderer", []string{"->PractitionerRole"}},
+		{"NutritionOrder", "oralDiet.type.coding.code", []string{"1191000175106"}},
+		{"NutritionOrder", "oralDiet.type.coding.system", []string{"http://snomed.info/sct"}},
+		{"NutritionOrder", "oralDiet.instruction", []string{"Small portions"}},
+		{"NutritionOrder", "oralDiet.schedule.code.coding.code", []string{"B", "L"}},
+		{"NutritionOrder", "supplement.type.coding.code", []string{"SUP01"}},
+		{"NutritionOrder", "supplement.instruction", []string{"One with each meal"}},
+		{"NutritionOrder", "foodPreferenceModifier.coding.code", []string{"VEG", "NOPORK"}},
+		{"NutritionOrder", "note.text", []string{"Halal where possible", "Check blood glucose before meals"}},
+		{"SupplyRequest", "identifier.value", []string{"REQ-9"}},
+		{"SupplyRequest", "status", []string{"active"}},
+		{"SupplyRequest", "authoredOn", []string{"2027-03-01T09:00:00+00:00"}},
+		{"SupplyRequest", "requester", []string{"->PractitionerRole"}},
+		{"SupplyRequest", "itemCodeableConcept.coding.code", []string{"PUMP-01"}},
+		{"SupplyRequest", "quantity.value", []string{"2"}},
+		{"SupplyRequest", "quantity.unit", []string{"each"}},
+		{"SupplyRequest", "deliverTo", []string{"->Organization"}},
+		{"SupplyRequest", "occurrenceDateTime", []string{"2027-03-02"}},
+		{"SupplyRequest", "supplier", []string{"->Organization"}},
+	})
+}
+
+// TestDietOrderDateFallsBackToTheMessage: NutritionOrder.dateTime is 1..1; an
+// ORC without its transaction time (ORC-9) takes the message's (MSH-7), so the
+// order is kept rather than left out.
+func TestDietOrderDateFallsBackToTheMessage(t *testing.T) {
+	checkRules(t, message("ORM^O01^ORM_O01", ukPID,
+		"ORC|NW|DIET-2^EPR",
+		"ODS|D||1191000175106^Diabetic diet^SCT"),
+		[]want{{"NutritionOrder", "dateTime", []string{"2026-01-01T12:00:00+00:00"}}})
+}
