@@ -206,3 +206,25 @@ func TestDietOrderDateFallsBackToTheMessage(t *testing.T) {
 		"ODS|D||1191000175106^Diabetic diet^SCT"),
 		[]want{{"NutritionOrder", "dateTime", []string{"2026-01-01T12:00:00+00:00"}}})
 }
+
+// TestPatientClassChangeKeepsOnePatient: an A06 (outpatient to inpatient)
+// whose MRG carries only the prior account number (MRG-3) merges no patient
+// record, so it makes no second, empty, inactive Patient; the prior account is
+// an Account of the patient with status unknown (MRG[Account], ADT_A06 row 15),
+// and an MRG-3 that repeats PID-18 is no prior account.
+func TestPatientClassChangeKeepsOnePatient(t *testing.T) {
+	pid := "PID|1||9990000034^^^NHS^NH||O'BRIEN^PATRICK||19470822|M||||||||||RX1ACC-2^^^RX1^AN" // PID-18
+	raw := message("ADT^A06^ADT_A06", pid, "MRG|||RX1ACC-1^^^RX1^AN", "PV1|1|I|RX1W12^BAY 3^BED 4^RX1")
+	b, _, out := convertMessage(t, raw, Options{Bundle: Collection})
+	if n := len(b.all("Patient")); n != 1 {
+		t.Fatalf("%d Patients, want 1:\n%s", n, out)
+	}
+	b.expect(t, []want{
+		{"Account", "identifier.value", []string{"RX1ACC-2", "RX1ACC-1"}},
+		{"Account", "status", []string{"active", "unknown"}},
+		{"Account", "subject", []string{"->Patient", "->Patient"}},
+	})
+	same := message("ADT^A06^ADT_A06", pid, "MRG|||RX1ACC-2^^^RX1^AN", "PV1|1|I|RX1W12^BAY 3^BED 4^RX1")
+	b, _, _ = convertMessage(t, same, Options{Bundle: Collection})
+	b.expect(t, []want{{"Account", "identifier.value", []string{"RX1ACC-2"}}})
+}
