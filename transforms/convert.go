@@ -740,14 +740,15 @@ func (c *Converter) comp(v hl7v2.Value, p int) hl7v2.Value {
 }
 
 // absent reports whether v says nothing: empty, the explicit null, or only
-// separators ("^^^", "&&"), a composite sent with every part empty, which
-// would otherwise build a resource that names no one.
+// separators and blanks ("^^^", "&&", the " " many senders leave before a
+// segment's end), a composite sent with every part empty, which would
+// otherwise build a resource that names no one.
 func (c *Converter) absent(v hl7v2.Value) bool {
 	if v.IsEmpty() || v.IsNull() {
 		return true
 	}
 	for _, b := range v.Bytes() {
-		if b != c.delims.Component && b != c.delims.Subcomponent {
+		if b != c.delims.Component && b != c.delims.Subcomponent && b != ' ' && b != '\t' {
 			return false
 		}
 	}

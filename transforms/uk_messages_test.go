@@ -228,3 +228,18 @@ func TestPatientClassChangeKeepsOnePatient(t *testing.T) {
 	b, _, _ = convertMessage(t, same, Options{Bundle: Collection})
 	b.expect(t, []want{{"Account", "identifier.value", []string{"RX1ACC-2"}}})
 }
+
+// TestBlankFieldsSayNothing: many senders pad a segment's last field with a
+// space (EVN-7 here, the event facility) or send a field as blanks; a blank
+// value is absent, as an empty one is, so it builds no Location that names
+// nothing (it used to make a facility with only its physical type).
+func TestBlankFieldsSayNothing(t *testing.T) {
+	raw := message("ADT^A01^ADT_A01",
+		"EVN|A01|20260101115500+0000|||||  ",
+		ukPID,
+		"PV1|1|I| ^ ")
+	b, _, out := convertMessage(t, raw, Options{Bundle: Collection})
+	if locs := b.all("Location"); len(locs) != 0 {
+		t.Errorf("%d Locations from blank fields, want none:\n%s", len(locs), out)
+	}
+}
