@@ -243,3 +243,24 @@ func TestBlankFieldsSayNothing(t *testing.T) {
 		t.Errorf("%d Locations from blank fields, want none:\n%s", len(locs), out)
 	}
 }
+
+// TestOrderProvenance: an order's ORC says who entered, verified and placed it
+// and when; that is a Provenance of the order (ORC[Provenance], ORM_O01 row
+// 4.1), one agent per person with its type, beside the message's own. Without
+// ORC-9 there is no time to record (recorded is 1..1), so no such Provenance.
+func TestOrderProvenance(t *testing.T) {
+	checkRules(t, message("ORM^O01^ORM_O01", ukPID,
+		"ORC|NW|LAB-1^ICE|||SC||||20270301081500+0000|W111^CLERK^WARD|C2222222^SMITH^ANNE^^^DR|C1234567^JONES^HELEN^^^DR^^^GMC",
+		"OBR|1|LAB-1^ICE||58410-2^Full blood count^LN"),
+		[]want{
+			{"Provenance", "target", []string{"->MessageHeader", "->ServiceRequest"}},
+			{"Provenance", "activity.coding.code", []string{"CREATE"}},
+			{"Provenance", "recorded", []string{"2026-01-01T12:00:00+00:00", "2027-03-01T08:15:00+00:00"}},
+			{"Provenance", "agent.type.coding.code", []string{"author", "enterer", "verifier", "author"}},
+			{"Provenance", "agent.who", []string{"->Organization", "->Practitioner", "->Practitioner", "->Practitioner"}},
+		})
+	checkRules(t, message("ORM^O01^ORM_O01", ukPID,
+		"ORC|NW|LAB-2^ICE||||||||||C1234567^JONES^HELEN^^^DR^^^GMC",
+		"OBR|1|LAB-2^ICE||58410-2^Full blood count^LN"),
+		[]want{{"Provenance", "target", []string{"->MessageHeader"}}})
+}
