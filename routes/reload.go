@@ -10,16 +10,9 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// reloadDelay is how long the files must be quiet before a change is loaded:
-// an editor's save is several events (write, rename, chmod), and a deploy
-// copies several files.
-const reloadDelay = 250 * time.Millisecond
 
 // Reloader holds the routing table in force and replaces it when its files
 // change (Run) or when asked (Reload, for SIGHUP). A new table is loaded and
@@ -118,44 +111,16 @@ func (r *Reloader) Reload() error {
 // directory, is seen. A burst of changes is loaded once, after a quiet
 // reloadDelay.
 func (r *Reloader) Run(ctx context.Context) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("routes: watch: %w", err)
-	}
-	defer w.Close()
 	dirs, whole, files, err := r.watchSet()
 	if err != nil {
 		return err
 	}
-	for _, d := range dirs {
-		if err := w.Add(d); err != nil {
-			return fmt.Errorf("routes: watch %s: %w", d, err)
-		}
-	}
-	timer := time.NewTimer(reloadDelay)
-	timer.Stop() // armed by the first change
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events:
-			if !ok {
-				return nil
-			}
-			if concerns(ev.Name, whole, files) {
-				timer.Reset(reloadDelay)
-			}
-		case err, ok := <-w.Errors:
-			if !ok {
-				return nil
-			}
-			r.log.Warn("routes: watching the routes files", "err", err)
-		case <-timer.C:
-			// Errors are logged and counted by Reload.
-			_ = r.Reload()
-		}
-	}
+	return watchFiles(ctx, watchSpec{
+		what:    "routes",
+		dirs:    dirs,
+		concern: func(name string) bool { return concerns(name, whole, files) },
+		reload:  r.Reload, // errors are logged and counted by Reload
+	}, r.log)
 }
 
 // watchSet returns the directories to watch: those given, whose routes files

@@ -5,14 +5,23 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/spinebridge/spinebridge/adapters/hl7v2"
 	"github.com/spinebridge/spinebridge/transforms"
 )
 
 // MappingTransformer turns HL7 v2 records into FHIR Bundles with a mapping
-// set. Each goroutine converts with its own Converter from a pool.
+// set. Each goroutine converts with its own Converter from a pool. The set can
+// be replaced while it runs (Mappings.Reload): a conversion under way finishes
+// with the set it started with, and the next one takes the new set.
 type MappingTransformer struct {
+	structure string // the structure every message is converted with, or "" for MSH-9's
+	cur       atomic.Pointer[converterPool]
+}
+
+// converterPool is the Converters of one mapping set.
+type converterPool struct {
 	pool sync.Pool // *mappingConverter
 }
 
@@ -25,9 +34,17 @@ type mappingConverter struct {
 // opts.Structure names the message structure to use, or is empty to pick it
 // from MSH-9.
 func NewMappingTransformer(set *transforms.Set, opts transforms.Options) *MappingTransformer {
-	t := &MappingTransformer{}
-	t.pool.New = func() any { return &mappingConverter{conv: set.NewConverter(opts)} }
+	t := &MappingTransformer{structure: opts.Structure}
+	t.use(set, opts)
 	return t
+}
+
+// use makes set the one the next conversion takes.
+func (t *MappingTransformer) use(set *transforms.Set, opts transforms.Options) {
+	opts.Structure = t.structure
+	p := &converterPool{}
+	p.pool.New = func() any { return &mappingConverter{conv: set.NewConverter(opts)} }
+	t.cur.Store(p)
 }
 
 // MappingTransformers returns the transformers a routes file may name for set:
@@ -35,7 +52,15 @@ func NewMappingTransformer(set *transforms.Set, opts transforms.Options) *Mappin
 // structure in lower case ("adt", "oru_r01"), which converts every message with
 // that structure.
 func MappingTransformers(set *transforms.Set, opts transforms.Options) map[string]Transformer {
-	out := map[string]Transformer{"fhir": NewMappingTransformer(set, opts)}
+	out := map[string]Transformer{}
+	for name, t := range mappingTransformers(set, opts) {
+		out[name] = t
+	}
+	return out
+}
+
+func mappingTransformers(set *transforms.Set, opts transforms.Options) map[string]*MappingTransformer {
+	out := map[string]*MappingTransformer{"fhir": NewMappingTransformer(set, opts)}
 	for _, name := range set.Structures() {
 		o := opts
 		o.Structure = name
@@ -58,8 +83,9 @@ func (t *MappingTransformer) TransformIssues(dst []byte, rec *Record, issues []I
 	if rec.Format != FormatHL7v2 {
 		return dst, "", issues, fmt.Errorf("a %s document is not HL7 v2", rec.Format)
 	}
-	c := t.pool.Get().(*mappingConverter)
-	defer t.pool.Put(c)
+	p := t.cur.Load()
+	c := p.pool.Get().(*mappingConverter)
+	defer p.pool.Put(c)
 	// A message the intake accepted parses; one with a fault further in still
 	// converts as far as it reads, as `spinebridge convert` does.
 	if err := c.msg.Parse(rec.Raw); err != nil {

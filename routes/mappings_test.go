@@ -1,0 +1,271 @@
+package routes
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spinebridge/spinebridge/fixtures"
+	"github.com/spinebridge/spinebridge/transforms"
+)
+
+// Two versions of an override of the embedded PID map: the second also writes
+// the birth date.
+const (
+	pidGenderOnly = "segment: PID\nresource: Patient\nrules:\n  - {from: \"8\", to: gender, table: administrative-sex}\n"
+	pidWithBirth  = pidGenderOnly + "  - {from: \"7\", to: birthDate}\n"
+	pidMisspelt   = pidGenderOnly + "  - {from: \"7\", to: birthdate}\n"
+)
+
+// writeMappings writes files (path under dir -> content) into dir, making
+// directories as needed.
+func writeMappings(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// Written beside and renamed into place, as editors save, so that
+		// a watcher never loads half a file.
+		tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".tmp")
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// patientOf converts the ADT fixture with the transform name of m and returns
+// its Patient resource's JSON.
+func patientOf(t *testing.T, m *Mappings, name string) string {
+	t.Helper()
+	raw, err := fixtures.HL7v2.ReadFile("hl7v2/adt_a01.hl7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := m.Transformers()[name].Transform(nil, &Record{Raw: raw})
+	if err != nil {
+		t.Fatalf("transform %s: %v", name, err)
+	}
+	i := bytes.Index(out, []byte(`"resourceType":"Patient"`))
+	if i < 0 {
+		t.Fatalf("no Patient in %.300s", out)
+	}
+	end := bytes.Index(out[i:], []byte(`"request"`))
+	if end < 0 {
+		end = len(out) - i
+	}
+	return string(out[i : i+end])
+}
+
+// mappingMetric reads a Mappings metric by name and result label ("" for the
+// gauge), through a registry as /metrics would.
+func mappingMetric(t *testing.T, m *Mappings, name, result string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m.Collectors()...)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			if result == "" {
+				return mt.GetGauge().GetValue()
+			}
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return mt.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no metric %s{result=%q}", name, result)
+	return 0
+}
+
+func TestMappingsReload(t *testing.T) {
+	dir := t.TempDir()
+	writeMappings(t, dir, map[string]string{"segments/PID-Patient.yaml": pidGenderOnly})
+	var logs bytes.Buffer
+	m, err := NewMappings(dir, transforms.Options{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"fhir", "adt"} {
+		if p := patientOf(t, m, name); strings.Contains(p, "birthDate") || !strings.Contains(p, `"gender":"female"`) {
+			t.Fatalf("%s before the edit: %s, want the override's gender and no birth date", name, p)
+		}
+	}
+
+	// A misspelt element: refused, with its file:line, and the set in force stays.
+	writeMappings(t, dir, map[string]string{"segments/PID-Patient.yaml": pidMisspelt})
+	err = m.Reload()
+	want := filepath.Join(dir, "segments/PID-Patient.yaml") + ":5:"
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(logs.String(), want) {
+		t.Fatalf("reload of a misspelt file: %v; log:\n%s\nwant an error at %s, logged", err, logs.String(), want)
+	}
+	if p := patientOf(t, m, "fhir"); strings.Contains(p, "birth") {
+		t.Errorf("a failed reload changed the set: %s", p)
+	}
+	if bad, last := mappingMetric(t, m, "spinebridge_mappings_reloads_total", "error"),
+		mappingMetric(t, m, "spinebridge_mappings_last_reload_successful", ""); bad != 1 || last != 0 {
+		t.Errorf("after a failed reload: errors %v, last successful %v; want 1, 0", bad, last)
+	}
+
+	// Fixed: every transform converts with the new set.
+	writeMappings(t, dir, map[string]string{"segments/PID-Patient.yaml": pidWithBirth})
+	if err := m.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"fhir", "adt"} {
+		if p := patientOf(t, m, name); !strings.Contains(p, `"birthDate":"1958-03-14"`) {
+			t.Errorf("%s after the reload: %s, want the birth date", name, p)
+		}
+	}
+	if ok, last := mappingMetric(t, m, "spinebridge_mappings_reloads_total", "ok"),
+		mappingMetric(t, m, "spinebridge_mappings_last_reload_successful", ""); ok != 1 || last != 1 {
+		t.Errorf("after a reload: ok %v, last successful %v; want 1, 1", ok, last)
+	}
+}
+
+// TestMappingsReloadKeepsStructures removes a structure the overrides added:
+// routes may name its transform, so the reload is refused.
+func TestMappingsReloadKeepsStructures(t *testing.T) {
+	dir := t.TempDir()
+	structure := "structure: ZXX_Z01\nmessages: [ZXX]\nresources:\n  - {map: PID-Patient, name: patient}\n"
+	writeMappings(t, dir, map[string]string{"messages/zxx.yaml": structure})
+	m, err := NewMappings(dir, transforms.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Transformers()["zxx_z01"] == nil {
+		t.Fatal("no transform for the added structure")
+	}
+	if err := os.Remove(filepath.Join(dir, "messages/zxx.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reload(); err == nil || !strings.Contains(err.Error(), "ZXX_Z01") {
+		t.Errorf("reload without a structure a transform converts with: %v, want it refused", err)
+	}
+}
+
+// TestMappingsRunReloadsOnChange starts watching an empty directory, saves an
+// override into a subdirectory made after the watch began, as a deploy that
+// copies a tree does, and then edits that file, until Run has reloaded each.
+func TestMappingsRunReloadsOnChange(t *testing.T) {
+	dir := t.TempDir()
+	m, err := NewMappings(dir, transforms.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	for _, step := range []struct {
+		content string
+		inForce func(patient string) bool
+	}{
+		// The override writes no identifier, where the embedded map does.
+		{pidGenderOnly, func(p string) bool { return !strings.Contains(p, `"identifier"`) }},
+		// Only a watch on segments/ itself sees this one.
+		{pidWithBirth, func(p string) bool { return strings.Contains(p, `"birthDate"`) }},
+	} {
+		// Run may not be watching yet when the first save lands, so save
+		// again until the reload is seen.
+		deadline := time.Now().Add(30 * time.Second)
+		for i := 0; !step.inForce(patientOf(t, m, "fhir")); i++ {
+			if time.Now().After(deadline) {
+				t.Fatalf("no reload after 30 s of saves of\n%s", step.content)
+			}
+			writeMappings(t, dir, map[string]string{"segments/PID-Patient.yaml": fmt.Sprintf("# save %d\n%s", i, step.content)})
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+}
+
+func TestConcernsMappings(t *testing.T) {
+	for name, want := range map[string]bool{
+		"/m/segments/PID-Patient.yaml":        true,
+		"/m/tables/sex.yml":                   true,
+		"/m/segments":                         true,
+		"/m/segments/.PID-Patient.yaml.swp":   false,
+		"/m/segments/.PID-Patient.yaml.1.tmp": false,
+		"/m/README.md":                        false,
+		"/m/segments/PID-Patient.yaml~":       false,
+	} {
+		if got := concernsMappings(name); got != want {
+			t.Errorf("concernsMappings(%s) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestMappingsReloadWhileConverting reloads while transforms convert, for the
+// race detector: a conversion under way keeps the set it started with.
+func TestMappingsReloadWhileConverting(t *testing.T) {
+	dir := t.TempDir()
+	writeMappings(t, dir, map[string]string{"segments/PID-Patient.yaml": pidGenderOnly})
+	m, err := NewMappings(dir, transforms.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := fixtures.HL7v2.ReadFile("hl7v2/adt_a01.hl7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			tr := m.Transformers()["fhir"]
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				if _, _, err := tr.Transform(nil, &Record{Raw: raw}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := range 6 {
+		content := pidGenderOnly
+		if i%2 == 0 {
+			content = pidWithBirth
+		}
+		writeMappings(t, dir, map[string]string{"segments/PID-Patient.yaml": content})
+		if err := m.Reload(); err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -1,0 +1,108 @@
+package routes
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// reloadDelay is how long the files must be quiet before a change is loaded:
+// an editor's save is several events (write, rename, chmod), and a deploy
+// copies several files.
+const reloadDelay = 250 * time.Millisecond
+
+// watchSpec is what watchFiles watches and what it does on a change.
+type watchSpec struct {
+	what string   // "routes", "mappings": names the watch in log lines
+	dirs []string // directories watched
+	// deep also watches every directory below dirs, those created later
+	// included: mapping files live in segments/, datatypes/, tables/ and
+	// messages/ under the directory named.
+	deep bool
+	// concern reports whether a change to the file name can change what is
+	// loaded; other changes (an editor's swap file) are ignored.
+	concern func(name string) bool
+	// reload loads again; its errors are its own to log and count.
+	reload func() error
+}
+
+// watchFiles calls s.reload once each burst of changes that concern it has
+// been quiet for reloadDelay, until ctx ends. It watches directories rather
+// than files, so that a file an editor replaces by renaming a new one over it,
+// or one added, is seen.
+func watchFiles(ctx context.Context, s watchSpec, log *slog.Logger) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("%s: watch: %w", s.what, err)
+	}
+	defer w.Close()
+	for _, d := range s.dirs {
+		if err := watchDir(w, d, s.deep); err != nil {
+			return fmt.Errorf("%s: watch %s: %w", s.what, d, err)
+		}
+	}
+	timer := time.NewTimer(reloadDelay)
+	timer.Stop() // armed by the first change
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if s.deep && ev.Has(fsnotify.Create) {
+				if info, err := os.Stat(ev.Name); err == nil && info.IsDir() && !hidden(ev.Name) {
+					// Files copied into it before the watch began are read by
+					// the reload this change arms.
+					if err := watchDir(w, ev.Name, true); err != nil {
+						log.Warn(s.what+": watching a new directory", "dir", ev.Name, "err", err)
+					}
+					timer.Reset(reloadDelay)
+					continue
+				}
+			}
+			if s.concern(ev.Name) {
+				timer.Reset(reloadDelay)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			log.Warn(s.what+": watching the files", "err", err)
+		case <-timer.C:
+			_ = s.reload()
+		}
+	}
+}
+
+// watchDir adds dir to w, and with deep every directory below it that is not
+// hidden.
+func watchDir(w *fsnotify.Watcher, dir string, deep bool) error {
+	if !deep {
+		return w.Add(dir)
+	}
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		if p != dir && hidden(p) {
+			return filepath.SkipDir
+		}
+		return w.Add(p)
+	})
+}
+
+// hidden reports whether the file or directory name is hidden (a dot file).
+func hidden(name string) bool { return strings.HasPrefix(filepath.Base(name), ".") }
