@@ -79,6 +79,9 @@ type fhirConfig struct {
 	// Mappings is a directory whose mapping files replace or add to the embedded
 	// set, path by path (segments/PID-Patient.yaml replaces the default one).
 	Mappings string `mapstructure:"mappings"`
+	// Watch reloads the mappings when a file in Mappings changes (SIGHUP
+	// always does).
+	Watch bool `mapstructure:"watch"`
 	// Bundle is the Bundle.type written: transaction, batch, message or collection.
 	Bundle string `mapstructure:"bundle"`
 }
@@ -184,6 +187,7 @@ var defaults = map[string]any{
 	"log.level":                "info",
 	"log.format":               "text",
 	"fhir.mappings":            "",
+	"fhir.watch":               true,
 	"fhir.bundle":              "transaction",
 	"routes.file":              "",
 	"routes.watch":             true,

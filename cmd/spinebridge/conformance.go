@@ -51,7 +51,7 @@ when a bundle of ours is invalid, a message does not convert, or the share of
 expected facts found is below --floor.`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(cmd, map[string]string{"hl7.timezone": "tz"})
+			cfg, err := loadConfig(cmd, map[string]string{"hl7.timezone": "tz", "fhir.mappings": "mappings"})
 			if err != nil {
 				return err
 			}
@@ -114,6 +114,7 @@ expected facts found is below --floor.`,
 	f.StringVar(&deviationsFile, "deviations", "", "read the deliberate differences from FILE instead of the built-in list")
 	f.Float64Var(&floor, "floor", 0, "fail when fewer than PCT percent of the expected facts are found")
 	f.String("tz", "Europe/London", "zone of times written without an offset")
+	f.String("mappings", "", "directory of mapping files over the embedded set (config fhir.mappings)")
 	return cmd
 }
 

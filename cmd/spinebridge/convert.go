@@ -19,7 +19,7 @@ import (
 func newConvertCommand() *cobra.Command {
 	var pretty bool
 	cmd := &cobra.Command{
-		Use:   "convert [--tz ZONE] [--bundle TYPE] [--pretty] FILE...|-",
+		Use:   "convert [--tz ZONE] [--bundle TYPE] [--mappings DIR] [--pretty] FILE...|-",
 		Short: "Convert HL7 v2 messages to FHIR R4 Bundles",
 		Long: `Convert writes one FHIR R4 Bundle (UK Core) per HL7 v2 message to standard
 output: one JSON document per line when there are several (files may hold
@@ -28,8 +28,8 @@ several messages or a batch), or indented with --pretty.
 Times without an offset are read in --tz (default Europe/London). --bundle sets
 Bundle.type: transaction (default: conditional updates, so a replay does not
 duplicate), batch, message (MessageHeader first) or collection. The mapping set
-is the embedded one, with the files of fhir.mappings (SPINEBRIDGE_FHIR_MAPPINGS)
-replacing or adding to it.
+is the embedded one, with the files of --mappings (fhir.mappings,
+SPINEBRIDGE_FHIR_MAPPINGS) replacing or adding to it.
 
 A message that cannot be converted is reported on standard error with its file
 and position, the others are still converted, and the exit status is 1.
@@ -37,7 +37,7 @@ Problems that leave a value out (a date that is not a date, an NHS number whose
 check digit fails) are warnings on standard error.`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(cmd, map[string]string{"hl7.timezone": "tz", "fhir.bundle": "bundle"})
+			cfg, err := loadConfig(cmd, map[string]string{"hl7.timezone": "tz", "fhir.bundle": "bundle", "fhir.mappings": "mappings"})
 			if err != nil {
 				return err
 			}
@@ -70,6 +70,7 @@ check digit fails) are warnings on standard error.`,
 	f.String("tz", "Europe/London", "zone of times written without an offset")
 	f.String("bundle", "transaction", "Bundle.type: transaction, batch, message or collection")
 	f.BoolVar(&pretty, "pretty", false, "indent the JSON")
+	f.String("mappings", "", "directory of mapping files over the embedded set (config fhir.mappings)")
 	return cmd
 }
 
@@ -83,21 +84,31 @@ func newConverter(cfg config) (*transforms.Converter, error) {
 }
 
 // loadMappings loads the configured mapping set and the options it converts
-// with, for convert, conformance run and the engine's transforms alike.
+// with, for convert and conformance run; the engine's transforms load it
+// through routes.NewMappings, with the same options.
 func loadMappings(cfg config) (*transforms.Set, transforms.Options, error) {
-	zone, err := time.LoadLocation(cfg.HL7.Timezone)
+	opts, err := mappingOptions(cfg)
 	if err != nil {
-		return nil, transforms.Options{}, usageError{fmt.Errorf("time zone %q: %w", cfg.HL7.Timezone, err)}
-	}
-	bt, err := transforms.ParseBundleType(cfg.FHIR.Bundle)
-	if err != nil {
-		return nil, transforms.Options{}, usageError{err}
+		return nil, transforms.Options{}, err
 	}
 	set, err := transforms.Default(cfg.FHIR.Mappings)
 	if err != nil {
 		return nil, transforms.Options{}, fmt.Errorf("mappings:\n%w", err)
 	}
-	return set, transforms.Options{Zone: zone, Bundle: bt}, nil
+	return set, opts, nil
+}
+
+// mappingOptions are the options the configuration converts with.
+func mappingOptions(cfg config) (transforms.Options, error) {
+	zone, err := time.LoadLocation(cfg.HL7.Timezone)
+	if err != nil {
+		return transforms.Options{}, usageError{fmt.Errorf("time zone %q: %w", cfg.HL7.Timezone, err)}
+	}
+	bt, err := transforms.ParseBundleType(cfg.FHIR.Bundle)
+	if err != nil {
+		return transforms.Options{}, usageError{err}
+	}
+	return transforms.Options{Zone: zone, Bundle: bt}, nil
 }
 
 // convertFile converts every message in data, writing bundles to out and

@@ -38,33 +38,38 @@ func destinationKinds() map[string]routes.DestinationFactory {
 // transformersFor builds the transforms a route may name: the mapping set's
 // (fhir, and one per structure), cda for ITK CDA documents, and
 // itk-infrastructure-ack and itk-business-ack for the acknowledgements ITK
-// senders ask for.
-func transformersFor(cfg config) (map[string]routes.Transformer, error) {
-	set, opts, err := loadMappings(cfg)
+// senders ask for. The mapping set is returned too, for serve to reload.
+func transformersFor(cfg config, log *slog.Logger) (map[string]routes.Transformer, *routes.Mappings, error) {
+	opts, err := mappingOptions(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ts := routes.MappingTransformers(set, opts)
+	m, err := routes.NewMappings(cfg.FHIR.Mappings, opts, log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mappings:\n%w", err)
+	}
+	ts := m.Transformers()
 	ts["cda"] = &itk.CDATransformer{Zone: opts.Zone}
 	ts["itk-infrastructure-ack"] = itk.InfrastructureAckTransformer{Identity: cfg.ITK.Identity}
 	ts["itk-business-ack"] = itk.BusinessAckTransformer{Identity: cfg.ITK.Identity}
-	return ts, nil
+	return ts, m, nil
 }
 
 // tableOptions are what routes files are loaded with, by serve and by
-// `routes lint` and `routes test` alike.
-func tableOptions(cfg config) (routes.TableOptions, error) {
-	ts, err := transformersFor(cfg)
+// `routes lint` and `routes test` alike, with the mapping set behind them.
+func tableOptions(cfg config, log *slog.Logger) (routes.TableOptions, *routes.Mappings, error) {
+	ts, m, err := transformersFor(cfg, log)
 	if err != nil {
-		return routes.TableOptions{}, err
+		return routes.TableOptions{}, nil, err
 	}
-	return routes.TableOptions{Kinds: destinationKinds(), Transformers: ts}, nil
+	return routes.TableOptions{Kinds: destinationKinds(), Transformers: ts}, m, nil
 }
 
 // routing is the engine's routing and delivery: the routes file, reloaded on
 // change, and the dispatcher that follows it.
 type routing struct {
 	reloader   *routes.Reloader
+	mappings   *routes.Mappings
 	dispatcher *routes.Dispatcher
 	store      *routes.Local
 	metrics    *routes.Metrics
@@ -74,7 +79,7 @@ type routing struct {
 
 // buildRouting loads the routes and builds the dispatcher over j.
 func buildRouting(cfg config, j *routes.Local, log *slog.Logger) (*routing, error) {
-	opts, err := tableOptions(cfg)
+	opts, mappings, err := tableOptions(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -112,8 +117,9 @@ func buildRouting(cfg config, j *routes.Local, log *slog.Logger) (*routing, erro
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(metrics.Collectors()...)
 	reg.MustRegister(reloader.Collectors()...)
+	reg.MustRegister(mappings.Collectors()...)
 	reg.MustRegister(j.Collectors()...)
-	return &routing{reloader: reloader, dispatcher: d, store: j, metrics: metrics, registry: reg, log: log}, nil
+	return &routing{reloader: reloader, mappings: mappings, dispatcher: d, store: j, metrics: metrics, registry: reg, log: log}, nil
 }
 
 // routesPaths is where the routes come from: the configured file or
@@ -142,6 +148,7 @@ func (rt *routing) handle(mux *http.ServeMux) {
 	mux.HandleFunc("POST /dead-letters/replay", rt.reviveDeadLetters)
 	mux.HandleFunc("POST /dead-letters/discard", rt.discardDeadLetters)
 	mux.HandleFunc("POST /routes/reload", rt.reload)
+	mux.HandleFunc("POST /mappings/reload", rt.reloadMappings)
 }
 
 func (rt *routing) replay(w http.ResponseWriter, r *http.Request) {
@@ -206,6 +213,14 @@ func (rt *routing) reload(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "routes reloaded")
+}
+
+func (rt *routing) reloadMappings(w http.ResponseWriter, _ *http.Request) {
+	if err := rt.mappings.Reload(); err != nil {
+		http.Error(w, "mappings not reloaded; the set in force stays:\n"+err.Error(), http.StatusUnprocessableEntity)
+		return
+	}
+	fmt.Fprintln(w, "mappings reloaded")
 }
 
 // ready checks every destination of the current table, in parallel, within

@@ -68,13 +68,14 @@ systems, routes them through a declarative table, transforms them to FHIR R4
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().String("config", "", "configuration file (YAML); every key may also be set as SPINEBRIDGE_<KEY>")
-	root.AddCommand(newInspectCommand(), newServeCommand(), newSendCommand(), newMessagesCommand(), newBenchCommand(), newConvertCommand(), newConformanceCommand(),
+	root.AddCommand(newInspectCommand(), newServeCommand(), newSendCommand(), newMessagesCommand(), newBenchCommand(), newConvertCommand(), newConformanceCommand(), newMappingsCommand(),
 		newRoutesCommand(routesDeps{Options: func(cmd *cobra.Command) (routes.TableOptions, error) {
 			cfg, err := loadConfig(cmd, nil)
 			if err != nil {
 				return routes.TableOptions{}, err
 			}
-			return tableOptions(cfg)
+			opts, _, err := tableOptions(cfg, nil)
+			return opts, err
 		}}))
 	return root
 }

@@ -42,17 +42,21 @@ raw HL7 v2 from each RabbitMQ queue listed under inbound.amqp.
 A message is acknowledged only once it is durable in the journal. Configuration
 comes from --config FILE (YAML), SPINEBRIDGE_<KEY> environment variables (e.g.
 SPINEBRIDGE_MLLP_ADDR, SPINEBRIDGE_ACK_DUPLICATE_WINDOW) and the flags below.
-SIGINT or SIGTERM stops accepting, lets in-flight messages finish and closes the
-journal.`,
+The routes (--routes) and the mapping files over the embedded set (--mappings)
+are loaded again when their files change, on SIGHUP, and on POST /routes/reload
+and /mappings/reload; an edit that does not load is logged and the old ones
+stay. SIGINT or SIGTERM stops accepting, lets in-flight messages finish and
+closes the journal.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd, map[string]string{
-				"mllp.addr":   "mllp-addr",
-				"http.addr":   "http-addr",
-				"admin.addr":  "admin-addr",
-				"data_dir":    "data-dir",
-				"routes.file": "routes",
-				"itk.addr":    "itk-addr",
+				"mllp.addr":     "mllp-addr",
+				"http.addr":     "http-addr",
+				"admin.addr":    "admin-addr",
+				"data_dir":      "data-dir",
+				"routes.file":   "routes",
+				"itk.addr":      "itk-addr",
+				"fhir.mappings": "mappings",
 			})
 			if err != nil {
 				return err
@@ -72,6 +76,7 @@ journal.`,
 	cmd.Flags().String("data-dir", "./data", "directory of the journal (config data_dir)")
 	cmd.Flags().String("itk-addr", "", "ITK 2.x SOAP address, path /itk; empty shares the HTTP listener, :8080 by default (config itk.addr)")
 	cmd.Flags().String("routes", "", "routes file or directory; the embedded default table when empty (config routes.file)")
+	cmd.Flags().String("mappings", "", "directory of mapping files over the embedded set, reloaded when they change (config fhir.mappings)")
 	return cmd
 }
 
@@ -311,6 +316,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if cfg.Routes.Watch && cfg.Routes.File != "" {
 		go e.routing.reloader.Run(routingCtx)
 	}
+	if cfg.FHIR.Watch && cfg.FHIR.Mappings != "" {
+		go func() {
+			if err := e.routing.mappings.Run(routingCtx); err != nil {
+				log.Error("mappings: not watching; SIGHUP and POST /mappings/reload still reload", "err", err)
+			}
+		}()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -318,6 +330,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		for {
 			select {
 			case <-hup:
+				// The mappings first: the routes name their transforms.
+				// Errors are logged by each reload.
+				if cfg.FHIR.Mappings != "" {
+					if err := e.routing.mappings.Reload(); err == nil {
+						log.Info("mappings reloaded on SIGHUP")
+					}
+				}
 				if err := e.routing.reloader.Reload(); err == nil {
 					log.Info("routes reloaded on SIGHUP")
 				}
