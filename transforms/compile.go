@@ -23,6 +23,7 @@ import (
 type Set struct {
 	structures map[string]*structure // by message type "ADT^A01" and by structure "ADT_A01"
 	names      []string              // structure names, sorted, for errors
+	unused     []string              // maps and tables nothing uses, as warnings (see Unused)
 	paths      *pathTable            // the sources expressions read, each with a memo slot
 	// required holds, by resource type, what R4 requires of each resource
 	// the set builds (see requirementsOf).
@@ -241,7 +242,16 @@ type compiler struct {
 	tables    map[string]*table
 	segments  map[string]*segmentMap
 	paths     pathTable
+	// used holds the maps and tables something names, by kind and name
+	// ("segment map PID-Patient"), and defined where each is defined.
+	used    map[string]bool
+	defined map[string]string
 }
+
+// define notes where the map or table key is defined, and use that something
+// names it.
+func (c *compiler) define(key, pos string) { c.defined[key] = pos }
+func (c *compiler) use(key string)         { c.used[key] = true }
 
 func (c *compiler) errorf(pos, format string, args ...any) {
 	c.errs = append(c.errs, fmt.Errorf("%s: %s", pos, fmt.Sprintf(format, args...)))
@@ -262,6 +272,8 @@ func Load(layers ...Layer) (*Set, error) {
 		datatypes: map[string]*datatypeMap{},
 		tables:    map[string]*table{},
 		segments:  map[string]*segmentMap{},
+		used:      map[string]bool{},
+		defined:   map[string]string{},
 	}
 	for _, t := range sp.tables {
 		c.compileTable(t)
@@ -276,6 +288,7 @@ func Load(layers ...Layer) (*Set, error) {
 			continue
 		}
 		c.dtSpecs[name] = d
+		c.define("data-type map "+name, d.pos)
 	}
 	for _, name := range sortedKeys(c.dtSpecs) {
 		c.datatypeMap(name, c.dtSpecs[name].pos)
@@ -306,6 +319,11 @@ func Load(layers ...Layer) (*Set, error) {
 	}
 	if len(c.errs) > 0 {
 		return nil, errors.Join(c.errs...)
+	}
+	for _, key := range sortedKeys(c.defined) {
+		if !c.used[key] {
+			set.unused = append(set.unused, fmt.Sprintf("%s: %s is used by nothing", c.defined[key], key))
+		}
 	}
 	set.paths = &c.paths
 	set.required = map[string]*requirements{}
@@ -346,6 +364,7 @@ func (c *compiler) compileTable(t *tableSpec) {
 		tb.targets = append(tb.targets, t.Default)
 	}
 	c.tables[t.Table] = tb
+	c.define("table "+t.Table, t.pos)
 }
 
 // datatypeMap compiles the named data-type map on first use, so that maps may
@@ -462,6 +481,7 @@ func (c *compiler) compileSegmentMap(s *segmentMapSpec) {
 	}
 	m.conds = conditions(m.rules)
 	c.segments[name] = m
+	c.define("segment map "+name, s.pos)
 }
 
 // parseSource reads a rule's from: an absolute path ("PID-32", "MSH-9.1"), one
@@ -662,6 +682,7 @@ func (c *compiler) compileRule(rs *ruleSpec, root string, t *fhirmodel.Type, inD
 		if rs.Table != "" || rs.As != "" || rs.Value != nil || rs.Expr != "" {
 			c.errorf(rs.pos, "map: takes its values from from:, and cannot be combined with table, as, value or expr")
 		}
+		c.use("data-type map " + rs.Map)
 		d := c.datatypeMap(rs.Map, rs.pos)
 		if d == nil {
 			return r, false
@@ -713,6 +734,7 @@ func (c *compiler) compileRule(rs *ruleSpec, root string, t *fhirmodel.Type, inD
 		// kept.
 		r.atomic = rs.Table != "" || (el.Type != "string" && el.Type != "markdown")
 		if rs.Table != "" {
+			c.use("table " + rs.Table)
 			tb, ok := c.tables[rs.Table]
 			if !ok {
 				c.errorf(rs.pos, "no table %q (have: %s)", rs.Table, strings.Join(sortedKeys(c.tables), ", "))
@@ -866,6 +888,7 @@ func (c *compiler) compileStructure(s *structureSpec) *structure {
 			c.errorf(es.pos, "group: is for into: entries with follows:")
 		}
 		e.group = es.Group
+		c.use("segment map " + es.Map)
 		sm, ok := c.segments[es.Map]
 		if !ok {
 			c.errorf(es.pos, "no segment map %q (have: %s)", es.Map, strings.Join(sortedKeys(c.segments), ", "))
@@ -964,6 +987,12 @@ func (c *compiler) referenceElementTo(pos, rt string, t *fhirmodel.Type, el, tar
 // Structures returns the names of the set's message structures (ADT, ORU_R01,
 // ...), sorted: the values Options.Structure accepts.
 func (s *Set) Structures() []string { return slices.Clone(s.names) }
+
+// Unused returns the maps and tables of the set that nothing names, each as
+// "file:line: segment map ZPI-Patient is used by nothing": a segment map no
+// message structure lists, a data-type map no rule maps with, a table no rule
+// reads. They load, but change no bundle.
+func (s *Set) Unused() []string { return slices.Clone(s.unused) }
 
 // Default loads the embedded mapping set, with the files of overrideDir (when
 // not "") replacing or adding to it path by path.

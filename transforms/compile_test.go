@@ -546,3 +546,32 @@ func TestConditionsRunOncePerFrame(t *testing.T) {
 		{"Procedure", "reasonCode.text", []string{"CODE1", "X", "Y"}},
 	})
 }
+
+// TestUnused names the maps and tables nothing uses, and finds none in the
+// default set: a map left behind by a change is dead text a reader would take
+// for a rule in force.
+func TestUnused(t *testing.T) {
+	if u := loadDefault(t).Unused(); len(u) != 0 {
+		t.Errorf("the default set has maps or tables nothing uses:\n%s", strings.Join(u, "\n"))
+	}
+	set, err := Load(Layer{FS: fstest.MapFS{
+		"messages/zzz.yaml":         {Data: []byte("structure: ZZZ\nmessages: [ZZZ]\nresources:\n  - {map: PID-Patient, name: patient}\n")},
+		"segments/PID-Patient.yaml": {Data: []byte("segment: PID\nresource: Patient\nrules:\n  - {from: \"8\", to: gender, table: sex}\n  - {from: \"5\", to: name, map: XPN-Name}\n")},
+		"segments/ZPI-Patient.yaml": {Data: []byte("segment: ZPI\nresource: Patient\nrules:\n  - {from: \"8\", to: gender, table: sex}\n")},
+		"datatypes/XPN-Name.yaml":   {Data: []byte("datatype: XPN\nfhir: HumanName\nname: XPN-Name\nrules:\n  - {from: \"1\", to: family}\n")},
+		"datatypes/XPN-Other.yaml":  {Data: []byte("datatype: XPN\nfhir: HumanName\nname: XPN-Other\nrules:\n  - {from: \"2\", to: given}\n")},
+		"tables/sex.yaml":           {Data: []byte("table: sex\nmap: {F: female}\n")},
+		"tables/unused.yaml":        {Data: []byte("table: unused\nmap: {F: female}\n")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"datatypes/XPN-Other.yaml:1: data-type map XPN-Other is used by nothing",
+		"segments/ZPI-Patient.yaml:1: segment map ZPI-Patient is used by nothing",
+		"tables/unused.yaml:1: table unused is used by nothing",
+	}
+	if got := set.Unused(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Unused:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

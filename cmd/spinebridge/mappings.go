@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -39,7 +40,9 @@ every target element, type and cardinality against the FHIR R4 model, compiles
 every expression, and checks every map, table and resource a file names. Every
 problem is printed as file:line: message, and the exit status is 1 when there
 is one. Otherwise each file of DIR is listed as replacing an embedded file or
-as new.`,
+as new, and a map or table of DIR that nothing names (a segment map no message
+structure lists, a data-type map no rule maps with, a table no rule reads) is a
+warning: it loads, but changes no bundle.`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(cmd, nil)
@@ -56,6 +59,14 @@ as new.`,
 				return exitError{1}
 			}
 			out := cmd.OutOrStdout()
+			// Maps and tables nothing names load but change no bundle: most
+			// often a new segment map no message structure lists yet. Those
+			// of the embedded set an override stopped using are its choice.
+			for _, u := range set.Unused() {
+				if dir == "" || strings.HasPrefix(u, path.Join(dir, "")+"/") {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", u)
+				}
+			}
 			if dir == "" {
 				fmt.Fprintf(out, "ok: the embedded set, %s\n", plural(len(set.Structures()), "message structure"))
 				return nil

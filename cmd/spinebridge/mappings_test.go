@@ -34,7 +34,9 @@ func TestMappingsLint(t *testing.T) {
 	})
 	code, out, errOut := runCLI(t, "", "mappings", "lint", good)
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if code != 0 || errOut != "" || len(lines) != 3 ||
+	// No message structure lists the ZPI map yet.
+	unused := "warning: " + filepath.Join(good, "segments/ZPI-Patient.yaml") + ":1: segment map ZPI-Patient is used by nothing\n"
+	if code != 0 || errOut != unused || len(lines) != 3 ||
 		!strings.HasPrefix(lines[0], "segments/PID-Patient.yaml ") || !strings.HasSuffix(lines[0], " replaces the embedded file") ||
 		!strings.HasPrefix(lines[1], "segments/ZPI-Patient.yaml ") || !strings.HasSuffix(lines[1], " new") ||
 		!strings.HasPrefix(lines[2], "ok: 2 files over the embedded set, ") {
