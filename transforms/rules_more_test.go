@@ -402,3 +402,37 @@ func TestOBRSpecimenOfItsOwnResults(t *testing.T) {
 		}
 	}
 }
+
+// PID-16, OBX-8 and MSH-11 go through the IG's concept maps: each code in the
+// target system with the target's display, a local code kept as sent.
+func TestConceptMappedCodes(t *testing.T) {
+	checkRules(t, message("ADT^A01", "PID|1||123^^^X^MR||DOE^JO|||||||||||S^Single^HL70002"), []want{
+		{"Patient", "maritalStatus.coding.system", []string{"http://terminology.hl7.org/CodeSystem/v3-MaritalStatus"}},
+		{"Patient", "maritalStatus.coding.code", []string{"S"}},
+		{"Patient", "maritalStatus.coding.display", []string{"Never Married"}},
+		{"MessageHeader", "meta.tag.system", []string{"http://terminology.hl7.org/CodeSystem/v2-0103"}},
+		{"MessageHeader", "meta.tag.code", []string{"P"}},
+		{"MessageHeader", "meta.tag.display", []string{"Production"}},
+	})
+	checkRules(t, message("ADT^A01", "PID|1||123^^^X^MR||DOE^JO|||||||||||T"), []want{
+		{"Patient", "maritalStatus.coding.system", []string{"http://terminology.hl7.org/CodeSystem/v3-NullFlavor"}},
+		{"Patient", "maritalStatus.coding.code", []string{"NAVU"}},
+	})
+	checkRules(t, message("ADT^A01", "PID|1||123^^^X^MR||DOE^JO|||||||||||2^Married^L"), []want{
+		{"Patient", "maritalStatus.coding.system", nil},
+		{"Patient", "maritalStatus.coding.code", []string{"2"}},
+		{"Patient", "maritalStatus.coding.display", []string{"Married"}},
+	})
+	raw := []byte(strings.Join([]string{
+		"MSH|^~\\&|APP|FAC|RAPP|RFAC|20260101120000||ORU^R01|MSG1|T^I|2.5.1",
+		"PID|1||123^^^X^MR||DOE^JO",
+		"OBR|1|PL-1||2951-2^Sodium^LN",
+		"OBX|1|NM|2951-2^Sodium^LN||150|mmol/L||HH^Panic high^HL70078|||F",
+	}, "\r"))
+	checkRules(t, raw, []want{
+		{"Observation", "interpretation.coding.code", []string{"HH"}},
+		{"Observation", "interpretation.coding.display", []string{"Critical high"}},
+		{"MessageHeader", "meta.tag.code", []string{"T", "I"}},
+		{"MessageHeader", "meta.tag.system", []string{"http://terminology.hl7.org/CodeSystem/v2-0103", "http://terminology.hl7.org/CodeSystem/v2-0207"}},
+	})
+}
