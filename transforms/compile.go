@@ -297,7 +297,7 @@ func Load(layers ...Layer) (*Set, error) {
 		c.compileSegmentMap(s)
 	}
 	set := &Set{structures: map[string]*structure{}}
-	for _, s := range sp.structures {
+	for _, s := range c.extend(sp.structures) {
 		st := c.compileStructure(s)
 		if st == nil {
 			continue
@@ -861,6 +861,37 @@ func (c *compiler) compileExpr(pos, src string, boolean, inDatatype bool) *progr
 		prog.get = get
 	}
 	return prog
+}
+
+// extend adds the entries of each structure file that extends another to the
+// end of that structure's, in file order, and returns the structures left. A
+// team's segment map for a local Z-segment then needs one small file, not a
+// copy of the whole structure it joins.
+func (c *compiler) extend(specs []*structureSpec) []*structureSpec {
+	byName := map[string]*structureSpec{}
+	var out []*structureSpec
+	for _, s := range specs {
+		if s.Extends == "" {
+			byName[s.Structure] = s
+			out = append(out, s)
+		}
+	}
+	for _, s := range specs {
+		if s.Extends == "" {
+			continue
+		}
+		if s.Structure != "" || len(s.Messages) > 0 {
+			c.errorf(s.pos, "a file that extends a structure names no structure or messages of its own")
+		}
+		base, ok := byName[s.Extends]
+		if !ok {
+			c.errorf(s.pos, "extends: no structure %q (have: %s)", s.Extends, strings.Join(sortedKeys(byName), ", "))
+			continue
+		}
+		// A copy, so that the base file's own list is never shared.
+		base.Resources = append(slices.Clip(base.Resources), s.Resources...)
+	}
+	return out
 }
 
 func (c *compiler) compileStructure(s *structureSpec) *structure {

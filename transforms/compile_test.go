@@ -575,3 +575,48 @@ func TestUnused(t *testing.T) {
 		t.Errorf("Unused:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestExtends adds a segment map for a local Z-segment to a structure with a
+// file of its own, without copying the structure.
+func TestExtends(t *testing.T) {
+	base := fstest.MapFS{
+		"messages/adt.yaml":         {Data: []byte("structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient, name: patient}\n")},
+		"segments/PID-Patient.yaml": {Data: []byte("segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthDate}\n")},
+	}
+	local := fstest.MapFS{
+		"messages/adt-local.yaml":   {Data: []byte("extends: ADT\nresources:\n  - {map: ZPI-Patient, into: patient}\n")},
+		"segments/ZPI-Patient.yaml": {Data: []byte("segment: ZPI\nresource: Patient\nrules:\n  - {from: \"2\", to: gender}\n")},
+	}
+	set, err := Load(Layer{FS: base}, Layer{FS: local})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := set.Unused(); len(u) != 0 {
+		t.Errorf("unused: %v", u)
+	}
+	m, err := hl7v2.Parse([]byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||||DOE||19800101\rZPI|1|female\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := set.NewConverter(Options{Bundle: Collection}).Convert(nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `"birthDate":"1980-01-01","gender":"female"`) {
+		t.Errorf("the extension's ZPI is not on the structure's patient: %s", out)
+	}
+	if s := set.Structures(); !slices.Equal(s, []string{"ADT"}) {
+		t.Errorf("structures %v, want the one extended", s)
+	}
+
+	for _, tc := range []struct{ file, want string }{
+		{"extends: ADX\nresources:\n  - {map: ZPI-Patient, into: patient}\n", `messages/z.yaml:1: extends: no structure "ADX" (have: ADT)`},
+		{"extends: ADT\nstructure: ZZZ\nresources:\n  - {map: ZPI-Patient, into: patient}\n", "messages/z.yaml:1: a file that extends a structure names no structure or messages of its own"},
+		{"extends: ADT\nresources:\n  - {map: ZPI-Patinet, into: patient}\n", `messages/z.yaml:3: no segment map "ZPI-Patinet"`},
+	} {
+		bad := fstest.MapFS{"messages/z.yaml": {Data: []byte(tc.file)}, "segments/ZPI-Patient.yaml": local["segments/ZPI-Patient.yaml"]}
+		if _, err := Load(Layer{FS: base}, Layer{FS: bad}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("load of\n%s: %v, want %s", tc.file, err, tc.want)
+		}
+	}
+}

@@ -87,6 +87,7 @@ type tableSpec struct {
 // resources for a message structure, and how they refer to each other.
 type structureSpec struct {
 	Structure string      `yaml:"structure"`
+	Extends   string      `yaml:"extends"` // a structure this file adds its entries to, after that structure's own
 	Messages  []string    `yaml:"messages"`
 	IG        string      `yaml:"ig"`
 	Resources []entrySpec `yaml:"-"`

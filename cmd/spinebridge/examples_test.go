@@ -33,3 +33,20 @@ func TestDefaultRoutesLint(t *testing.T) {
 		t.Errorf("exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+// The example mapping overlay lints without warnings, and its routes' test
+// cases pass with it and fail without it: they test the mappings.
+func TestExampleMappings(t *testing.T) {
+	dir := filepath.Join("..", "..", "examples", "mappings", "z-segment")
+	maps, tests := filepath.Join(dir, "mappings"), filepath.Join(dir, "routes")
+	if code, out, errOut := runCLI(t, "", "mappings", "lint", maps); code != 0 || errOut != "" || !strings.Contains(out, "ok: 2 files over the embedded set") {
+		t.Errorf("mappings lint: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI(t, "", "routes", "test", tests); code != 1 || !strings.Contains(out, `missing Patient.name.given = "NELL"`) {
+		t.Errorf("routes test without the mappings: exit %d, want a failure\n%s%s", code, out, errOut)
+	}
+	t.Setenv("SPINEBRIDGE_FHIR_MAPPINGS", maps)
+	if code, out, errOut := runCLI(t, "", "routes", "test", tests); code != 0 || !strings.Contains(out, "1 case passed") {
+		t.Errorf("routes test with the mappings: exit %d\n%s%s", code, out, errOut)
+	}
+}
