@@ -2,7 +2,6 @@ package routes
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,8 +31,7 @@ type Mappings struct {
 	// per structure of the first set.
 	ts map[string]*MappingTransformer
 
-	reloads *prometheus.CounterVec
-	lastOK  prometheus.Gauge
+	stats *reloadStats
 }
 
 // NewMappings loads the embedded set overlaid with dir ("" for none) and
@@ -53,18 +51,12 @@ func NewMappings(dir string, opts transforms.Options, log *slog.Logger) (*Mappin
 		opts: opts,
 		log:  log,
 		ts:   mappingTransformers(set, opts),
-		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spinebridge_mappings_reloads_total",
-			Help: "Reloads of the mapping set, by result (ok: the new set is in force; error: the old one stays).",
-		}, []string{"result"}),
-		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "spinebridge_mappings_last_reload_successful",
-			Help: "1 when the last attempt to load the mapping set succeeded, 0 when the set in force is older than the files.",
-		}),
+		stats: newReloadStats("mappings: ", "the set in force",
+			"spinebridge_mappings_reloads_total",
+			"Reloads of the mapping set, by result (ok: the new set is in force; error: the old one stays).",
+			"spinebridge_mappings_last_reload_successful",
+			"1 when the last attempt to load the mapping set succeeded, 0 when the set in force is older than the files."),
 	}
-	m.reloads.WithLabelValues("ok")
-	m.reloads.WithLabelValues("error")
-	m.lastOK.Set(1)
 	return m, nil
 }
 
@@ -84,7 +76,7 @@ func (m *Mappings) Transformers() map[string]Transformer {
 
 // Collectors returns the reload metrics, for the caller to register.
 func (m *Mappings) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.reloads, m.lastOK}
+	return m.stats.collectors()
 }
 
 // Reload loads the set again. On success every transform converts with the
@@ -101,23 +93,13 @@ func (m *Mappings) Reload() error {
 		err = m.keepsStructures(next)
 	}
 	if err != nil {
-		m.reloads.WithLabelValues("error").Inc()
-		m.lastOK.Set(0)
-		var list interface{ Unwrap() []error }
-		if errors.As(err, &list) {
-			for _, e := range list.Unwrap() {
-				m.log.Error("mappings: reload failed; the set in force stays", "err", e)
-			}
-		} else {
-			m.log.Error("mappings: reload failed; the set in force stays", "err", err)
-		}
+		m.stats.failed(err, m.log)
 		return err
 	}
 	for _, t := range m.ts {
 		t.use(next, m.opts)
 	}
-	m.reloads.WithLabelValues("ok").Inc()
-	m.lastOK.Set(1)
+	m.stats.ok()
 	m.log.Info("mappings: reloaded", "dir", m.dir, "structures", len(next.Structures()))
 	return nil
 }

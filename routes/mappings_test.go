@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/spinebridge/spinebridge/fixtures"
 	"github.com/spinebridge/spinebridge/transforms"
 )
@@ -69,35 +67,6 @@ func patientOf(t *testing.T, m *Mappings, name string) string {
 	return string(out[i : i+end])
 }
 
-// mappingMetric reads a Mappings metric by name and result label ("" for the
-// gauge), through a registry as /metrics would.
-func mappingMetric(t *testing.T, m *Mappings, name, result string) float64 {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(m.Collectors()...)
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, mt := range f.GetMetric() {
-			if result == "" {
-				return mt.GetGauge().GetValue()
-			}
-			for _, l := range mt.GetLabel() {
-				if l.GetName() == "result" && l.GetValue() == result {
-					return mt.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no metric %s{result=%q}", name, result)
-	return 0
-}
-
 func TestMappingsReload(t *testing.T) {
 	dir := t.TempDir()
 	writeMappings(t, dir, map[string]string{"segments/PID-Patient.yaml": pidGenderOnly})
@@ -122,8 +91,8 @@ func TestMappingsReload(t *testing.T) {
 	if p := patientOf(t, m, "fhir"); strings.Contains(p, "birth") {
 		t.Errorf("a failed reload changed the set: %s", p)
 	}
-	if bad, last := mappingMetric(t, m, "spinebridge_mappings_reloads_total", "error"),
-		mappingMetric(t, m, "spinebridge_mappings_last_reload_successful", ""); bad != 1 || last != 0 {
+	if bad, last := metric(t, m.Collectors(), "spinebridge_mappings_reloads_total", "error"),
+		metric(t, m.Collectors(), "spinebridge_mappings_last_reload_successful", ""); bad != 1 || last != 0 {
 		t.Errorf("after a failed reload: errors %v, last successful %v; want 1, 0", bad, last)
 	}
 
@@ -137,8 +106,8 @@ func TestMappingsReload(t *testing.T) {
 			t.Errorf("%s after the reload: %s, want the birth date", name, p)
 		}
 	}
-	if ok, last := mappingMetric(t, m, "spinebridge_mappings_reloads_total", "ok"),
-		mappingMetric(t, m, "spinebridge_mappings_last_reload_successful", ""); ok != 1 || last != 1 {
+	if ok, last := metric(t, m.Collectors(), "spinebridge_mappings_reloads_total", "ok"),
+		metric(t, m.Collectors(), "spinebridge_mappings_last_reload_successful", ""); ok != 1 || last != 1 {
 		t.Errorf("after a reload: ok %v, last successful %v; want 1, 1", ok, last)
 	}
 }

@@ -2,7 +2,6 @@ package routes
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,8 +31,7 @@ type Reloader struct {
 	cur   atomic.Pointer[Table]
 	mu    sync.Mutex // one reload at a time, so tables are swapped in load order
 
-	reloads *prometheus.CounterVec
-	lastOK  prometheus.Gauge
+	stats *reloadStats
 }
 
 // NewReloader loads the table from paths (as LoadTable does) and returns a
@@ -51,18 +49,12 @@ func NewReloader(paths []string, opts TableOptions, log *slog.Logger) (*Reloader
 		paths: slices.Clone(paths),
 		opts:  opts,
 		log:   log,
-		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spinebridge_routes_reloads_total",
-			Help: "Reloads of the routing table, by result (ok: the new table is in force; error: the old one stays).",
-		}, []string{"result"}),
-		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "spinebridge_routes_config_last_reload_successful",
-			Help: "1 when the last attempt to load the routing table succeeded, 0 when the table in force is older than the files.",
-		}),
+		stats: newReloadStats("routes: ", "the table in force",
+			"spinebridge_routes_reloads_total",
+			"Reloads of the routing table, by result (ok: the new table is in force; error: the old one stays).",
+			"spinebridge_routes_config_last_reload_successful",
+			"1 when the last attempt to load the routing table succeeded, 0 when the table in force is older than the files."),
 	}
-	r.reloads.WithLabelValues("ok")
-	r.reloads.WithLabelValues("error")
-	r.lastOK.Set(1)
 	r.cur.Store(t)
 	return r, nil
 }
@@ -72,7 +64,7 @@ func (r *Reloader) Current() *Table { return r.cur.Load() }
 
 // Collectors returns the reloader's metrics, for the caller to register.
 func (r *Reloader) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{r.reloads, r.lastOK}
+	return r.stats.collectors()
 }
 
 // Reload loads the table again. On success the new table is put in force and
@@ -83,21 +75,11 @@ func (r *Reloader) Reload() error {
 	defer r.mu.Unlock()
 	next, err := LoadTable(r.paths, r.opts)
 	if err != nil {
-		r.reloads.WithLabelValues("error").Inc()
-		r.lastOK.Set(0)
-		var list interface{ Unwrap() []error }
-		if errors.As(err, &list) {
-			for _, e := range list.Unwrap() {
-				r.log.Error("routes: reload failed; the table in force stays", "err", e)
-			}
-		} else {
-			r.log.Error("routes: reload failed; the table in force stays", "err", err)
-		}
+		r.stats.failed(err, r.log)
 		return err
 	}
 	old := r.cur.Swap(next)
-	r.reloads.WithLabelValues("ok").Inc()
-	r.lastOK.Set(1)
+	r.stats.ok()
 	r.log.Info("routes: reloaded", "routes", len(next.Routes), "destinations", len(next.Destinations), "files", len(next.Files))
 	if r.OnSwap != nil {
 		r.OnSwap(old, next)

@@ -21,12 +21,12 @@ const (
 	twoRoutes   = "routes:\n  - {name: a, when: 'msg.Type == \"ADT\"', to: [pds]}\n  - {name: b, when: 'true', to: [pds]}\n"
 )
 
-// metric returns the value of a reloader metric by name and result label ("" for
+// metric returns the value of a reload metric by name and result label ("" for
 // the gauge), read through a registry as /metrics would.
-func metric(t *testing.T, r *Reloader, name, result string) float64 {
+func metric(t *testing.T, collectors []prometheus.Collector, name, result string) float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(r.Collectors()...)
+	reg.MustRegister(collectors...)
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -98,8 +98,8 @@ func TestReloadSwaps(t *testing.T) {
 	if old.Destinations["pds"].(*fakeDest).closed.Load() {
 		t.Error("Reload closed the old table's destinations; that is OnSwap's caller's job, once deliveries drain")
 	}
-	if ok, bad, last := metric(t, r, "spinebridge_routes_reloads_total", "ok"), metric(t, r, "spinebridge_routes_reloads_total", "error"),
-		metric(t, r, "spinebridge_routes_config_last_reload_successful", ""); ok != 1 || bad != 0 || last != 1 {
+	if ok, bad, last := metric(t, r.Collectors(), "spinebridge_routes_reloads_total", "ok"), metric(t, r.Collectors(), "spinebridge_routes_reloads_total", "error"),
+		metric(t, r.Collectors(), "spinebridge_routes_config_last_reload_successful", ""); ok != 1 || bad != 0 || last != 1 {
 		t.Errorf("reloads ok %v, error %v, last successful %v; want 1, 0, 1", ok, bad, last)
 	}
 	next.Close()
@@ -130,10 +130,10 @@ func TestReloadKeepsTableOnError(t *testing.T) {
 	if old.Destinations["pds"].(*fakeDest).closed.Load() {
 		t.Error("a failed reload closed the table in force")
 	}
-	if n := metric(t, r, "spinebridge_routes_reloads_total", "error"); n != 1 {
+	if n := metric(t, r.Collectors(), "spinebridge_routes_reloads_total", "error"); n != 1 {
 		t.Errorf("error reloads %v, want 1", n)
 	}
-	if last := metric(t, r, "spinebridge_routes_config_last_reload_successful", ""); last != 0 {
+	if last := metric(t, r.Collectors(), "spinebridge_routes_config_last_reload_successful", ""); last != 0 {
 		t.Errorf("last reload successful = %v, want 0", last)
 	}
 	for _, want := range []string{filepath.Join(dir, "r.yaml") + ":2:26", filepath.Join(dir, "r.yaml") + ":3:34"} {

@@ -2,6 +2,7 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // reloadDelay is how long the files must be quiet before a change is loaded:
@@ -106,3 +108,51 @@ func watchDir(w *fsnotify.Watcher, dir string, deep bool) error {
 
 // hidden reports whether the file or directory name is hidden (a dot file).
 func hidden(name string) bool { return strings.HasPrefix(filepath.Base(name), ".") }
+
+// reloadStats counts the reloads of something loaded from files (the routing
+// table, the mapping set) and logs their failures.
+type reloadStats struct {
+	what    string // "routes: ", "mappings: ": log lines' prefix
+	kept    string // what stays in force after a failure, for the log
+	reloads *prometheus.CounterVec
+	lastOK  prometheus.Gauge
+}
+
+// newReloadStats returns the counter name{result} and the gauge lastOK, with
+// their help texts, both outcomes at zero and the gauge at 1.
+func newReloadStats(what, kept, name, help, lastOK, lastOKHelp string) *reloadStats {
+	s := &reloadStats{
+		what:    what,
+		kept:    kept,
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"result"}),
+		lastOK:  prometheus.NewGauge(prometheus.GaugeOpts{Name: lastOK, Help: lastOKHelp}),
+	}
+	s.reloads.WithLabelValues("ok")
+	s.reloads.WithLabelValues("error")
+	s.lastOK.Set(1)
+	return s
+}
+
+func (s *reloadStats) collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.reloads, s.lastOK}
+}
+
+func (s *reloadStats) ok() {
+	s.reloads.WithLabelValues("ok").Inc()
+	s.lastOK.Set(1)
+}
+
+// failed counts a failed reload and logs each of its errors on a line of its
+// own, so that each file:line is found by its own search.
+func (s *reloadStats) failed(err error, log *slog.Logger) {
+	s.reloads.WithLabelValues("error").Inc()
+	s.lastOK.Set(0)
+	errs := []error{err}
+	var list interface{ Unwrap() []error }
+	if errors.As(err, &list) {
+		errs = list.Unwrap()
+	}
+	for _, e := range errs {
+		log.Error(s.what+"reload failed; "+s.kept+" stays", "err", e)
+	}
+}
