@@ -60,9 +60,6 @@ func NewMappings(dir string, opts transforms.Options, log *slog.Logger) (*Mappin
 	return m, nil
 }
 
-// Dir is the directory of mapping files overlaid on the embedded set, or "".
-func (m *Mappings) Dir() string { return m.dir }
-
 // Transformers returns the transforms a routes file may name: "fhir", which
 // picks the structure from each message's MSH-9, and one per structure in
 // lower case ("adt", "oru_r01"). They convert with the set in force.
