@@ -143,12 +143,5 @@ func (m *Mappings) Run(ctx context.Context) error {
 // mapping set: a mapping file, or a directory (one removed or renamed can no
 // longer be told from a file, so a name without an extension counts).
 func concernsMappings(name string) bool {
-	if hidden(name) {
-		return false
-	}
-	switch filepath.Ext(name) {
-	case ".yaml", ".yml", "":
-		return true
-	}
-	return false
+	return !hidden(name) && (transforms.IsMappingFile(name) || filepath.Ext(name) == "")
 }

@@ -126,6 +126,12 @@ type specs struct {
 	structures []*structureSpec
 }
 
+// IsMappingFile reports whether a file at path is read as a mapping file: a
+// .yaml or .yml file.
+func IsMappingFile(path string) bool {
+	return strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")
+}
+
 // readSpecs reads every .yaml file of the layers. A file in a later layer
 // replaces the file at the same path in an earlier one, so a directory of
 // overrides can change one embedded map and add others. The directory a file
@@ -141,7 +147,7 @@ func readSpecs(layers []Layer) (*specs, []error) {
 			if err != nil {
 				return err
 			}
-			if d.IsDir() || !(strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+			if d.IsDir() || !IsMappingFile(p) {
 				return nil
 			}
 			b, err := fs.ReadFile(fsys, p)

@@ -91,7 +91,7 @@ type overlayFile struct{ path, what string }
 func overlayFiles(dir string) ([]overlayFile, error) {
 	var files []overlayFile
 	err := fs.WalkDir(os.DirFS(dir), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !(strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+		if err != nil || d.IsDir() || !transforms.IsMappingFile(p) {
 			return err
 		}
 		what := "new"
