@@ -102,8 +102,9 @@ func (t *tree) lastItem(arr int32) int32 { return t.nodes[arr].last }
 // (see choiceOpen).
 func (t *tree) walkTo(obj int32, steps []step, kind nodeKind) int32 {
 	last := len(steps) - 1
-	for i, s := range steps {
-		if s.others != nil && !t.choiceOpen(obj, &s) {
+	for i := range steps {
+		s := &steps[i]
+		if s.others != nil && !t.choiceOpen(obj, s) {
 			return none
 		}
 		k := kindObject
@@ -116,7 +117,7 @@ func (t *tree) walkTo(obj int32, steps []step, kind nodeKind) int32 {
 				return none
 			}
 			if s.prefer {
-				t.preferTo(obj, &s, n)
+				t.preferTo(obj, s, n)
 			}
 			obj = n
 			continue
