@@ -141,7 +141,12 @@ func (m *Mappings) Run(ctx context.Context) error {
 
 // concernsMappings reports whether a change to the file name can change the
 // mapping set: a mapping file, or a directory (one removed or renamed can no
-// longer be told from a file, so a name without an extension counts).
+// longer be told from a file, so a name without an extension counts), or a
+// Kubernetes ConfigMap volume's ..data link, which its updates swap to a new
+// copy of every file at once.
 func concernsMappings(name string) bool {
+	if filepath.Base(name) == "..data" {
+		return true
+	}
 	return !hidden(name) && (transforms.IsMappingFile(name) || filepath.Ext(name) == "")
 }

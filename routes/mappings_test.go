@@ -173,8 +173,63 @@ func TestMappingsRunReloadsOnChange(t *testing.T) {
 	}
 }
 
+// TestMappingsRunFollowsAConfigMapUpdate: a Kubernetes ConfigMap volume is
+// updated by writing every file into a new hidden directory and swapping the
+// ..data link to it; the files' own names never change. The swap reloads.
+func TestMappingsRunFollowsAConfigMapUpdate(t *testing.T) {
+	dir := t.TempDir()
+	configMapUpdate(t, dir, 0, pidGenderOnly)
+	if err := os.Symlink("..data/segments", filepath.Join(dir, "segments")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMappings(dir, transforms.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := patientOf(t, m, "fhir"); strings.Contains(p, `"identifier"`) {
+		t.Fatalf("the volume's override is not in force at start: %s", p)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	// Run may not be watching yet when the first update lands, so update
+	// again until the reload is seen.
+	deadline := time.Now().Add(30 * time.Second)
+	for gen := 1; !strings.Contains(patientOf(t, m, "fhir"), `"birthDate"`); gen++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no reload after 30 s of ConfigMap updates")
+		}
+		configMapUpdate(t, dir, gen, fmt.Sprintf("# update %d\n%s", gen, pidWithBirth))
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// configMapUpdate does what the kubelet does to a ConfigMap volume in dir:
+// the files of generation gen (here one PID map) go into a new hidden
+// directory, and a new ..data link is renamed over the old one.
+func configMapUpdate(t *testing.T, dir string, gen int, pid string) {
+	t.Helper()
+	name := fmt.Sprintf("..2026_11_22_10_00_%02d.%d", gen, 100+gen)
+	writeMappings(t, filepath.Join(dir, name), map[string]string{"segments/PID-Patient.yaml": pid})
+	tmp := filepath.Join(dir, "..data_tmp")
+	if err := os.Symlink(name, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestConcernsMappings(t *testing.T) {
 	for name, want := range map[string]bool{
+		"/m/..data":                           true,
+		"/m/..data_tmp":                       false,
 		"/m/segments/PID-Patient.yaml":        true,
 		"/m/tables/sex.yml":                   true,
 		"/m/segments":                         true,

@@ -87,24 +87,45 @@ func watchFiles(ctx context.Context, s watchSpec, log *slog.Logger) error {
 }
 
 // watchDir adds dir to w, and with deep every directory below it that is not
-// hidden.
+// hidden, through directory links as transforms.MappingFiles reads them.
 func watchDir(w *fsnotify.Watcher, dir string, deep bool) error {
 	if !deep {
 		return w.Add(dir)
 	}
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
+	return watchTree(w, dir, 0)
+}
+
+func watchTree(w *fsnotify.Watcher, dir string, links int) error {
+	// A link named as the root is walked as the directory it names.
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return err
+	}
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
 			return err
-		}
-		if !d.IsDir() {
+		case p != root && hidden(p):
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
 			return nil
+		case d.Type()&fs.ModeSymlink != 0:
+			if info, err := os.Stat(p); err == nil && info.IsDir() && links < maxWatchLinks {
+				return watchTree(w, p, links+1)
+			}
+			return nil
+		case d.IsDir():
+			return w.Add(p)
 		}
-		if p != dir && hidden(p) {
-			return filepath.SkipDir
-		}
-		return w.Add(p)
+		return nil
 	})
 }
+
+// maxWatchLinks bounds how many directory links deep watchDir follows: a link
+// loop is the loader's error to report (transforms.MappingFiles), not a reason
+// to stop watching.
+const maxWatchLinks = 8
 
 // hidden reports whether the file or directory name is hidden (a dot file).
 func hidden(name string) bool { return strings.HasPrefix(filepath.Base(name), ".") }

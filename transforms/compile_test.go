@@ -3,6 +3,8 @@ package transforms
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -618,5 +620,55 @@ func TestExtends(t *testing.T) {
 		if _, err := Load(Layer{FS: base}, Layer{FS: bad}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("load of\n%s: %v, want %s", tc.file, err, tc.want)
 		}
+	}
+}
+
+// TestDefaultReadsAMountedConfigMap: a Kubernetes ConfigMap volume holds its
+// files in a hidden ..<timestamp> directory, reached through the ..data link
+// and one link per top-level name (segments -> ..data/segments). The set
+// loads through the links, once, and a dangling editor lock (.#name) is not a
+// mapping file.
+func TestDefaultReadsAMountedConfigMap(t *testing.T) {
+	dir := t.TempDir()
+	gen := filepath.Join(dir, "..2026_11_22_10_00_00.123456789")
+	if err := os.MkdirAll(filepath.Join(gen, "segments"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pid := "segment: PID\nresource: Patient\nrules:\n  - {from: \"7\", to: birthDate}\n"
+	if err := os.WriteFile(filepath.Join(gen, "segments", "PID-Patient.yaml"), []byte(pid), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range [][2]string{
+		{"..data", filepath.Base(gen)},
+		{"segments", "..data/segments"},
+		{"segments/.#PID-Patient.yaml", "root@host.4242:1763800000"},
+	} {
+		if err := os.Symlink(l[1], filepath.Join(dir, l[0])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set, err := Default(dir)
+	if err != nil {
+		t.Fatalf("a ConfigMap volume does not load: %v", err)
+	}
+	b, _, _ := convertWith(t, set, message("ADT^A01", "PID|1||123^^^H^MR||DOE^JANE||19580314|F"), Options{})
+	p := b.one(t, "Patient")
+	if p["birthDate"] != "1958-03-14" || p["name"] != nil {
+		t.Errorf("Patient %v: want the override in force (birthDate only)", p)
+	}
+}
+
+// TestMappingFilesStopsAtALinkLoop: a directory link back up the tree is an
+// error naming it, not an endless walk.
+func TestMappingFilesStopsAtALinkLoop(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "segments"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("..", filepath.Join(dir, "segments", "up")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := MappingFiles(os.DirFS(dir)); err == nil || !strings.Contains(err.Error(), "link loop") {
+		t.Errorf("MappingFiles = %v, want a link loop error", err)
 	}
 }

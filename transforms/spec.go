@@ -132,6 +132,56 @@ func IsMappingFile(path string) bool {
 	return strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")
 }
 
+// MappingFiles lists the mapping files of fsys (see IsMappingFile), in
+// lexical order. Hidden files and directories are passed over: an editor's
+// lock file (.#PID-Patient.yaml, often a dangling link) is not a mapping, and
+// a Kubernetes ConfigMap volume keeps its files in a hidden ..<timestamp>
+// directory, reached through a link per top-level name (segments ->
+// ..data/segments), which are followed, so that each file is read once and
+// under the name the volume gives it.
+func MappingFiles(fsys fs.FS) ([]string, error) {
+	var files []string
+	var walk func(root string, links int) error
+	walk = func(root string, links int) error {
+		return fs.WalkDir(fsys, root, func(p string, d fs.DirEntry, err error) error {
+			switch {
+			case err != nil:
+				return err
+			case p != root && strings.HasPrefix(d.Name(), "."):
+				if d.IsDir() {
+					return fs.SkipDir
+				}
+				return nil
+			case d.Type()&fs.ModeSymlink != 0:
+				info, err := fs.Stat(fsys, p)
+				if err != nil {
+					return err
+				}
+				if info.IsDir() {
+					if links == maxLinks {
+						return fmt.Errorf("%s: more than %d directory links deep (a link loop?)", p, maxLinks)
+					}
+					return walk(p, links+1)
+				}
+			case d.IsDir():
+				return nil
+			}
+			if IsMappingFile(p) {
+				files = append(files, p)
+			}
+			return nil
+		})
+	}
+	if err := walk(".", 0); err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// maxLinks bounds how many directory links deep MappingFiles follows.
+const maxLinks = 8
+
 // readSpecs reads every .yaml file of the layers. A file in a later layer
 // replaces the file at the same path in an earlier one, so a directory of
 // overrides can change one embedded map and add others. The directory a file
@@ -142,23 +192,16 @@ func readSpecs(layers []Layer) (*specs, []error) {
 	contents := map[string][]byte{}
 	origin := map[string]int{}
 	for li, layer := range layers {
-		fsys := layer.FS
-		err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() || !IsMappingFile(p) {
-				return nil
-			}
-			b, err := fs.ReadFile(fsys, p)
-			if err != nil {
-				return err
-			}
-			contents[p], origin[p] = b, li
-			return nil
-		})
+		names, err := MappingFiles(layer.FS)
 		if err != nil {
 			return nil, []error{err}
+		}
+		for _, p := range names {
+			b, err := fs.ReadFile(layer.FS, p)
+			if err != nil {
+				return nil, []error{err}
+			}
+			contents[p], origin[p] = b, li
 		}
 	}
 	files := make([]string, 0, len(contents))

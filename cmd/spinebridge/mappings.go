@@ -89,17 +89,17 @@ warning: it loads, but changes no bundle.`,
 type overlayFile struct{ path, what string }
 
 func overlayFiles(dir string) ([]overlayFile, error) {
-	var files []overlayFile
-	err := fs.WalkDir(os.DirFS(dir), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !transforms.IsMappingFile(p) {
-			return err
-		}
+	names, err := transforms.MappingFiles(os.DirFS(dir))
+	if err != nil {
+		return nil, err
+	}
+	files := make([]overlayFile, 0, len(names))
+	for _, p := range names {
 		what := "new"
 		if _, err := fs.Stat(mappings.Files, p); err == nil {
 			what = "replaces the embedded file"
 		}
 		files = append(files, overlayFile{p, what})
-		return nil
-	})
-	return files, err
+	}
+	return files, nil
 }
