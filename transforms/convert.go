@@ -121,6 +121,7 @@ type Converter struct {
 	hbuf       []byte            // scratch for hashString
 	mapped     []byte            // scratch for a table's code
 	computed   []byte            // scratch for an expression's result
+	exprIssue  string            // a value an expression's function could not read (see AddMinutes)
 	binary     []byte            // scratch for base64 and hex data decoded to check it
 	strs       []byte            // this message's expression strings (see keep)
 	langs      map[string]string // Language's answers, by code

@@ -2,8 +2,11 @@ package transforms
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/text/language"
@@ -25,6 +28,10 @@ import (
 //	             least (its first component: a TS's degree of precision is
 //	             not part of it), which an instant element needs
 //	Segment      the id of the current segment, e.g. "OBX"
+//	AddMinutes(dtm, n) the date/time n minutes after dtm (a DTM, precise to
+//	             the minute at least: "" otherwise), as a DTM with its offset,
+//	             read in the configured zone when dtm has none; n not a number
+//	             of minutes is reported as an issue and gives ""
 //	Language(s)  the BCP-47 tag for a language code as senders write it
 //	             (ISO 639-1, 639-2/B or /T, or a BCP-47 tag, in any case):
 //	             "ara" gives "ar", "ENG" gives "en", "en_GB" gives "en-GB";
@@ -82,6 +89,32 @@ func (e *exprEnv) Language(code string) string {
 	e.c.langs[strings.Clone(code)] = bcp47
 	return bcp47
 }
+
+// AddMinutes returns the DTM minutes after dtm, with an explicit offset: a
+// procedure's end is its start (PR1-5) plus its length (PR1-7). The sum is
+// taken in absolute time, so that a procedure across a change of clocks ends
+// at the right hour, and carries the offset in force at its end.
+func (e *exprEnv) AddMinutes(dtm, minutes string) string {
+	d, err := parseDTM(trimSpace([]byte(dtm)))
+	if err != nil || !d.instant() {
+		return "" // no start to add to; a malformed one is its own rule's issue
+	}
+	n, err := strconv.ParseFloat(strings.TrimSpace(minutes), 64)
+	if err != nil || n < 0 || n > maxMinutes || math.IsNaN(n) {
+		e.c.exprIssue = quoteShort([]byte(minutes)) + " left out: not a number of minutes"
+		return ""
+	}
+	zone := e.c.opts.Zone
+	if d.hasOffset {
+		zone = time.FixedZone("", d.offset)
+	}
+	start := time.Date(d.year, time.Month(d.month), d.day, d.hour, d.min, d.sec, 0, zone)
+	end := start.Add(time.Duration(n * float64(time.Minute)))
+	return end.Format("20060102150405-0700")
+}
+
+// maxMinutes bounds AddMinutes' n: a year of minutes is no procedure's length.
+const maxMinutes = 366 * 24 * 60
 
 // maxLanguages bounds a converter's cache of Language's answers.
 const maxLanguages = 256
@@ -196,10 +229,14 @@ func (c *Converter) computeValue(r *rule, f *frame) {
 		}
 		return
 	}
+	c.exprIssue = ""
 	v, ok, err := c.run(r.compute, f, r)
 	if err != nil {
 		c.issue(r, f, IssueMapping, "expression failed: "+err.Error())
 		return
+	}
+	if c.exprIssue != "" {
+		c.issue(r, f, IssueValue, c.exprIssue)
 	}
 	if !ok {
 		return

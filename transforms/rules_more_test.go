@@ -436,3 +436,26 @@ func TestConceptMappedCodes(t *testing.T) {
 		{"MessageHeader", "meta.tag.system", []string{"http://terminology.hl7.org/CodeSystem/v2-0103", "http://terminology.hl7.org/CodeSystem/v2-0207"}},
 	})
 }
+
+// TestProcedureMinutes: PR1-7 (procedure minutes) makes a procedure timed to
+// the minute a period ending that long after PR1-5, counted in absolute time
+// (across the change to summer time here), as PR1[Procedure] PR1-5 and PR1-7
+// ask; a date alone, or no PR1-7, stays performedDateTime.
+func TestProcedureMinutes(t *testing.T) {
+	raw := message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE",
+		"PR1|1||80146002^Appendicectomy^SCT||20260329003000||90",
+		"PR1|2||80146002^Appendicectomy^SCT||202607011200+0200||45",
+		"PR1|3||80146002^Appendicectomy^SCT||20260701||30",
+		"PR1|4||80146002^Appendicectomy^SCT||202607011200")
+	checkRules(t, raw, []want{
+		{"Procedure", "performedPeriod.start", []string{"2026-03-29T00:30:00+00:00", "2026-07-01T12:00:00+02:00"}},
+		{"Procedure", "performedPeriod.end", []string{"2026-03-29T03:00:00+01:00", "2026-07-01T12:45:00+02:00"}},
+		{"Procedure", "performedDateTime", []string{"2026-07-01", "2026-07-01T12:00:00+01:00"}},
+	})
+
+	_, issues, _ := convertMessage(t, message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE",
+		"PR1|1||80146002^Appendicectomy^SCT||202607011200||ninety"), Options{})
+	if len(issues) != 1 || issues[0].Kind != IssueValue || !strings.Contains(issues[0].Message, `"ninety" left out: not a number of minutes`) {
+		t.Errorf("issues %v, want one value issue for PR1-7", issues)
+	}
+}
