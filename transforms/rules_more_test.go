@@ -459,3 +459,27 @@ func TestProcedureMinutes(t *testing.T) {
 		t.Errorf("issues %v, want one value issue for PR1-7", issues)
 	}
 }
+
+// TestBedStatus: PV1-40 is the operational status of the bed (or room) PV1-3
+// names, and of no other Location: not the ward or hospital above it, nor the
+// prior location (PV1-6).
+func TestBedStatus(t *testing.T) {
+	pv1 := func(assigned, prior, status string) string {
+		return "PV1|1|I|" + assigned + "|||" + prior + strings.Repeat("|", 34) + status
+	}
+	checkRules(t, message("ADT^A02", "PID|1||123^^^^MR||DOE^JANE", pv1("W1^R2^B3^HOSP", "W9^R8^B7^HOSP", "O")), []want{
+		{"Location", "operationalStatus.code", []string{"O"}},
+		{"Location", "operationalStatus.system", []string{"http://terminology.hl7.org/CodeSystem/v2-0116"}},
+		{"Location", "operationalStatus.display", []string{"Occupied"}},
+	})
+	checkRules(t, message("ADT^A02", "PID|1||123^^^^MR||DOE^JANE", pv1("W1^R2^^HOSP", "", "K")), []want{
+		{"Location", "operationalStatus.display", []string{"Contaminated"}},
+	})
+	// A ward alone has no bed status; nor has a code outside table 0116.
+	checkRules(t, message("ADT^A02", "PID|1||123^^^^MR||DOE^JANE", pv1("W1^^^HOSP", "", "O")), []want{
+		{"Location", "operationalStatus.code", nil},
+	})
+	checkRules(t, message("ADT^A02", "PID|1||123^^^^MR||DOE^JANE", pv1("W1^R2^B3^HOSP", "", "X")), []want{
+		{"Location", "operationalStatus.code", nil},
+	})
+}
