@@ -483,3 +483,50 @@ func TestBedStatus(t *testing.T) {
 		{"Location", "operationalStatus.code", nil},
 	})
 }
+
+// TestOrderProvenanceFacilityAndDevice: ORC[Provenance] rows ORC-18 (the
+// entering device, an agent), ORC-21..23 (the ordering facility, its
+// location, with address and telephone) and ORC-24 (the ordering provider's
+// address, on the Practitioner of ORC-12 and of no other).
+func TestOrderProvenanceFacilityAndDevice(t *testing.T) {
+	orc := make([]string, 25)
+	orc[0], orc[1], orc[2], orc[9] = "ORC", "NW", "PL-1", "202601011200"
+	orc[10] = "999^ENTERER^ERIC"
+	orc[12] = "1234^SMITH^JOHN"
+	orc[18] = "WS-17^Ward workstation"
+	orc[21] = "Good Hope Hospital^L^^^^&RXK&L"
+	orc[22] = "1 Church Rd^^Birmingham^^B1 1AA"
+	orc[23] = "0121 4960000^WPN^PH"
+	orc[24] = "2 Provider St^^Solihull^^B91 1AA"
+	raw := message("ORM^O01", "PID|1||123^^^^MR||DOE^JANE", strings.Join(orc, "|"), "OBR|1|PL-1||58410-2^Full blood count^LN")
+	b, _, out := convertMessage(t, raw, Options{Bundle: Collection})
+	b.expect(t, []want{
+		{"Location", "name", []string{"Good Hope Hospital"}},
+		{"Location", "address.city", []string{"Birmingham"}},
+		{"Location", "telecom.value", []string{"0121 4960000"}},
+		{"Device", "identifier.value", []string{"WS-17"}},
+		{"Device", "deviceName.name", []string{"Ward workstation"}},
+		{"Device", "deviceName.type", []string{"user-friendly-name"}},
+		{"Practitioner", "address.city", []string{"Solihull"}},
+		{"Practitioner", "name.family", []string{"SMITH", "ENTERER"}},
+	})
+	var p map[string]any
+	for _, r := range b.all("Provenance") {
+		if r["location"] != nil {
+			p = r
+		}
+	}
+	if p == nil {
+		t.Fatalf("no Provenance has a location:\n%s", out)
+	}
+	if loc := b.byRef(t, p["location"]); loc["name"] != "Good Hope Hospital" {
+		t.Errorf("Provenance.location is %v, want the ordering facility", loc)
+	}
+	agents, _ := p["agent"].([]any)
+	if len(agents) != 3 {
+		t.Fatalf("%d agents, want enterer, author and the device:\n%s", len(agents), out)
+	}
+	if dev := b.byRef(t, agents[2].(map[string]any)["who"]); dev["resourceType"] != "Device" {
+		t.Errorf("the last agent is %v, want the entering device", dev)
+	}
+}
