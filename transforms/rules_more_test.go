@@ -530,3 +530,20 @@ func TestOrderProvenanceFacilityAndDevice(t *testing.T) {
 		t.Errorf("the last agent is %v, want the entering device", dev)
 	}
 }
+
+// TestAdministeredAtAddress: RXA-28 is the address of the Location RXA-27
+// names (RXA[Immunization] RXA-28), and of no other.
+func TestAdministeredAtAddress(t *testing.T) {
+	rxa := make([]string, 29)
+	rxa[0], rxa[1], rxa[2], rxa[3] = "RXA", "0", "1", "20260301101500"
+	rxa[5] = "208^COVID-19 vaccine^CVX"
+	rxa[6] = "0.3"
+	rxa[27] = "CLINIC^^^Health Centre"
+	rxa[28] = "1 High St^^Leeds^^LS1 1AA"
+	b, _, out := convertMessage(t, message("VXU^V04", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|O|WARD^^^Hospital", strings.Join(rxa, "|")), Options{})
+	b.expect(t, []want{{"Location", "address.city", []string{"Leeds"}}})
+	loc := b.byRef(t, b.one(t, "Immunization")["location"])
+	if addr, _ := loc["address"].(map[string]any); addr == nil || addr["city"] != "Leeds" {
+		t.Errorf("the Immunization's Location %v lacks RXA-28:\n%s", loc, out)
+	}
+}
