@@ -142,15 +142,7 @@ func TestMappingsRunReloadsOnChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	watchUntilDone(t, m.Run)
 	for _, step := range []struct {
 		content string
 		inForce func(patient string) bool
@@ -189,15 +181,7 @@ func TestMappingsRunFollowsAConfigMapUpdate(t *testing.T) {
 	if p := patientOf(t, m, "fhir"); strings.Contains(p, `"identifier"`) {
 		t.Fatalf("the volume's override is not in force at start: %s", p)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	watchUntilDone(t, m.Run)
 	// Run may not be watching yet when the first update lands, so update
 	// again until the reload is seen.
 	deadline := time.Now().Add(30 * time.Second)
@@ -292,4 +276,19 @@ func TestMappingsReloadWhileConverting(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// watchUntilDone runs a watch (a Run method) until the test ends, then stops
+// it and reports what it returned.
+func watchUntilDone(t *testing.T, run func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 }

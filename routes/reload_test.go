@@ -2,7 +2,6 @@ package routes
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -165,16 +164,8 @@ func TestRunReloadsOnChange(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := newSwaps(r)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- r.Run(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("Run: %v", err)
-				}
-				r.Current().Close()
-			}()
+			t.Cleanup(func() { r.Current().Close() }) // after the watch stops
+			watchUntilDone(t, r.Run)
 
 			// Run may not be watching yet when the first save lands, so save
 			// again until the reload is seen.

@@ -465,7 +465,7 @@ func TestProcedureMinutes(t *testing.T) {
 // prior location (PV1-6).
 func TestBedStatus(t *testing.T) {
 	pv1 := func(assigned, prior, status string) string {
-		return "PV1|1|I|" + assigned + "|||" + prior + strings.Repeat("|", 34) + status
+		return segment("PV1", map[int]string{1: "1", 2: "I", 3: assigned, 6: prior, 40: status})
 	}
 	checkRules(t, message("ADT^A02", "PID|1||123^^^^MR||DOE^JANE", pv1("W1^R2^B3^HOSP", "W9^R8^B7^HOSP", "O")), []want{
 		{"Location", "operationalStatus.code", []string{"O"}},
@@ -489,16 +489,17 @@ func TestBedStatus(t *testing.T) {
 // location, with address and telephone) and ORC-24 (the ordering provider's
 // address, on the Practitioner of ORC-12 and of no other).
 func TestOrderProvenanceFacilityAndDevice(t *testing.T) {
-	orc := make([]string, 25)
-	orc[0], orc[1], orc[2], orc[9] = "ORC", "NW", "PL-1", "202601011200"
-	orc[10] = "999^ENTERER^ERIC"
-	orc[12] = "1234^SMITH^JOHN"
-	orc[18] = "WS-17^Ward workstation"
-	orc[21] = "Good Hope Hospital^L^^^^&RXK&L"
-	orc[22] = "1 Church Rd^^Birmingham^^B1 1AA"
-	orc[23] = "0121 4960000^WPN^PH"
-	orc[24] = "2 Provider St^^Solihull^^B91 1AA"
-	raw := message("ORM^O01", "PID|1||123^^^^MR||DOE^JANE", strings.Join(orc, "|"), "OBR|1|PL-1||58410-2^Full blood count^LN")
+	orc := segment("ORC", map[int]string{
+		1: "NW", 2: "PL-1", 9: "202601011200",
+		10: "999^ENTERER^ERIC",
+		12: "1234^SMITH^JOHN",
+		18: "WS-17^Ward workstation",
+		21: "Good Hope Hospital^L^^^^&RXK&L",
+		22: "1 Church Rd^^Birmingham^^B1 1AA",
+		23: "0121 4960000^WPN^PH",
+		24: "2 Provider St^^Solihull^^B91 1AA",
+	})
+	raw := message("ORM^O01", "PID|1||123^^^^MR||DOE^JANE", orc, "OBR|1|PL-1||58410-2^Full blood count^LN")
 	b, _, out := convertMessage(t, raw, Options{Bundle: Collection})
 	b.expect(t, []want{
 		{"Location", "name", []string{"Good Hope Hospital"}},
@@ -534,13 +535,13 @@ func TestOrderProvenanceFacilityAndDevice(t *testing.T) {
 // TestAdministeredAtAddress: RXA-28 is the address of the Location RXA-27
 // names (RXA[Immunization] RXA-28), and of no other.
 func TestAdministeredAtAddress(t *testing.T) {
-	rxa := make([]string, 29)
-	rxa[0], rxa[1], rxa[2], rxa[3] = "RXA", "0", "1", "20260301101500"
-	rxa[5] = "208^COVID-19 vaccine^CVX"
-	rxa[6] = "0.3"
-	rxa[27] = "CLINIC^^^Health Centre"
-	rxa[28] = "1 High St^^Leeds^^LS1 1AA"
-	b, _, out := convertMessage(t, message("VXU^V04", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|O|WARD^^^Hospital", strings.Join(rxa, "|")), Options{})
+	rxa := segment("RXA", map[int]string{
+		1: "0", 2: "1", 3: "20260301101500",
+		5: "208^COVID-19 vaccine^CVX", 6: "0.3",
+		27: "CLINIC^^^Health Centre",
+		28: "1 High St^^Leeds^^LS1 1AA",
+	})
+	b, _, out := convertMessage(t, message("VXU^V04", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|O|WARD^^^Hospital", rxa), Options{})
 	b.expect(t, []want{{"Location", "address.city", []string{"Leeds"}}})
 	loc := b.byRef(t, b.one(t, "Immunization")["location"])
 	if addr, _ := loc["address"].(map[string]any); addr == nil || addr["city"] != "Leeds" {

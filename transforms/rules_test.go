@@ -79,6 +79,20 @@ func message(typ string, segments ...string) []byte {
 	return []byte(strings.Join(append([]string{msh}, segments...), "\r"))
 }
 
+// segment writes segment id with the fields given by number, the ones between
+// them empty: segment("RXA", map[int]string{27: "CLINIC"}) is RXA-27 and the 26
+// empty fields before it.
+func segment(id string, fields map[int]string) string {
+	parts := []string{id}
+	for n, v := range fields {
+		for len(parts) <= n {
+			parts = append(parts, "")
+		}
+		parts[n] = v
+	}
+	return strings.Join(parts, "|")
+}
+
 func checkRules(t *testing.T, raw []byte, wants []want) {
 	t.Helper()
 	b, _, out := convertMessage(t, raw, Options{Bundle: Collection})
