@@ -169,6 +169,11 @@ type datatypeMap struct {
 	pos      string   // file:line of the map, for issues its identity_when raises
 	rules    []rule
 	conds    int // how many conditions its rules' guards name
+	// context lists, in order, the rules that read beyond the value mapped:
+	// a path naming a segment (from: RXA-28), or Segment or such a path in
+	// their condition or expression. Only they can add to a resource built
+	// from an earlier value (see Converter.complete).
+	context  []int
 	compiled bool
 }
 
@@ -410,6 +415,11 @@ func (c *compiler) datatypeMap(name, usedAt string) *datatypeMap {
 		}
 	}
 	d.conds = conditions(d.rules)
+	for i := range d.rules {
+		if r := &d.rules[i]; r.src.abs || r.when != nil && r.when.context || r.compute != nil && r.compute.context {
+			d.context = append(d.context, i)
+		}
+	}
 	d.compiled = true
 	return d
 }
@@ -835,6 +845,9 @@ type program struct {
 	usesValue   bool    // reads Value, which is then filled before it runs
 	usesSegment bool    // reads Segment, likewise
 	get         *source // the expression is Get of this path alone
+	// context: it reads more than the value a data-type map maps (see
+	// readsContext), so it may hold for one use of the value and not another.
+	context bool
 }
 
 // compileExpr compiles an expr-lang program against the rule environment.
@@ -856,6 +869,7 @@ func (c *compiler) compileExpr(pos, src string, boolean, inDatatype bool) *progr
 		native:      nc.compile(src),
 		usesValue:   strings.Contains(src, "Value"),
 		usesSegment: strings.Contains(src, "Segment"),
+		context:     readsContext(src, inDatatype),
 	}
 	if get, ok := nc.getPath(src); ok {
 		prog.get = get

@@ -113,6 +113,7 @@ type Converter struct {
 	resources  []resource
 	byID       map[[16]byte]int
 	subs       map[subKey]int       // resources data-type maps built, by what they were built of
+	completed  []completion         // context rules that wrote to such a resource (see complete)
 	named      map[string][]namedAt // name -> instances in message order
 	pending    []pendingRef
 	refs       []refAt           // every reference written, for prune
@@ -170,6 +171,13 @@ type resource struct {
 type refAt struct {
 	node int32
 	res  int
+}
+
+// A completion is a context rule of a data-type map (see datatypeMap.context)
+// that wrote to resource res: it has had its say there.
+type completion struct {
+	res  int
+	rule *rule
 }
 
 // subKey is what a data-type map's resource is made of (see subResource).
@@ -263,6 +271,7 @@ func (c *Converter) reset(m *hl7v2.Message) {
 	c.resources = c.resources[:0]
 	clear(c.byID)
 	clear(c.subs)
+	c.completed = c.completed[:0]
 	for k, v := range c.named {
 		c.named[k] = v[:0]
 	}
@@ -907,12 +916,14 @@ func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int
 	b := v.Bytes()
 	key := subKey{dt: r.dt, resource: r.resource, val: unsafe.String(unsafe.SliceData(b), len(b))}
 	if res, ok := c.subs[key]; ok {
+		c.complete(r.dt, f, v, depth, res)
 		return res
 	}
 	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true})
 	id := c.subResourceID(r, v, &sub)
 	if res, ok := c.byID[id]; ok {
 		c.subs[key] = res
+		c.complete(r.dt, f, v, depth, res)
 		return res
 	}
 	res := c.addResource(r.resource, id)
@@ -923,8 +934,52 @@ func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int
 	c.subs[key] = res
 	c.setProfile(res, r.dt.profile)
 	sub.obj = c.resources[res].root
-	c.applyDatatype(r.dt, &sub)
+	if len(r.dt.context) == 0 {
+		c.applyDatatype(r.dt, &sub)
+		return res
+	}
+	sub.conds = c.openConds(r.dt.conds)
+	next := 0
+	for i := range r.dt.rules {
+		if next < len(r.dt.context) && r.dt.context[next] == i {
+			next++
+			c.applyContext(&r.dt.rules[i], &sub, res)
+			continue
+		}
+		c.apply(&r.dt.rules[i], &sub)
+	}
+	c.conds = c.conds[:sub.conds]
 	return res
+}
+
+// complete lets the context rules of d add to resource res, which an earlier
+// value built, what this use of the value says: the place RXA-27 names is a
+// Location PV1-3 may have built already, and RXA-28 is its address all the
+// same. The rules that read only the value said all they could the first
+// time. A context rule that wrote to res once is not run for it again, so
+// the first use's say stands, as it does for any single element.
+func (c *Converter) complete(d *datatypeMap, f *frame, v hl7v2.Value, depth int, res int) {
+	if len(d.context) == 0 {
+		return
+	}
+	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: c.resources[res].root})
+	sub.conds = c.openConds(d.conds)
+	for _, i := range d.context {
+		if r := &d.rules[i]; !slices.Contains(c.completed, completion{res, r}) {
+			c.applyContext(r, &sub, res)
+		}
+	}
+	c.conds = c.conds[:sub.conds]
+}
+
+// applyContext applies context rule r to resource res in f, and notes it
+// when it wrote there.
+func (c *Converter) applyContext(r *rule, f *frame, res int) {
+	n := len(c.t.nodes)
+	c.apply(r, f)
+	if len(c.t.nodes) > n {
+		c.completed = append(c.completed, completion{res, r})
+	}
 }
 
 // subResourceID is the id of the resource r's data-type map builds from v,

@@ -72,6 +72,43 @@ func (nc *nativeCompiler) path(args []ast.Node) (*source, bool) {
 	return src, err == nil
 }
 
+// readsContext reports whether expression src, in a data-type map when
+// inDT, reads anything besides the value the map maps: Segment, a path naming
+// a segment ("PV1-3"), or a path it cannot tell at load (one computed).
+func readsContext(src string, inDT bool) bool {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return true // it will not compile either
+	}
+	v := contextVisitor{inDT: inDT}
+	ast.Walk(&tree.Node, &v)
+	return v.found
+}
+
+type contextVisitor struct{ inDT, found bool }
+
+func (v *contextVisitor) Visit(n *ast.Node) {
+	switch x := (*n).(type) {
+	case *ast.IdentifierNode:
+		v.found = v.found || x.Value == "Segment"
+	case *ast.CallNode:
+		name, args, ok := callName(x)
+		if !ok || name != "Get" && name != "Has" && name != "IsInstant" {
+			return
+		}
+		var s *ast.StringNode
+		if len(args) == 1 {
+			s, _ = args[0].(*ast.StringNode)
+		}
+		if s == nil {
+			v.found = true
+			return
+		}
+		src, err := exprPath(s.Value, v.inDT)
+		v.found = v.found || err != nil || src.abs
+	}
+}
+
 // A pathTable gives each path that the rules and expressions of a set read
 // (from: "5[1]", Get("2"), Has("5[2]")) one source with its own slot in a
 // converter's memo, however many of them name it (see Converter.firstMemo).

@@ -94,3 +94,19 @@ func readyConverter(t *testing.T, segments string) (*Converter, *hl7v2.Message) 
 	c.reset(m)
 	return c, m
 }
+
+func TestReadsContext(t *testing.T) {
+	for src, want := range map[string]bool{
+		`Has("3") && Get("1") != ""`:              false,
+		`Get(".") == Value`:                       false,
+		`Segment == "RXA"`:                        true,
+		`Get(".") == Get("RXA-27")`:               true,
+		`IsInstant("PR1-5")`:                      true,
+		`Has("1." + Value)`:                       true, // a path computed at run time
+		`upper(Get("2")) in ["BED", "ROOM", "X"]`: false,
+	} {
+		if got := readsContext(src, true); got != want {
+			t.Errorf("readsContext(%s) = %v, want %v", src, got, want)
+		}
+	}
+}

@@ -548,3 +548,49 @@ func TestAdministeredAtAddress(t *testing.T) {
 		t.Errorf("the Immunization's Location %v lacks RXA-28:\n%s", loc, out)
 	}
 }
+
+// A resource a data-type map built from one use of a value gains what a later
+// use's own fields say of it: the place RXA-27 names may be PV1-3's, built
+// first, and RXA-28 is still its address.
+func TestLaterUseCompletesResource(t *testing.T) {
+	rxa := segment("RXA", map[int]string{
+		1: "0", 2: "1", 3: "20260301101500",
+		5: "208^COVID-19 vaccine^CVX", 6: "0.3",
+		27: "CLINIC^^^Health Centre",
+		28: "1 High St^^Leeds^^LS1 1AA",
+	})
+	b, _, out := convertMessage(t, message("VXU^V04", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|O|CLINIC^^^Health Centre", rxa), Options{})
+	loc := b.byRef(t, b.one(t, "Immunization")["location"])
+	if addr, _ := loc["address"].(map[string]any); addr == nil || addr["city"] != "Leeds" {
+		t.Errorf("the Location PV1-3 built first lacks RXA-28:\n%s", out)
+	}
+	var named int
+	for _, l := range b.all("Location") {
+		if l["id"] == loc["id"] {
+			named++
+		}
+	}
+	if named != 1 {
+		t.Errorf("the place is %d Locations, want 1:\n%s", named, out)
+	}
+}
+
+// The first use that says something of a resource's context has its say;
+// later uses fill only what it left empty.
+func TestFirstUseOfContextStands(t *testing.T) {
+	in1 := func(n, addr string) string {
+		return segment("IN1", map[int]string{1: n, 2: "BAV^Blue Advantage", 4: "Acme Health", 5: addr})
+	}
+	b, _, out := convertMessage(t, message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|O",
+		in1("1", ""), in1("2", "2 Low St^^York"), in1("3", "3 Mid St^^Hull")), Options{})
+	var payor map[string]any
+	for _, o := range b.all("Organization") {
+		if o["name"] == "Acme Health" {
+			payor = o
+		}
+	}
+	addrs, _ := payor["address"].([]any)
+	if len(addrs) != 1 || addrs[0].(map[string]any)["city"] != "York" {
+		t.Errorf("payor addresses %v, want York's alone (the first IN1-5 given):\n%s", addrs, out)
+	}
+}
