@@ -594,3 +594,20 @@ func TestFirstUseOfContextStands(t *testing.T) {
 		t.Errorf("payor addresses %v, want York's alone (the first IN1-5 given):\n%s", addrs, out)
 	}
 }
+
+// RXD-30 is the pharmacy the dispense took place at, RXD-31 its address.
+func TestDispensingPharmacy(t *testing.T) {
+	rxd := segment("RXD", map[int]string{
+		1: "1", 2: "01151327^Doxycycline^NDC", 3: "20260301101500", 4: "10",
+		30: "RX01^Riverside Pharmacy^L",
+		31: "4 Quay St^^Bristol^^BS1 4DJ^GB",
+	})
+	b, _, out := convertMessage(t, message("RDS^O13", "PID|1||123^^^^MR||DOE^JANE",
+		"ORC|NW|ORD1", "RXE||01151327^Doxycycline^NDC|1", rxd), Options{})
+	loc := b.byRef(t, b.one(t, "MedicationDispense")["location"])
+	addr, _ := loc["address"].(map[string]any)
+	if loc["name"] != "Riverside Pharmacy" || addr == nil || addr["city"] != "Bristol" {
+		t.Errorf("the dispense's Location %v is not RXD-30 at RXD-31:\n%s", loc, out)
+	}
+	b.expect(t, []want{{"Location", "identifier.value", []string{"RX01"}}})
+}
