@@ -611,3 +611,37 @@ func TestDispensingPharmacy(t *testing.T) {
 	}
 	b.expect(t, []want{{"Location", "identifier.value", []string{"RX01"}}})
 }
+
+// MSH-17 is the sending facility's country; MSH-23 is the receiver only when
+// MSH-6 names none.
+func TestSenderCountryAndReceivingOrganization(t *testing.T) {
+	// In an MSH, segment's numbers are one less than the field's: MSH-1 is
+	// the field separator itself, so 16 is MSH-17.
+	msh := segment("MSH", map[int]string{1: "^~\\&", 2: "APP", 3: "RX1", 4: "RAPP", 6: "20260101120000",
+		8: "ADT^A01", 9: "MSG1", 10: "P", 11: "2.5.1", 16: "GBR", 22: "Leeds Teaching Hospitals^^^^^^^^^RR8"})
+	raw := []byte(strings.Join([]string{msh, "PID|1||123^^^^MR||DOE^JANE"}, "\r"))
+	b, _, out := convertMessage(t, raw, Options{})
+	mh := b.one(t, "MessageHeader")
+	sender := b.byRef(t, mh["sender"])
+	addr, _ := sender["address"].([]any)
+	if len(addr) != 1 || addr[0].(map[string]any)["country"] != "GBR" {
+		t.Errorf("sender %v lacks MSH-17's country:\n%s", sender, out)
+	}
+	dest := mh["destination"].([]any)[0].(map[string]any)
+	if recv := b.byRef(t, dest["receiver"]); recv["name"] != "Leeds Teaching Hospitals" {
+		t.Errorf("receiver %v is not MSH-23's, with MSH-6 empty:\n%s", recv, out)
+	}
+	for _, o := range b.all("Organization") {
+		if o["id"] != sender["id"] && o["address"] != nil {
+			t.Errorf("MSH-17 reached another Organization: %v", o)
+		}
+	}
+}
+
+// ROL-11 is the address of the practitioner ROL-4 names, and of no other.
+func TestRoleAddress(t *testing.T) {
+	rol := segment("ROL", map[int]string{1: "1", 2: "AD", 3: "PP^Primary Care Provider^HL70443",
+		4: "G123^Jones^Ann", 11: "1 Surgery Rd^^Leeds^^LS2 2BB^GB^O"})
+	checkRules(t, message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE", rol, "PV1|1|I|||||C01^Consultant^Carl"),
+		[]want{{"Practitioner", "address.city", []string{"Leeds"}}})
+}
