@@ -1,6 +1,7 @@
 package transforms
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -533,45 +534,28 @@ func TestOrderProvenanceFacilityAndDevice(t *testing.T) {
 }
 
 // TestAdministeredAtAddress: RXA-28 is the address of the Location RXA-27
-// names (RXA[Immunization] RXA-28), and of no other.
+// names (RXA[Immunization] RXA-28), and of no other; also when PV1-3 named the
+// same place first, and its map built the Location then: a later use of a
+// value completes the resource an earlier one built.
 func TestAdministeredAtAddress(t *testing.T) {
+	const place = "CLINIC^^^Health Centre"
 	rxa := segment("RXA", map[int]string{
 		1: "0", 2: "1", 3: "20260301101500",
 		5: "208^COVID-19 vaccine^CVX", 6: "0.3",
-		27: "CLINIC^^^Health Centre",
+		27: place,
 		28: "1 High St^^Leeds^^LS1 1AA",
 	})
-	b, _, out := convertMessage(t, message("VXU^V04", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|O|WARD^^^Hospital", rxa), Options{})
-	b.expect(t, []want{{"Location", "address.city", []string{"Leeds"}}})
-	loc := b.byRef(t, b.one(t, "Immunization")["location"])
-	if addr, _ := loc["address"].(map[string]any); addr == nil || addr["city"] != "Leeds" {
-		t.Errorf("the Immunization's Location %v lacks RXA-28:\n%s", loc, out)
-	}
-}
-
-// A resource a data-type map built from one use of a value gains what a later
-// use's own fields say of it: the place RXA-27 names may be PV1-3's, built
-// first, and RXA-28 is still its address.
-func TestLaterUseCompletesResource(t *testing.T) {
-	rxa := segment("RXA", map[int]string{
-		1: "0", 2: "1", 3: "20260301101500",
-		5: "208^COVID-19 vaccine^CVX", 6: "0.3",
-		27: "CLINIC^^^Health Centre",
-		28: "1 High St^^Leeds^^LS1 1AA",
-	})
-	b, _, out := convertMessage(t, message("VXU^V04", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|O|CLINIC^^^Health Centre", rxa), Options{})
-	loc := b.byRef(t, b.one(t, "Immunization")["location"])
-	if addr, _ := loc["address"].(map[string]any); addr == nil || addr["city"] != "Leeds" {
-		t.Errorf("the Location PV1-3 built first lacks RXA-28:\n%s", out)
-	}
-	var named int
-	for _, l := range b.all("Location") {
-		if l["id"] == loc["id"] {
-			named++
+	for _, visitAt := range []string{"WARD^^^Hospital", place} {
+		b, _, out := convertMessage(t, message("VXU^V04", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|O|"+visitAt, rxa), Options{})
+		b.expect(t, []want{{"Location", "address.city", []string{"Leeds"}}})
+		at := b.one(t, "Immunization")["location"]
+		if addr, _ := b.byRef(t, at)["address"].(map[string]any); addr == nil || addr["city"] != "Leeds" {
+			t.Errorf("PV1-3 %s: the Immunization's Location lacks RXA-28:\n%s", visitAt, out)
 		}
-	}
-	if named != 1 {
-		t.Errorf("the place is %d Locations, want 1:\n%s", named, out)
+		visit := b.one(t, "Encounter")["location"].([]any)[0].(map[string]any)["location"]
+		if same := reflect.DeepEqual(visit, at); same != (visitAt == place) {
+			t.Errorf("PV1-3 %s: the visit's Location is %v, the immunization's %v:\n%s", visitAt, visit, at, out)
+		}
 	}
 }
 
