@@ -892,13 +892,24 @@ func (c *Converter) applyMap(r *rule, f *frame, v hl7v2.Value, depth int) {
 		return
 	}
 	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: n})
-	c.applyDatatype(r.dt, &sub)
+	c.applyDatatype(r.dt, &sub, -1)
 }
 
-// applyDatatype runs the rules of d in f, a frame of the value d maps.
-func (c *Converter) applyDatatype(d *datatypeMap, f *frame) {
+// applyDatatype runs the rules of d in f, a frame of the value d maps. When d
+// builds resource res (-1 for none), its context rules note what they wrote
+// there (see complete).
+func (c *Converter) applyDatatype(d *datatypeMap, f *frame, res int) {
 	f.conds = c.openConds(d.conds)
+	var context []int
+	if res >= 0 {
+		context = d.context
+	}
 	for i := range d.rules {
+		if len(context) > 0 && context[0] == i {
+			context = context[1:]
+			c.applyContext(&d.rules[i], f, res)
+			continue
+		}
 		c.apply(&d.rules[i], f)
 	}
 	c.conds = c.conds[:f.conds]
@@ -934,21 +945,7 @@ func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int
 	c.subs[key] = res
 	c.setProfile(res, r.dt.profile)
 	sub.obj = c.resources[res].root
-	if len(r.dt.context) == 0 {
-		c.applyDatatype(r.dt, &sub)
-		return res
-	}
-	sub.conds = c.openConds(r.dt.conds)
-	next := 0
-	for i := range r.dt.rules {
-		if next < len(r.dt.context) && r.dt.context[next] == i {
-			next++
-			c.applyContext(&r.dt.rules[i], &sub, res)
-			continue
-		}
-		c.apply(&r.dt.rules[i], &sub)
-	}
-	c.conds = c.conds[:sub.conds]
+	c.applyDatatype(r.dt, &sub, res)
 	return res
 }
 
