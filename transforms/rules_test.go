@@ -152,10 +152,10 @@ func TestRulesDatatypes(t *testing.T) {
 				"OBX|4|RP|18748-4^Imaging report^LN||https://pacs.example.nhs.uk/study/1^^IM^JPEG||||||F"),
 			[]want{
 				{"Observation", "extension.url", []string{
-					"https://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment",
-					"https://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment",
-					"https://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment",
-					"https://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment",
+					"http://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment",
+					"http://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment",
+					"http://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment",
+					"http://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment",
 				}},
 				{"Observation", "extension.valueAttachment.contentType", []string{"application/pdf", "text/plain", "application/octet-stream", "image/jpeg"}},
 				{"Observation", "extension.valueAttachment.data", []string{"JVBERi0xLjQK", "U2VlbiBpbiBjbGluaWM=", "SGkK"}},
