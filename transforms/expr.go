@@ -32,6 +32,11 @@ import (
 //	             the minute at least: "" otherwise), as a DTM with its offset,
 //	             read in the configured zone when dtm has none; n not a number
 //	             of minutes is reported as an issue and gives ""
+//	AddDuration(dtm, n, unit) as AddMinutes, n in unit: s, min, h, d or wk
+//	             (UCUM and ISO+ codes and their common spellings, in any
+//	             case), minutes when unit is "" as v2's duration units
+//	             default; a unit of no fixed length (mo, a) or none known is
+//	             reported as an issue and gives ""
 //	Language(s)  the BCP-47 tag for a language code as senders write it
 //	             (ISO 639-1, 639-2/B or /T, or a BCP-47 tag, in any case):
 //	             "ara" gives "ar", "ENG" gives "en", "en_GB" gives "en-GB";
@@ -91,17 +96,30 @@ func (e *exprEnv) Language(code string) string {
 }
 
 // AddMinutes returns the DTM minutes after dtm, with an explicit offset: a
-// procedure's end is its start (PR1-5) plus its length (PR1-7). The sum is
-// taken in absolute time, so that a procedure across a change of clocks ends
-// at the right hour, and carries the offset in force at its end.
+// procedure's end is its start (PR1-5) plus its length (PR1-7).
 func (e *exprEnv) AddMinutes(dtm, minutes string) string {
+	return e.AddDuration(dtm, minutes, "min")
+}
+
+// AddDuration returns the DTM n units after dtm, with an explicit offset: an
+// appointment resource's end is its start (AIL-6) plus its duration (AIL-9)
+// in its units (AIL-10). The sum is taken in absolute time, so that a span
+// across a change of clocks ends at the right hour, and carries the offset in
+// force at its end.
+func (e *exprEnv) AddDuration(dtm, n, unit string) string {
 	d, err := parseDTM(trimSpace([]byte(dtm)))
 	if err != nil || !d.instant() {
 		return "" // no start to add to; a malformed one is its own rule's issue
 	}
-	n, err := strconv.ParseFloat(strings.TrimSpace(minutes), 64)
-	if err != nil || n < 0 || n > maxMinutes || math.IsNaN(n) {
-		e.c.exprIssue = quoteShort([]byte(minutes)) + " left out: not a number of minutes"
+	per, ok := minutesPer(unit)
+	if !ok {
+		e.c.exprIssue = quoteShort([]byte(n+" "+unit)) + " left out: not a unit of time of fixed length"
+		return ""
+	}
+	x, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
+	minutes := x * per
+	if err != nil || x < 0 || minutes > maxMinutes || math.IsNaN(x) {
+		e.c.exprIssue = quoteShort([]byte(n)) + " left out: not a length of time"
 		return ""
 	}
 	zone := e.c.opts.Zone
@@ -109,11 +127,31 @@ func (e *exprEnv) AddMinutes(dtm, minutes string) string {
 		zone = time.FixedZone("", d.offset)
 	}
 	start := time.Date(d.year, time.Month(d.month), d.day, d.hour, d.min, d.sec, 0, zone)
-	end := start.Add(time.Duration(n * float64(time.Minute)))
+	end := start.Add(time.Duration(minutes * float64(time.Minute)))
 	return end.Format("20060102150405-0700")
 }
 
-// maxMinutes bounds AddMinutes' n: a year of minutes is no procedure's length.
+// minutesPer returns how many minutes one unit is, for the units of time of
+// fixed length senders write in a duration's units (AIS-8, AIL-10, TQ1-13's
+// CQ.2): UCUM and ISO+ codes and their spellings. "" is minutes, the default
+// v2 gives every appointment duration's units.
+func minutesPer(unit string) (float64, bool) {
+	switch strings.ToLower(strings.TrimSpace(unit)) {
+	case "s", "sec", "secs", "second", "seconds":
+		return 1.0 / 60, true
+	case "", "min", "mins", "minute", "minutes", "m":
+		return 1, true
+	case "h", "hr", "hrs", "hour", "hours":
+		return 60, true
+	case "d", "day", "days":
+		return 24 * 60, true
+	case "wk", "week", "weeks":
+		return 7 * 24 * 60, true
+	}
+	return 0, false
+}
+
+// maxMinutes bounds AddDuration's n: a year is no procedure's or appointment's length.
 const maxMinutes = 366 * 24 * 60
 
 // maxLanguages bounds a converter's cache of Language's answers.

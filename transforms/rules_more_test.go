@@ -456,7 +456,7 @@ func TestProcedureMinutes(t *testing.T) {
 
 	_, issues, _ := convertMessage(t, message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE",
 		"PR1|1||80146002^Appendicectomy^SCT||202607011200||ninety"), Options{})
-	if len(issues) != 1 || issues[0].Kind != IssueValue || !strings.Contains(issues[0].Message, `"ninety" left out: not a number of minutes`) {
+	if len(issues) != 1 || issues[0].Kind != IssueValue || !strings.Contains(issues[0].Message, `"ninety" left out: not a length of time`) {
 		t.Errorf("issues %v, want one value issue for PR1-7", issues)
 	}
 }

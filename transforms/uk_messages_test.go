@@ -1,6 +1,9 @@
 package transforms
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // Defects found by converting UK messages (fixtures/hl7v2/convert) of the
 // types the first fixtures did not cover, each case the smallest message
@@ -31,7 +34,99 @@ func TestSIUEveryResourceIsAParticipant(t *testing.T) {
 			{"Appointment", "participant.type.coding.code", []string{"SBJ", "CLINIC", "EQUIP", "CONS", "NURSE"}},
 			{"Practitioner", "name.family", []string{"JONES", "KOWALSKI"}},
 			{"Location", "name", []string{"ROOM 4", "RX1CARDOPD", "RX1", "ROOM 5"}},
+			// AIL-4 is the type of the room AIL-3 names, not of the clinic or site it is in.
+			{"Location", "type.coding.code", []string{"CLINIC", "CLINIC"}},
 		})
+}
+
+// TestSIUResourceTimes: each resource of a booking holds its own span: its
+// start plus its duration in its units (AIL-6 + AIL-9 in AIL-10, and the same
+// fields of AIG and AIP), minutes when no units are sent, as v2's duration
+// units default; a resource with no start of its own starts its offset (AIP-7
+// in AIP-8 units) after the appointment's start (TQ1-7). A duration in a unit
+// of no fixed length is reported and left out, the start kept.
+func TestSIUResourceTimes(t *testing.T) {
+	raw := message("SIU^S12^SIU_S12",
+		segment("SCH", map[int]string{1: "RX1APPT-2^PAS", 2: "RX1BK-2^PAS", 25: "Booked"}),
+		"TQ1|||||||202706151400|202706151600",
+		ukPID,
+		"RGS|1|A",
+		"AIG|1|A|ECHO1^Echo room^RX1CLN|EQUIP^Equipment^L||||202706151400|||45",
+		"AIL|1|A|RX1CARDOPD^ROOM 4^^RX1|CLINIC^Clinic room^HL70305||202706151400+0100|||1.5|h^hour^UCUM",
+		"AIP|1|A|C1234567^JONES^HELEN^^^DR^^^GMC|CONS^Consultant^L|||30|min^minute^UCUM|60|min^minute^UCUM",
+		"AIP|2|A|N7788123^KOWALSKI^ANNA^^^MS^^^NMC|NURSE^Specialist nurse^L||202706151500|||2|mo^month^UCUM")
+	checkRules(t, raw, []want{
+		{"Appointment", "participant.type.coding.code", []string{"SBJ", "EQUIP", "CONS", "NURSE"}},
+		{"Appointment", "participant.period.start", []string{
+			"2027-06-15T14:00:00+01:00", "2027-06-15T14:00:00+01:00", "2027-06-15T14:30:00+01:00", "2027-06-15T15:00:00+01:00"}},
+		// The consultant's start comes from an offset, so the row gives it no end.
+		{"Appointment", "participant.period.end", []string{"2027-06-15T14:45:00+01:00", "2027-06-15T15:30:00+01:00"}},
+	})
+	_, issues, _ := convertMessage(t, raw, Options{})
+	if len(issues) != 1 || issues[0].Kind != IssueValue || !strings.Contains(issues[0].Message, `"2 mo" left out: not a unit of time of fixed length`) {
+		t.Errorf("issues %v, want one value issue for AIP-9 in months", issues)
+	}
+}
+
+// TestSIUNotes: an NTE after the SCH (past its TQ1) or after an AIS is a note
+// on the appointment, with its author and time (NTE[Appointment-Comment]), as
+// R5's Appointment.note in the cross-version extension the row names; an NTE
+// after an AIL, AIG or AIP is about that resource and has no row.
+func TestSIUNotes(t *testing.T) {
+	checkRules(t, message("SIU^S12^SIU_S12",
+		segment("SCH", map[int]string{1: "RX1APPT-3^PAS", 2: "RX1BK-3^PAS", 25: "Booked"}),
+		"TQ1|||||||202706151400|202706151430",
+		"NTE|1||Interpreter needed: Polish||C1234567^JONES^HELEN^^^DR^^^GMC|202706011015",
+		ukPID,
+		"RGS|1|A",
+		"AIS|1|A|CARDFU^Cardiology follow-up^RX1SVC|202706151400",
+		"NTE|1||Bring current medication",
+		"AIL|1|A|RX1CARDOPD^ROOM 4^^RX1|CLINIC^Clinic room^HL70305",
+		"NTE|1||Room has a hoist"),
+		[]want{
+			{"Appointment", "extension.url", []string{
+				"http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.note",
+				"http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.note"}},
+			{"Appointment", "extension.valueAnnotation.text", []string{"Interpreter needed: Polish", "Bring current medication"}},
+			{"Appointment", "extension.valueAnnotation.authorReference", []string{"->Practitioner"}},
+			{"Appointment", "extension.valueAnnotation.time", []string{"2027-06-01T10:15:00+01:00"}},
+			{"Practitioner", "name.family", []string{"JONES"}},
+		})
+}
+
+// TestSIUBookedOrder: a booking that names its order (SCH-26 placer, SCH-27
+// filler order numbers) is based on that order, which is the patient's and
+// carries the numbers as ORC-2 and ORC-3 do, the service booked (AIS-3) and
+// its time (AIS-4 plus AIS-7 minutes), and a request status for the
+// booking's (SCH-25: SCH[ServiceRequest]); a booking without order numbers
+// builds no order.
+func TestSIUBookedOrder(t *testing.T) {
+	sch := func(status string) string {
+		return segment("SCH", map[int]string{1: "RX1APPT-4^PAS", 2: "RX1BK-4^PAS", 25: status,
+			26: "ORD-881^ICE~ORD-882^ICE", 27: "LAB-77^WINPATH"})
+	}
+	checkRules(t, message("SIU^S12^SIU_S12",
+		sch("Booked"),
+		ukPID,
+		"RGS|1|A",
+		"AIS|1|A|73761001^Colonoscopy^SCT|202706151400+0100|||40|min",
+		"AIS|2|A|76164006^Biopsy of colon^SCT|202706151440+0100|||20|min"),
+		[]want{
+			{"Appointment", "basedOn", []string{"->ServiceRequest"}},
+			{"ServiceRequest", "identifier.value", []string{"ORD-881", "ORD-882", "LAB-77"}},
+			{"ServiceRequest", "identifier.type.coding.code", []string{"PLAC", "PLAC", "FILL"}},
+			{"ServiceRequest", "status", []string{"active"}},
+			{"ServiceRequest", "intent", []string{"order"}},
+			{"ServiceRequest", "subject", []string{"->Patient"}},
+			{"ServiceRequest", "code.coding.code", []string{"73761001"}},
+			{"ServiceRequest", "occurrencePeriod.start", []string{"2027-06-15T14:00:00+01:00"}},
+			{"ServiceRequest", "occurrencePeriod.end", []string{"2027-06-15T14:40:00+01:00"}},
+		})
+	checkRules(t, message("SIU^S15^SIU_S12", sch("Cancelled"), ukPID),
+		[]want{{"ServiceRequest", "status", []string{"revoked"}}})
+	checkRules(t, message("SIU^S12^SIU_S12", segment("SCH", map[int]string{1: "RX1APPT-5^PAS", 2: "RX1BK-5^PAS", 25: "Booked"}), ukPID,
+		"RGS|1|A", "AIS|1|A|73761001^Colonoscopy^SCT|202706151400+0100|||40|min"),
+		[]want{{"ServiceRequest", "identifier.value", nil}, {"Appointment", "basedOn", nil}})
 }
 
 // TestPharmacyUnitsSentAsUCUMAreCoded: a ward prescription's dose, dose
