@@ -126,7 +126,7 @@ func TestSIUBookedOrder(t *testing.T) {
 		[]want{{"ServiceRequest", "status", []string{"revoked"}}})
 	checkRules(t, message("SIU^S12^SIU_S12", segment("SCH", map[int]string{1: "RX1APPT-5^PAS", 2: "RX1BK-5^PAS", 25: "Booked"}), ukPID,
 		"RGS|1|A", "AIS|1|A|73761001^Colonoscopy^SCT|202706151400+0100|||40|min"),
-		[]want{{"ServiceRequest", "identifier.value", nil}, {"Appointment", "basedOn", nil}})
+		[]want{{"ServiceRequest", "intent", nil}, {"Appointment", "basedOn", nil}})
 }
 
 // TestPharmacyUnitsSentAsUCUMAreCoded: a ward prescription's dose, dose
