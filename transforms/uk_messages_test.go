@@ -1,6 +1,7 @@
 package transforms
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -358,4 +359,75 @@ func TestOrderProvenance(t *testing.T) {
 		"ORC|NW|LAB-2^ICE||||||||||C1234567^JONES^HELEN^^^DR^^^GMC",
 		"OBR|1|LAB-2^ICE||58410-2^Full blood count^LN"),
 		[]want{{"Provenance", "target", []string{"->MessageHeader"}}})
+}
+
+// TestADTA60Allergies: an ADT^A60 from an e-prescribing system updates the
+// patient's allergies (IAM[AllergyIntolerance]). Each IAM is one allergy,
+// updated in place on its own identifier (IAM-7); its coded allergen and the
+// clinician's coding of it (IAM-27) are one code; each IAR after it is a
+// reaction, and its NTE a note. Who reported it (IAM-14, IAM-15) is the
+// asserter: a relative, or the patient when IAM-15 says self; who first
+// recorded it (IAM-23, IAM-24) the recorder. IAM-17 (table 0438) gives the
+// verification status, and makes the clinical status inactive for I.
+func TestADTA60Allergies(t *testing.T) {
+	raw := fixture(t, "convert/adt_a60_allergy_update.hl7")
+	checkRules(t, raw, []want{
+		{"AllergyIntolerance", "identifier.value", []string{"RX1ALG-000781", "RX1ALG-000512"}},
+		{"AllergyIntolerance", "category", []string{"medication", "food"}},
+		{"AllergyIntolerance", "type", []string{"allergy", "allergy"}},
+		{"AllergyIntolerance", "code.coding.code", []string{"372687004", "294505008", "256349002"}},
+		{"AllergyIntolerance", "criticality", []string{"high", "low"}},
+		// IAM-5 is the first reaction, IAR-1 each further one; the peanut allergy has neither.
+		{"AllergyIntolerance", "reaction.manifestation.text", []string{"Anaphylaxis"}},
+		{"AllergyIntolerance", "reaction.manifestation.coding.code", []string{"39579001", "271807003"}},
+		{"AllergyIntolerance", "reaction.severity", []string{"severe", "severe", "moderate"}},
+		{"AllergyIntolerance", "reaction.note.text", []string{"Adrenaline given IM"}},
+		{"AllergyIntolerance", "note.text", []string{"Anaphylaxis in 2015 needed adrenaline; avoid all penicillins."}},
+		{"AllergyIntolerance", "note.authorReference", []string{"->Practitioner"}},
+		{"AllergyIntolerance", "onsetDateTime", []string{"2015-03-10"}},
+		{"AllergyIntolerance", "onsetString", []string{"Childhood"}},
+		// IAM-24 when sent, else IAM-13.
+		{"AllergyIntolerance", "recordedDate", []string{"2026-11-21T11:08:00+00:00", "2026-11-21T11:06:00+00:00"}},
+		{"AllergyIntolerance", "recorder", []string{"->Practitioner"}},
+		{"AllergyIntolerance", "asserter", []string{"->RelatedPerson", "->Patient"}},
+		{"AllergyIntolerance", "verificationStatus.coding.code", []string{"confirmed", "confirmed"}},
+		{"AllergyIntolerance", "clinicalStatus.coding.code", []string{"active", "inactive"}},
+		{"AllergyIntolerance", "patient", []string{"->Patient", "->Patient"}},
+		{"AllergyIntolerance", "encounter", []string{"->Encounter", "->Encounter"}},
+		{"RelatedPerson", "name.family", []string{"BRENNAN"}},
+		{"RelatedPerson", "relationship.coding.code", []string{"MTH", "MTH"}},
+		{"Practitioner", "name.family", []string{"KOWALSKI", "JONES"}},
+	})
+	b, _, _ := convertMessage(t, raw, Options{})
+	var urls []string
+	for _, e := range b.Entry {
+		if e.Resource["resourceType"] == "AllergyIntolerance" {
+			urls = append(urls, e.Request.URL)
+		}
+	}
+	want := []string{
+		"AllergyIntolerance?identifier=https%3A%2F%2Ffhir.example.org%2Frx1%2FId%2Fallergy%7CRX1ALG-000781",
+		"AllergyIntolerance?identifier=https%3A%2F%2Ffhir.example.org%2Frx1%2FId%2Fallergy%7CRX1ALG-000512",
+	}
+	if !slices.Equal(urls, want) {
+		t.Errorf("allergy requests %q, want %q", urls, want)
+	}
+}
+
+// TestADTA60AllergyInError: an allergy sent as erroneous (IAM-17 E) is
+// entered-in-error with no clinical status (ait-2), and a reporter with no
+// relationship (IAM-14 alone) is a clinician, known by name. An IAR with no
+// reaction code adds no reaction, which would lack its manifestation.
+func TestADTA60AllergyInError(t *testing.T) {
+	checkRules(t, message("ADT^A60^ADT_A60", ukPID,
+		segment("IAM", map[int]string{1: "1", 2: "DA", 3: "387458008^Aspirin^SCT", 14: "PATEL^RAJ^^^DR", 17: "E^Erroneous^HL70438"}),
+		"IAR||MI^Mild^HL70128"),
+		[]want{
+			{"AllergyIntolerance", "verificationStatus.coding.code", []string{"entered-in-error"}},
+			{"AllergyIntolerance", "clinicalStatus.coding.code", nil},
+			{"AllergyIntolerance", "reaction.severity", nil},
+			{"AllergyIntolerance", "asserter", []string{"->Practitioner"}},
+			{"Practitioner", "name.family", []string{"PATEL"}},
+			{"RelatedPerson", "name.family", nil},
+		})
 }
