@@ -414,16 +414,19 @@ func TestADTA60Allergies(t *testing.T) {
 	}
 }
 
-// TestADTA60AllergyInError: an allergy sent as erroneous (IAM-17 E) is
-// entered-in-error with no clinical status (ait-2), and a reporter with no
-// relationship (IAM-14 alone) is a clinician, known by name. An IAR with no
+// TestADTA60AllergyInError: an allergy sent as erroneous (IAM-17 E), and one
+// deleted (IAM-6 D) whatever its IAM-17 says, are entered-in-error with no
+// clinical status (ait-2), so an update leaves neither active. A reporter with
+// no relationship (IAM-14 alone) is a clinician, known by name. An IAR with no
 // reaction code adds no reaction, which would lack its manifestation.
 func TestADTA60AllergyInError(t *testing.T) {
 	checkRules(t, message("ADT^A60^ADT_A60", ukPID,
 		segment("IAM", map[int]string{1: "1", 2: "DA", 3: "387458008^Aspirin^SCT", 14: "PATEL^RAJ^^^DR", 17: "E^Erroneous^HL70438"}),
-		"IAR||MI^Mild^HL70128"),
+		"IAR||MI^Mild^HL70128",
+		segment("IAM", map[int]string{1: "2", 2: "FA", 3: "256349002^Peanut^SCT", 6: "D^Delete^HL70206", 17: "C^Confirmed or verified^HL70438"})),
 		[]want{
-			{"AllergyIntolerance", "verificationStatus.coding.code", []string{"entered-in-error"}},
+			{"AllergyIntolerance", "code.coding.code", []string{"387458008", "256349002"}},
+			{"AllergyIntolerance", "verificationStatus.coding.code", []string{"entered-in-error", "entered-in-error"}},
 			{"AllergyIntolerance", "clinicalStatus.coding.code", nil},
 			{"AllergyIntolerance", "reaction.severity", nil},
 			{"AllergyIntolerance", "asserter", []string{"->Practitioner"}},
