@@ -359,6 +359,20 @@ func TestRulesSegments(t *testing.T) {
 			},
 		},
 		{
+			"PV2-8 and PV2-9, the expected admission and discharge, are the R5 planned dates, not the period PV1-44 starts",
+			message("ADT^A05", "PID|1||123^^^^MR||DOE^JANE", "PV1|1|P"+strings.Repeat("|", 42)+"202703010900",
+				segment("PV2", map[int]string{8: "202703020800", 9: "20270305"})),
+			[]want{
+				{"Encounter", "period.start", []string{"2027-03-01T09:00:00+00:00"}},
+				{"Encounter", "period.end", nil},
+				{"Encounter", "extension.url", []string{
+					"http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedStartDate",
+					"http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedEndDate",
+				}},
+				{"Encounter", "extension.valueDateTime", []string{"2027-03-02T08:00:00+00:00", "2027-03-05"}},
+			},
+		},
+		{
 			"PID-28 nationality, PID-39 citizenship and PD1-14 place of worship are the Patient extensions the rows name; MSH-19 the message's language",
 			[]byte(strings.Replace(string(message("ADT^A04", "PID|1||123^^^^MR||DOE^JANE"+strings.Repeat("|", 23)+"GB^United Kingdom^ISO3166_1"+strings.Repeat("|", 11)+"IE^Ireland^ISO3166_1",
 				"PD1"+strings.Repeat("|", 14)+"St Mary's Church")), "|2.5.1", "|2.5.1"+strings.Repeat("|", 7)+"en-GB", 1)),
