@@ -1363,7 +1363,17 @@ func (c *Converter) write(dst []byte, msh hl7v2.Segment) []byte {
 	bid := c.sumID()
 	dst = append(dst, `{"resourceType":"Bundle","id":"`...)
 	dst = appendUUID(dst, bid)
-	dst = append(dst, `","type":"`...)
+	dst = append(dst, '"')
+	// MSH[Bundle] MSH-10: the message control ID, by which the sender and
+	// the journal know the message. The row leaves the system to the
+	// implementer; the ID is unique only per sending application, which the
+	// MessageHeader names, so none is claimed.
+	if id := trimSpace(c.textOf(msh.Field(10).Rep(1).Comp(1))); len(id) > 0 {
+		dst = append(dst, `,"identifier":{"value":`...)
+		dst = appendJSONBytes(dst, id)
+		dst = append(dst, '}')
+	}
+	dst = append(dst, `,"type":"`...)
 	dst = append(dst, c.opts.Bundle...)
 	dst = append(dst, '"')
 	if d, err := parseDTM(msh.Field(7).Comp(1).Bytes()); err == nil {

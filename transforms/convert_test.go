@@ -38,7 +38,11 @@ func fixture(tb testing.TB, name string) []byte {
 
 // bundle is the parsed output, for assertions.
 type bundle struct {
-	Type  string `json:"type"`
+	Type       string `json:"type"`
+	Identifier struct {
+		System string `json:"system"`
+		Value  string `json:"value"`
+	} `json:"identifier"`
 	Entry []struct {
 		FullURL  string         `json:"fullUrl"`
 		Resource map[string]any `json:"resource"`
@@ -318,6 +322,10 @@ func TestConvertBundleTypes(t *testing.T) {
 			b, _, _ := convert(t, "bench/adt_a01.hl7", Options{Bundle: bt})
 			if b.Type != string(bt) {
 				t.Errorf("type %q", b.Type)
+			}
+			// MSH[Bundle] MSH-10: the message control ID identifies the bundle.
+			if b.Identifier.Value != "ADT000000001" || b.Identifier.System != "" {
+				t.Errorf("identifier %+v, want the message control ID ADT000000001", b.Identifier)
 			}
 			if bt == Message && b.Entry[0].Resource["resourceType"] != "MessageHeader" {
 				t.Errorf("message bundle starts with %v", b.Entry[0].Resource["resourceType"])
