@@ -434,3 +434,31 @@ func TestADTA60AllergyInError(t *testing.T) {
 			{"RelatedPerson", "name.family", nil},
 		})
 }
+
+// TestSFTSoftwareDevices: each SFT is a Device (SFT[Device]) and an entity of
+// the message's source Provenance (ADT_A01 row 3): the first, right after the
+// MSH, the sending system's software ("source"), a later one software that
+// passed the message on ("derivation"). A message with no source Provenance
+// (no sender) keeps the Devices and gains no Provenance of the roles alone.
+func TestSFTSoftwareDevices(t *testing.T) {
+	sfts := []string{
+		"SFT|Cerner^L|2024.1|Millennium|MIL-2024|PAS build for RX1",
+		"SFT|Rhapsody Health|7.2.1|Rhapsody|RH-721",
+	}
+	raw := message("ADT^A01^ADT_A01", append(sfts, "EVN|A01|20260101115900", ukPID, "PV1|1|I")...)
+	checkRules(t, raw, []want{
+		{"Device", "manufacturer", []string{"Cerner", "Rhapsody Health"}},
+		{"Device", "version.value", []string{"2024.1", "7.2.1"}},
+		{"Device", "deviceName.name", []string{"Millennium", "Rhapsody"}},
+		{"Device", "deviceName.type", []string{"manufacturer-name", "manufacturer-name"}},
+		{"Device", "modelNumber", []string{"MIL-2024", "RH-721"}},
+		{"Device", "note.text", []string{"PAS build for RX1"}},
+		{"Provenance", "entity.what", []string{"->Device", "->Device"}},
+		{"Provenance", "entity.role", []string{"source", "derivation"}},
+	})
+	noSender := []byte(strings.Replace(string(raw), "|APP|FAC|", "|APP||", 1))
+	checkRules(t, noSender, []want{
+		{"Device", "deviceName.name", []string{"Millennium", "Rhapsody"}},
+		{"Provenance", "entity.role", nil},
+	})
+}
