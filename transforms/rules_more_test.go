@@ -54,6 +54,21 @@ func TestRulesSegmentGroups(t *testing.T) {
 			},
 		},
 		{
+			"ORM: the alternate placer number (OBR-53, ORC-33) is one more PLAC identifier, whatever CX.5 says, written once when both name it; OBR-29 the parent order the OBR is based on, known by its placer (PGN) and filler (FGN) numbers, unless OBR-50 makes it a parent result",
+			message("ORM^O01", pid,
+				segment("ORC", map[int]string{1: "NW", 2: "P1", 33: "ALT-1^^^RX1^MR"}),
+				segment("OBR", map[int]string{1: "1", 2: "P1", 4: "CBC^Blood count^L", 29: "PARENT-P^PARENT-F", 53: "ALT-1^^^RX1^MR"}),
+				segment("ORC", map[int]string{1: "NW", 2: "P2"}),
+				segment("OBR", map[int]string{1: "2", 2: "P2", 4: "LFT^Liver function^L", 29: "PARENT-P2", 50: "1234-5^Parent test^LN", 53: "ALT-2"})),
+			[]want{
+				{"ServiceRequest", "identifier.value", []string{"P1", "ALT-1", "P2", "ALT-2"}},
+				{"ServiceRequest", "identifier.type.coding.code", []string{"PLAC", "PLAC", "PLAC", "PLAC"}},
+				{"ServiceRequest", "basedOn.identifier.value", []string{"PARENT-P", "PARENT-F"}},
+				{"ServiceRequest", "basedOn.identifier.type.coding.code", []string{"PGN", "FGN"}},
+				{"ServiceRequest", "basedOn.type", []string{"ServiceRequest", "ServiceRequest"}},
+			},
+		},
+		{
 			"ADT: the employer IN1-11 names has the telephone (IN2-64) and contact person (IN2-49, IN2-50) of the IN2 after that IN1 (>IN2); an IN1 without one has none",
 			message("ADT^A01", pid, "PV1|1|I",
 				"IN1|1|BAV^Blue Advantage|IC-1|Blue Cross"+strings.Repeat("|", 7)+"Acme Ltd",
