@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
+
 	"github.com/spinebridge/spinebridge/fixtures"
 	"github.com/spinebridge/spinebridge/transforms"
 )
@@ -291,4 +293,39 @@ func watchUntilDone(t *testing.T, run func(context.Context) error) {
 			t.Errorf("Run: %v", err)
 		}
 	})
+}
+
+// TestWatchDirPassesOverALinkLoop: a link loop under the mapping directory is
+// the loader's to report; the watch still covers the directories, and a
+// change in one of them is seen.
+func TestWatchDirPassesOverALinkLoop(t *testing.T) {
+	dir := t.TempDir()
+	writeMappings(t, dir, map[string]string{"segments/PID-Patient.yaml": pidGenderOnly})
+	if err := os.Symlink("..", filepath.Join(dir, "segments", "up")); err != nil {
+		t.Fatal(err)
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := watchDir(w, dir, true); err != nil {
+		t.Fatalf("watchDir over a link loop: %v", err)
+	}
+	// Written as a temporary file renamed over the old one: its events come
+	// first.
+	writeMappings(t, dir, map[string]string{"segments/PID-Patient.yaml": pidWithBirth})
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-w.Events:
+			if filepath.Base(ev.Name) == "PID-Patient.yaml" {
+				return
+			}
+		case err := <-w.Errors:
+			t.Fatal(err)
+		case <-timeout:
+			t.Fatal("no event for PID-Patient.yaml under segments/")
+		}
+	}
 }

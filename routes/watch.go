@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spinebridge/spinebridge/transforms"
 )
 
 // reloadDelay is how long the files must be quiet before a change is loaded:
@@ -86,46 +87,23 @@ func watchFiles(ctx context.Context, s watchSpec, log *slog.Logger) error {
 	}
 }
 
-// watchDir adds dir to w, and with deep every directory below it that is not
-// hidden, through directory links as transforms.MappingFiles reads them.
+// watchDir adds dir to w, and with deep every directory below it that
+// transforms.MappingFiles reads files from (transforms.MappingDirs).
 func watchDir(w *fsnotify.Watcher, dir string, deep bool) error {
 	if !deep {
 		return w.Add(dir)
 	}
-	return watchTree(w, dir, 0)
-}
-
-func watchTree(w *fsnotify.Watcher, dir string, links int) error {
-	// A link named as the root is walked as the directory it names.
-	root, err := filepath.EvalSymlinks(dir)
+	dirs, err := transforms.MappingDirs(os.DirFS(dir))
 	if err != nil {
 		return err
 	}
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		switch {
-		case err != nil:
+	for _, d := range dirs {
+		if err := w.Add(filepath.Join(dir, d)); err != nil {
 			return err
-		case p != root && hidden(p):
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		case d.Type()&fs.ModeSymlink != 0:
-			if info, err := os.Stat(p); err == nil && info.IsDir() && links < maxWatchLinks {
-				return watchTree(w, p, links+1)
-			}
-			return nil
-		case d.IsDir():
-			return w.Add(p)
 		}
-		return nil
-	})
+	}
+	return nil
 }
-
-// maxWatchLinks bounds how many directory links deep watchDir follows: a link
-// loop is the loader's error to report (transforms.MappingFiles), not a reason
-// to stop watching.
-const maxWatchLinks = 8
 
 // hidden reports whether the file or directory name is hidden (a dot file).
 func hidden(name string) bool { return strings.HasPrefix(filepath.Base(name), ".") }

@@ -672,3 +672,45 @@ func TestMappingFilesStopsAtALinkLoop(t *testing.T) {
 		t.Errorf("MappingFiles = %v, want a link loop error", err)
 	}
 }
+
+// TestMappingDirsPassesOverWhatTheLoaderRefuses: the directories a watch
+// covers are the ones the loader reads, through the same links, hidden ones
+// left out; a link loop and a dangling link, which the loader reports, are
+// passed over, so the rest of the tree is still listed.
+func TestMappingDirsPassesOverWhatTheLoaderRefuses(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"segments", "..2026_11_22/tables", ".git"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range [][2]string{
+		{"segments/up", ".."},
+		{"tables", "..2026_11_22/tables"},
+		{"zz-gone", "nowhere"},
+	} {
+		if err := os.Symlink(l[1], filepath.Join(dir, l[0])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := MappingFiles(os.DirFS(dir)); err == nil {
+		t.Fatal("MappingFiles passed over a link loop and a dangling link")
+	}
+	dirs, err := MappingDirs(os.DirFS(dir))
+	if err != nil {
+		t.Fatalf("MappingDirs: %v", err)
+	}
+	// segments/up leads back to the top, level after level, until the links
+	// run out: never more than maxLinks of them in a row.
+	if want := []string{".", "segments", "segments/up", "segments/up/segments"}; len(dirs) < len(want) || !slices.Equal(dirs[:len(want)], want) {
+		t.Errorf("MappingDirs starts %q, want %q", dirs, want)
+	}
+	if !slices.Contains(dirs, "tables") {
+		t.Errorf("MappingDirs = %q, want the linked tables", dirs)
+	}
+	for _, d := range dirs {
+		if strings.Contains(d, ".git") || strings.Contains(d, "zz-gone") || strings.Contains(d, "..2026") || strings.Count(d, "up") > maxLinks {
+			t.Errorf("MappingDirs lists %q", d)
+		}
+	}
+}

@@ -138,9 +138,42 @@ func IsMappingFile(path string) bool {
 // a Kubernetes ConfigMap volume keeps its files in a hidden ..<timestamp>
 // directory, reached through a link per top-level name (segments ->
 // ..data/segments), which are followed, so that each file is read once and
-// under the name the volume gives it.
+// under the name the volume gives it. A link that cannot be followed, or
+// directory links more than maxLinks deep (a link loop), is an error.
 func MappingFiles(fsys fs.FS) ([]string, error) {
 	var files []string
+	err := walkMappingTree(fsys, true, func(p string, dir bool) {
+		if !dir {
+			files = append(files, p)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// MappingDirs lists the directories MappingFiles reads files from: "." and
+// every directory below it, through the same links, for a watch on the files
+// to cover. It is lenient where MappingFiles is strict: a link it cannot
+// follow, or one past maxLinks, is passed over, since reporting it is the
+// loader's part and the rest of the tree still wants watching.
+func MappingDirs(fsys fs.FS) ([]string, error) {
+	var dirs []string
+	err := walkMappingTree(fsys, false, func(p string, dir bool) {
+		if dir {
+			dirs = append(dirs, p)
+		}
+	})
+	return dirs, err
+}
+
+// walkMappingTree walks fsys as the loader reads it (see MappingFiles),
+// calling visit for each directory it enters, "." first, and each mapping
+// file. With strict, a link that cannot be followed or one too deep ends the
+// walk with an error; otherwise it is passed over.
+func walkMappingTree(fsys fs.FS, strict bool, visit func(p string, dir bool)) error {
 	var walk func(root string, links int) error
 	walk = func(root string, links int) error {
 		return fs.WalkDir(fsys, root, func(p string, d fs.DirEntry, err error) error {
@@ -154,32 +187,33 @@ func MappingFiles(fsys fs.FS) ([]string, error) {
 				return nil
 			case d.Type()&fs.ModeSymlink != 0:
 				info, err := fs.Stat(fsys, p)
-				if err != nil {
+				switch {
+				case err != nil && strict:
 					return err
-				}
-				if info.IsDir() {
-					if links == maxLinks {
-						return fmt.Errorf("%s: more than %d directory links deep (a link loop?)", p, maxLinks)
-					}
+				case err != nil:
+					return nil
+				case !info.IsDir():
+				case links < maxLinks:
 					return walk(p, links+1)
+				case strict:
+					return fmt.Errorf("%s: more than %d directory links deep (a link loop?)", p, maxLinks)
+				default:
+					return nil
 				}
 			case d.IsDir():
+				visit(p, true)
 				return nil
 			}
 			if IsMappingFile(p) {
-				files = append(files, p)
+				visit(p, false)
 			}
 			return nil
 		})
 	}
-	if err := walk(".", 0); err != nil {
-		return nil, err
-	}
-	sort.Strings(files)
-	return files, nil
+	return walk(".", 0)
 }
 
-// maxLinks bounds how many directory links deep MappingFiles follows.
+// maxLinks bounds how many directory links deep the walk follows.
 const maxLinks = 8
 
 // readSpecs reads every .yaml file of the layers. A file in a later layer
