@@ -220,9 +220,18 @@ type entry struct {
 	follows []string // the segments whose group this entry's segment must be in
 	over    []string // segments that may stand between it and the one opening its group
 	group   bool     // into only a resource built from its group's segments, else nothing
+	near    []nearSide
 	when    *program
 	refs    []ref
 	links   []link
+}
+
+// nearSide is, for one entry, the side of its segment where the nearest
+// segment of kind seg is read: -1 before it, +1 after it, whichever of < or >
+// the map's path writes (see Converter.pathSegment).
+type nearSide struct {
+	seg string
+	dir int
 }
 
 type ref struct {
@@ -933,6 +942,14 @@ func (c *compiler) compileStructure(s *structureSpec) *structure {
 			c.errorf(es.pos, "group: is for into: entries with follows:")
 		}
 		e.group = es.Group
+		for _, id := range sortedKeys(es.Near) {
+			side, ok := map[string]int{"before": -1, "after": 1}[es.Near[id]]
+			if !ok || len(id) != 3 {
+				c.errorf(es.pos, "near: %s: %q: give a segment id and before or after (near: {ORC: after})", id, es.Near[id])
+				continue
+			}
+			e.near = append(e.near, nearSide{seg: id, dir: side})
+		}
 		c.use("segment map " + es.Map)
 		sm, ok := c.segments[es.Map]
 		if !ok {

@@ -107,6 +107,9 @@ func TestLoadErrorsNameFileAndLine(t *testing.T) {
 		{"reference to a type the element refuses", map[string]string{
 			"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PV1-Encounter, name: enc}\n  - {map: PID-Patient, refs: {managingOrganization: enc}}\n",
 		}, []string{"messages/adt.yaml:5:", "Organization", "not Encounter"}},
+		{"near: with a side that is neither before nor after", map[string]string{
+			"messages/adt.yaml": "structure: ADT\nmessages: [ADT]\nresources:\n  - {map: PID-Patient, name: patient}\n  - {map: PV1-Encounter, near: {PD1: behind}}\n",
+		}, []string{"messages/adt.yaml:5:", `near: PD1: "behind"`, "before or after"}},
 		{"a file outside the four kinds", map[string]string{
 			"stuff/x.yaml": "a: 1\n",
 		}, []string{"stuff/x.yaml", "belongs in"}},

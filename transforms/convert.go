@@ -316,7 +316,7 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 		return
 	}
 	// The entry's condition, then its map's, in the segment's own frame.
-	cond := c.newFrame(frame{seg: seg})
+	cond := c.newFrame(frame{seg: seg, near: e.near})
 	if e.when != nil && !c.test(e.when, &cond, e.pos) {
 		return
 	}
@@ -339,7 +339,7 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 	}
 	if res < 0 {
 		var built bool
-		if res, built = c.newSegmentResource(e.smap, seg); built {
+		if res, built = c.newSegmentResource(e.smap, seg, e.near); built {
 			r := &c.resources[res]
 			r.absorbed = append(r.absorbed[:0], e.segment)
 			r.seg, r.pos = seg.Index(), e.smap.pos
@@ -365,7 +365,7 @@ func (c *Converter) runEntry(e *entry, seg hl7v2.Segment) {
 		}
 		c.pending = append(c.pending, p)
 	}
-	f := c.newFrame(frame{seg: seg, obj: c.resources[res].root})
+	f := c.newFrame(frame{seg: seg, obj: c.resources[res].root, near: e.near})
 	f.conds = c.openConds(e.smap.conds)
 	for i := range e.smap.rules {
 		c.apply(&e.smap.rules[i], &f)
@@ -437,7 +437,7 @@ func isOneOf(seg hl7v2.Segment, ids []string) bool {
 // segment's place: the same message always gives the same ids. For a shared
 // map, a resource of the same identity built earlier in the message is
 // returned instead, with built false.
-func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) (res int, built bool) {
+func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment, near []nearSide) (res int, built bool) {
 	c.h.Reset()
 	c.hashString(sm.resource)
 	if sm.shared {
@@ -446,7 +446,7 @@ func (c *Converter) newSegmentResource(sm *segmentMap, seg hl7v2.Segment) (res i
 		c.hashString(sm.name)
 	}
 	identified := false
-	f := c.newFrame(frame{seg: seg})
+	f := c.newFrame(frame{seg: seg, near: near})
 	for _, src := range sm.identity {
 		c.h.Write(sep0)
 		start := c.values(&src, &f, true)
@@ -542,11 +542,14 @@ type frame struct {
 	// conds is where the results of the conditions of the map whose rules
 	// run in the frame start in Converter.conds (see openConds).
 	conds int32
+	// near is the structure entry's say on which side of the segment a
+	// <SEG or >SEG path reads (see pathSegment); nil for the map's own.
+	near []nearSide
 }
 
 // newFrame returns f with its id.
 func (c *Converter) newFrame(f frame) frame {
-	if !f.inDT && f.val.IsEmpty() && f.seg.Exists() {
+	if !f.inDT && f.val.IsEmpty() && f.seg.Exists() && f.near == nil {
 		f.id = c.segFrames + uint64(f.seg.Index())
 		return f
 	}
@@ -662,14 +665,21 @@ func (c *Converter) lookup(src *source, f *frame, all bool, start int) int {
 // pathSegment is the segment an absolute path src reads in f. A path naming
 // the segment being read, with no [n], means that segment: a data-type map
 // applied to IN1-4 reads IN1-5 of the same IN1, not of the message's first.
-// One written <SEG or >SEG means the segment's group (see nearSegment); any
-// other, or one read outside a segment, the message's n-th (first) segment of
-// that kind.
+// One written <SEG or >SEG means the segment's group (see nearSegment), on
+// the side the structure entry's near: gives for SEG when it gives one (OUL's
+// ORC follows its OBR); any other, or one read outside a segment, the
+// message's n-th (first) segment of that kind.
 func (c *Converter) pathSegment(src *source, f *frame) (hl7v2.Segment, bool) {
 	here := f.seg.Exists()
 	switch {
 	case src.near != 0 && here:
-		return c.nearSegment(f.seg, src.path.Segment, src.near)
+		dir := src.near
+		for _, n := range f.near {
+			if n.seg == src.path.Segment {
+				dir = n.dir
+			}
+		}
+		return c.nearSegment(f.seg, src.path.Segment, dir)
 	case src.path.Occurrence == 0 && here && f.seg.Is(src.path.Segment):
 		return f.seg, true
 	}
@@ -891,7 +901,7 @@ func (c *Converter) applyMap(r *rule, f *frame, v hl7v2.Value, depth int) {
 	if n == none {
 		return
 	}
-	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: n})
+	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: n, near: f.near})
 	c.applyDatatype(r.dt, &sub, -1)
 }
 
@@ -930,7 +940,7 @@ func (c *Converter) subResource(r *rule, f *frame, v hl7v2.Value, depth int) int
 		c.complete(r.dt, f, v, depth, res)
 		return res
 	}
-	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true})
+	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, near: f.near})
 	id := c.subResourceID(r, v, &sub)
 	if res, ok := c.byID[id]; ok {
 		c.subs[key] = res
@@ -959,7 +969,7 @@ func (c *Converter) complete(d *datatypeMap, f *frame, v hl7v2.Value, depth int,
 	if len(d.context) == 0 {
 		return
 	}
-	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: c.resources[res].root})
+	sub := c.newFrame(frame{seg: f.seg, val: v, depth: depth, inDT: true, obj: c.resources[res].root, near: f.near})
 	sub.conds = c.openConds(d.conds)
 	for _, i := range d.context {
 		if r := &d.rules[i]; !slices.Contains(c.completed, completion{res, r}) {

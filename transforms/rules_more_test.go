@@ -1,7 +1,9 @@
 package transforms
 
 import (
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -643,4 +645,36 @@ func TestRoleAddress(t *testing.T) {
 		4: "G123^Jones^Ann", 11: "1 Surgery Rd^^Leeds^^LS2 2BB^GB^O"})
 	checkRules(t, message("ADT^A01", "PID|1||123^^^^MR||DOE^JANE", rol, "PV1|1|I|||||C01^Consultant^Carl"),
 		[]want{{"Practitioner", "address.city", []string{"Leeds"}}})
+}
+
+// TestOULOrderReadsItsOwnORC: OUL puts an order's ORC after its OBR, and the
+// structure's near: {ORC: after} makes OBR-2/OBR-3's "IF ORC-2 NOT VALUED"
+// read that ORC. Read before the OBR, the second order's ORC would be the
+// first order's: each order would carry its numbers twice, and an order whose
+// ORC repeats its numbers would lose none.
+func TestOULOrderReadsItsOwnORC(t *testing.T) {
+	for _, typ := range []string{"OUL^R22^OUL_R22", "OUL^R24^OUL_R24"} {
+		t.Run(typ, func(t *testing.T) {
+			b, _, _ := convertMessage(t, message(typ, "PID|1||123^^^^MR||DOE^JANE||19700101|F", "SPM|1|SP1",
+				"OBR|1|P1^PL|F1^FL|GLU^Glucose^L", "ORC|SC|P1^PL|F1^FL||CM", "OBX|1|NM|GLU^Glucose^L||5|mmol/L",
+				"OBR|2|P2^PL|F2^FL|NA^Sodium^L", "ORC|SC|||||CM", "OBX|1|NM|NA^Sodium^L||140|mmol/L"),
+				Options{Bundle: Collection})
+			want := [][]string{{"P1/PLAC", "F1/FILL"}, {"P2/PLAC", "F2/FILL"}}
+			orders := b.all("ServiceRequest")
+			if len(orders) != len(want) {
+				t.Fatalf("%d ServiceRequests, want %d", len(orders), len(want))
+			}
+			for i, sr := range orders {
+				var got []string
+				for _, id := range sr["identifier"].([]any) {
+					m := id.(map[string]any)
+					code := m["type"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"]
+					got = append(got, fmt.Sprintf("%v/%v", m["value"], code))
+				}
+				if !slices.Equal(got, want[i]) {
+					t.Errorf("order %d identifiers %v, want %v", i+1, got, want[i])
+				}
+			}
+		})
+	}
 }

@@ -107,6 +107,10 @@ type entrySpec struct {
 	When    string            `yaml:"when"`
 	Refs    map[string]string `yaml:"refs"`  // element -> name of the resource it refers to
 	Links   map[string]string `yaml:"links"` // name -> element of that resource that refers back to this one
+	// Near says, for this structure, on which side of the entry's segment
+	// stands the segment of each kind its map reads as <SEG or >SEG:
+	// {ORC: after} where an order's ORC follows its OBR (OUL).
+	Near map[string]string `yaml:"near"`
 
 	pos string
 }
