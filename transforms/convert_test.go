@@ -355,7 +355,8 @@ func TestConvertBundleTypes(t *testing.T) {
 // TestConvertMergeRetiresTheRecordItNames: an A40's MRG names a record the
 // receiver already holds, created by an earlier message under its NHS
 // number. The merged Patient updates that record (inactive, replaced by the
-// survivor) rather than adding a second Patient with the same NHS number.
+// survivor) rather than adding a second Patient with the same NHS number;
+// the survivor's link says it replaces that record.
 func TestConvertMergeRetiresTheRecordItNames(t *testing.T) {
 	b, _, out := convertMessage(t, []byte("MSH|^~\\&|PAS|RX1|SPINE|NHS|20261121093000||ADT^A40^ADT_A39|MRG0001|P|2.5\r"+
 		"EVN|A40|20261121093000\r"+
@@ -363,7 +364,7 @@ func TestConvertMergeRetiresTheRecordItNames(t *testing.T) {
 		"MRG|RX1A222222^^^RX1^MR~9434765870^^^NHS^NH||||||JONES^MARY\r"), Options{})
 	const byNHSNumber = "Patient?identifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C"
 	var urls []string
-	var survivor string
+	var survivor, merged string
 	for _, e := range b.Entry {
 		if e.Resource["resourceType"] != "Patient" {
 			continue
@@ -371,6 +372,8 @@ func TestConvertMergeRetiresTheRecordItNames(t *testing.T) {
 		urls = append(urls, e.Request.URL)
 		if e.Resource["active"] == nil {
 			survivor = e.FullURL
+		} else {
+			merged = e.FullURL
 		}
 	}
 	if want := []string{byNHSNumber + "9434765919", byNHSNumber + "9434765870"}; !slices.Equal(urls, want) {
@@ -378,8 +381,8 @@ func TestConvertMergeRetiresTheRecordItNames(t *testing.T) {
 	}
 	b.expect(t, []want{
 		{"Patient", "active", []string{"false"}},
-		{"Patient", "link.type", []string{"replaced-by"}},
-		{"Patient", "link.other.reference", []string{survivor}},
+		{"Patient", "link.type", []string{"replaces", "replaced-by"}},
+		{"Patient", "link.other.reference", []string{merged, survivor}},
 	})
 }
 
