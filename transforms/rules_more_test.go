@@ -678,3 +678,53 @@ func TestOULOrderReadsItsOwnORC(t *testing.T) {
 		})
 	}
 }
+
+// TestPatientLastUpdate: PID-33 and PID-34 together are the last update of
+// the patient's record, a Provenance of the Patient (PID[Provenance-Patient]).
+// recorded is PID-33, else the message's time when PID-33 is no instant, so
+// that a replay gives the same bundle; with either field missing, none.
+func TestPatientLastUpdate(t *testing.T) {
+	for _, tc := range []struct {
+		name, pid33, pid34 string
+		recorded, occurred string // "" for no update Provenance
+	}{
+		{"an instant", "202611210845", "RX1", "2026-11-21T08:45:00+00:00", "2026-11-21T08:45:00+00:00"},
+		{"a day", "20261121", "RX1", "2026-01-01T12:00:00+00:00", "2026-11-21"},
+		{"no facility", "202611210845", "", "", ""},
+		{"no time", "", "RX1", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, _, out := convertMessage(t, message("ADT^A08^ADT_A01", segment("PID", map[int]string{
+				3: "123^^^^MR", 5: "DOE^JANE", 33: tc.pid33, 34: tc.pid34})), Options{Bundle: Collection})
+			var updates []map[string]any
+			for _, p := range b.all("Provenance") {
+				if strings.Contains(fmt.Sprint(p["activity"]), "UPDATE") {
+					updates = append(updates, p)
+				}
+			}
+			if tc.recorded == "" {
+				if len(updates) != 0 {
+					t.Fatalf("%d update Provenances, want none\n%s", len(updates), out)
+				}
+				return
+			}
+			if len(updates) != 1 {
+				t.Fatalf("%d update Provenances, want 1\n%s", len(updates), out)
+			}
+			p := updates[0]
+			if p["recorded"] != tc.recorded || p["occurredDateTime"] != tc.occurred {
+				t.Errorf("recorded %v, occurred %v; want %s, %s", p["recorded"], p["occurredDateTime"], tc.recorded, tc.occurred)
+			}
+			if target := b.byRef(t, p["target"].([]any)[0]); target["resourceType"] != "Patient" {
+				t.Errorf("target is a %v, want the Patient", target["resourceType"])
+			}
+			agent := p["agent"].([]any)[0].(map[string]any)
+			if org := b.byRef(t, agent["who"]); org["name"] != tc.pid34 {
+				t.Errorf("agent is %v, want the Organization %s", org["name"], tc.pid34)
+			}
+			if code := fmt.Sprint(agent["type"]); !strings.Contains(code, "performer") {
+				t.Errorf("agent type %s, want performer", code)
+			}
+		})
+	}
+}
