@@ -728,3 +728,25 @@ func TestPatientLastUpdate(t *testing.T) {
 		})
 	}
 }
+
+// TestLivingWill: PD1-7 is an Observation of the patient's advance directive
+// (PD1[Observation-LivingWill]): a table 0315 code with its system and
+// display, a local code kept as sent with its text, and none without PD1-7.
+func TestLivingWill(t *testing.T) {
+	pid := "PID|1||123^^^^MR||DOE^JANE||19700101|F"
+	checkRules(t, message("ADT^A08^ADT_A01", pid, segment("PD1", map[int]string{7: "F"})), []want{
+		{"Observation", "code.coding.code", []string{"75320-2"}},
+		{"Observation", "status", []string{"final"}},
+		{"Observation", "valueCodeableConcept.coding.code", []string{"F"}},
+		{"Observation", "valueCodeableConcept.coding.system", []string{"http://terminology.hl7.org/CodeSystem/v2-0315"}},
+		{"Observation", "valueCodeableConcept.coding.display", []string{"Yes, patient has a living will but it is not on file"}},
+	})
+	checkRules(t, message("ADT^A08^ADT_A01", pid, segment("PD1", map[int]string{7: "LPA^Lasting power of attorney^L"})), []want{
+		{"Observation", "valueCodeableConcept.coding.code", []string{"LPA"}},
+		{"Observation", "valueCodeableConcept.coding.system", nil},
+		{"Observation", "valueCodeableConcept.text", []string{"Lasting power of attorney"}},
+	})
+	checkRules(t, message("ADT^A08^ADT_A01", pid, segment("PD1", map[int]string{3: "GP PRACTICE^^A81001"})), []want{
+		{"Observation", "code.coding.code", nil},
+	})
+}
