@@ -750,3 +750,14 @@ func TestLivingWill(t *testing.T) {
 		{"Observation", "code.coding.code", nil},
 	})
 }
+
+// TestPatientImportance: PV1-16, the VIP indicator, is the visit's special
+// courtesy and also the patient's importance (PV1[Patient]).
+func TestPatientImportance(t *testing.T) {
+	checkRules(t, message("ADT^A01^ADT_A01", "PID|1||123^^^^MR||DOE^JANE||19700101|F",
+		segment("PV1", map[int]string{2: "I", 16: "VIP^Very important person^L"})), []want{
+		{"Patient", "extension.url", []string{"http://hl7.org/fhir/StructureDefinition/patient-importance"}},
+		{"Patient", "extension.valueCodeableConcept.coding.code", []string{"VIP"}},
+		{"Encounter", "hospitalization.specialCourtesy.coding.code", []string{"VIP"}},
+	})
+}
