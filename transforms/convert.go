@@ -534,8 +534,9 @@ type frame struct {
 	obj   int32
 	// id tells apart frames that read different things: frames with one id
 	// read the same segment and value. Every frame of a segment itself (its
-	// entries' conditions and rules) has the segment's id; each data-type
-	// map's frame has its own. What a path read is kept per id (firstMemo),
+	// entries' conditions and rules) has the segment's id, unless its entry
+	// says where a near path reads (near), and each data-type map's frame
+	// has its own. What a path read is kept per id (firstMemo),
 	// and the expression environment copies a frame only for another id.
 	// 0: no id, nothing kept.
 	id uint64
