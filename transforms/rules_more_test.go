@@ -761,3 +761,81 @@ func TestPatientImportance(t *testing.T) {
 		{"Encounter", "hospitalization.specialCourtesy.coding.code", []string{"VIP"}},
 	})
 }
+
+// TestReportReadsItsOrdersORC: the ORC[DiagnosticReport] rows. The report of
+// an order carries its ORC's numbers where they add to the OBR's (ORC-2 and
+// ORC-3 only when they differ from OBR-2 and OBR-3), its placer group number
+// (ORC-4), its status reason (ORC-16) and its confidentiality (ORC-28, which
+// labels the order too). In OUL the ORC follows its OBR, and a report reads
+// its own order's ORC, never the previous order's.
+func TestReportReadsItsOrdersORC(t *testing.T) {
+	const v3 = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+	orc := segment("ORC", map[int]string{1: "RE", 2: "P1^PL", 3: "F9^FL", 4: "G1^PL",
+		16: "DUP^Duplicate order^L", 28: "R^Restricted^HL70177"})
+	t.Run("ORU", func(t *testing.T) {
+		checkRules(t, message("ORU^R01^ORU_R01", "PID|1||123^^^^MR||DOE^JANE", orc,
+			"OBR|1|P1^PL|F1^FL|GLU^Glucose^L", "OBX|1|NM|GLU^Glucose^L||5|mmol/L|||||F"), []want{
+			{"DiagnosticReport", "identifier.value", []string{"P1", "F1", "F9", "G1"}},
+			{"DiagnosticReport", "identifier.type.coding.code", []string{"PLAC", "FILL", "FILL", "PGN"}},
+			{"DiagnosticReport", "extension.url", []string{"http://hl7.org/fhir/StructureDefinition/event-statusReason"}},
+			{"DiagnosticReport", "extension.valueCodeableConcept.coding.code", []string{"DUP"}},
+			{"DiagnosticReport", "meta.security.code", []string{"R"}},
+			{"DiagnosticReport", "meta.security.system", []string{v3}},
+			{"DiagnosticReport", "meta.security.display", []string{"restricted"}},
+			{"ServiceRequest", "meta.security.code", []string{"R"}},
+		})
+	})
+	t.Run("ORC-28 labels every resource an ORC makes", func(t *testing.T) {
+		orc := segment("ORC", map[int]string{1: "NW", 2: "P1^PL", 9: "20261121090000", 10: "C1^SMITH^ANN", 28: "V"})
+		checkRules(t, message("VXU^V04^VXU_V04", "PID|1||123^^^^MR||DOE^JANE", orc,
+			"RXA|0|1|20261121090000||08^HepB^CVX|0.5|mL^mL^UCUM"), []want{
+			{"Immunization", "meta.security.code", []string{"V"}},
+		})
+		checkRules(t, message("ORM^O01^ORM_O01", "PID|1||123^^^^MR||DOE^JANE", orc, "OBR|1|P1^PL||GLU^Glucose^L"), []want{
+			{"ServiceRequest", "meta.security.code", []string{"V"}},
+			{"Provenance", "meta.security.code", []string{"V"}},
+		})
+	})
+	t.Run("a code outside table 0177 is kept as sent", func(t *testing.T) {
+		checkRules(t, message("ORU^R01^ORU_R01", "PID|1||123^^^^MR||DOE^JANE",
+			segment("ORC", map[int]string{1: "RE", 2: "P1^PL", 28: "ZZ^Board only^L"}),
+			"OBR|1|P1^PL||GLU^Glucose^L", "OBX|1|NM|GLU^Glucose^L||5|mmol/L|||||F"), []want{
+			{"DiagnosticReport", "identifier.value", []string{"P1"}},
+			{"DiagnosticReport", "meta.security.code", []string{"ZZ"}},
+			{"DiagnosticReport", "meta.security.display", []string{"Board only"}},
+			{"DiagnosticReport", "meta.security.system", nil},
+		})
+	})
+	t.Run("OUL", func(t *testing.T) {
+		b, _, out := convertMessage(t, message("OUL^R22^OUL_R22", "PID|1||123^^^^MR||DOE^JANE||19700101|F", "SPM|1|SP1",
+			"OBR|1|P1^PL|F1^FL|GLU^Glucose^L", segment("ORC", map[int]string{1: "SC", 2: "P1^PL", 3: "F1^FL", 4: "G1^PL", 28: "V"}),
+			"OBX|1|NM|GLU^Glucose^L||5|mmol/L",
+			"OBR|2|P2^PL|F2^FL|NA^Sodium^L", "ORC|SC|P2^PL|F2^FL", "OBX|1|NM|NA^Sodium^L||140|mmol/L"),
+			Options{Bundle: Collection})
+		reports := b.all("DiagnosticReport")
+		if len(reports) != 2 {
+			t.Fatalf("%d DiagnosticReports, want 2\n%s", len(reports), out)
+		}
+		for i, want := range []string{
+			`[map[type:map[coding:[map[code:PLAC system:http://terminology.hl7.org/CodeSystem/v2-0203]]] value:P1] ` +
+				`map[type:map[coding:[map[code:FILL system:http://terminology.hl7.org/CodeSystem/v2-0203]]] value:F1] ` +
+				`map[type:map[coding:[map[code:PGN system:http://terminology.hl7.org/CodeSystem/v2-0203]]] value:G1]]`,
+			`[map[type:map[coding:[map[code:PLAC system:http://terminology.hl7.org/CodeSystem/v2-0203]]] value:P2] ` +
+				`map[type:map[coding:[map[code:FILL system:http://terminology.hl7.org/CodeSystem/v2-0203]]] value:F2]]`,
+		} {
+			if got := fmt.Sprint(reports[i]["identifier"]); got != want {
+				t.Errorf("report %d identifiers\n%s\nwant\n%s", i+1, got, want)
+			}
+		}
+		security := func(i int) string {
+			meta, _ := reports[i]["meta"].(map[string]any)
+			return fmt.Sprint(meta["security"])
+		}
+		if got, want := security(0), "[map[code:V display:very restricted system:"+v3+"]]"; got != want {
+			t.Errorf("report 1 security %s, want %s", got, want)
+		}
+		if got := security(1); got != "<nil>" {
+			t.Errorf("report 2 security %s, want none: its ORC has no ORC-28", got)
+		}
+	})
+}
