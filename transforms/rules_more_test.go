@@ -1,6 +1,7 @@
 package transforms
 
 import (
+	"encoding/base64"
 	"fmt"
 	"reflect"
 	"slices"
@@ -837,5 +838,23 @@ func TestReportReadsItsOrdersORC(t *testing.T) {
 		if got := security(1); got != "<nil>" {
 			t.Errorf("report 2 security %s, want none: its ORC has no ORC-28", got)
 		}
+	})
+}
+
+// TestDocumentNotes: in an MDM, an NTE after an OBX is a note on the
+// document's content (NTE[DocumentReference]), an attachment of its own after
+// the OBX text, one line per NTE-3 repetition. An NTE without NTE-3 adds none.
+func TestDocumentNotes(t *testing.T) {
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	checkRules(t, message("MDM^T02^MDM_T02", "PID|1||123^^^^MR||DOE^JANE",
+		"TXA|1|DS|TX|20261121090000|||||||||DOC1||||||AU",
+		"OBX|1|TX|DS^Discharge summary^L||Discharged home.||||||F",
+		"NTE|1|L|Reviewed by pharmacist~No changes", "NTE|2|L|",
+		"OBX|2|TX|DS^Discharge summary^L||Follow up in 2 weeks.||||||F",
+		"NTE|1|L|Copy sent to GP"), []want{
+		{"DocumentReference", "content.attachment.data", []string{
+			b64("Discharged home.\nFollow up in 2 weeks."), b64("Reviewed by pharmacist\nNo changes"), b64("Copy sent to GP")}},
+		{"DocumentReference", "content.attachment.contentType", []string{
+			"text/plain; charset=utf-8", "text/plain; charset=utf-8", "text/plain; charset=utf-8"}},
 	})
 }
