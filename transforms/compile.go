@@ -98,6 +98,8 @@ const (
 	convInstant
 	convBase64 // checked base64, whitespace dropped
 	convHex    // hexadecimal text, written as base64
+	convURI    // a uri, url or canonical: checked (see uriText)
+	convCode   // a code: checked (see codeText)
 	convDecimal
 	convInteger
 	convPositiveInt
@@ -615,6 +617,7 @@ var scalarConv = map[string]conv{
 	"date": convDate, "dateTime": convDateTime, "instant": convInstant,
 	"decimal": convDecimal, "integer": convInteger, "positiveInt": convPositiveInt,
 	"unsignedInt": convUnsignedInt, "boolean": convBoolean, "base64Binary": convBase64,
+	"uri": convURI, "url": convURI, "canonical": convURI, "code": convCode,
 }
 
 var asConv = map[string]conv{
@@ -742,7 +745,11 @@ func (c *compiler) compileRule(rs *ruleSpec, root string, t *fhirmodel.Type, inD
 			if ok && (cv >= convDecimal) != (r.kind == kindRaw) {
 				c.errorf(rs.pos, "as: %s cannot fill %s, a %s", rs.As, rs.To, el.Type)
 			}
-			r.conv = cv
+			// as: integer reads an integer; the element's own range
+			// (positiveInt from 1, unsignedInt from 0) still holds.
+			if cv != convInteger || r.conv != convPositiveInt && r.conv != convUnsignedInt {
+				r.conv = cv
+			}
 		}
 		r.codes = el.Codes
 		// HL7 v2's rule for a receiver: a part it does not expect is

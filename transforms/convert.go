@@ -1095,7 +1095,8 @@ func (c *Converter) convertValue(r *rule, f *frame, v hl7v2.Value) {
 	c.writeConverted(r, f, text)
 }
 
-// textOf returns v unescaped and in UTF-8. A character set this build cannot
+// textOf returns v unescaped and in UTF-8, without the control characters no
+// FHIR string may hold (see dropControls). A character set this build cannot
 // decode (MSH-18 holding something else) is reported once per message and the
 // text read leniently (UTF-8 kept, other bytes as Windows-1252), rather than
 // losing every value of the message.
@@ -1117,24 +1118,46 @@ func (c *Converter) textOf(v hl7v2.Value) []byte {
 	if !c.badCharset {
 		text, err := c.msg.Text(c.text[:0], v)
 		if text != nil || !errors.Is(err, hl7v2.ErrUnknownCharset) {
-			return text
+			return dropControls(c.text2[:0], text)
 		}
 		c.badCharset = true
 		c.issues = append(c.issues, Issue{Kind: IssueCharset, Location: "MSH-18", Message: err.Error() + "; text read as UTF-8, else Windows-1252"})
 	}
 	u, _ := v.Unescape(c.text[:0])
 	out, _ := hl7v2.DecodeText(c.text2[:0], u, nil)
-	return out
+	return dropControls(c.text[:0], out)
 }
 
-// plainASCII reports whether b holds only ASCII bytes and no escape character.
+// plainASCII reports whether b holds only ASCII bytes, no escape character and
+// no control character a FHIR string may not hold (see dropControls).
 func plainASCII(b []byte, escape byte) bool {
 	for _, ch := range b {
-		if ch >= 0x80 || ch == escape {
+		if ch >= 0x80 || ch == escape || ch < 0x20 && ch != '\t' {
 			return false
 		}
 	}
 	return true
+}
+
+// dropControls returns text without the control characters R4 allows in no
+// string (below U+0020 but tab, CR and LF), which a sender's stray byte or a
+// hex escape (\X1C\) can put in a value: text itself when it has none, else
+// what is left of it appended to dst, which must not overlap it. Such a
+// byte is never part of a longer UTF-8 sequence.
+func dropControls(dst, text []byte) []byte {
+	if !slices.ContainsFunc(text, disallowedControl) {
+		return text
+	}
+	for _, ch := range text {
+		if !disallowedControl(ch) {
+			dst = append(dst, ch)
+		}
+	}
+	return dst
+}
+
+func disallowedControl(ch byte) bool {
+	return ch < 0x20 && ch != '\t' && ch != '\r' && ch != '\n'
 }
 
 func (tb *table) lookup(code []byte) (string, bool) {
@@ -1161,6 +1184,14 @@ func (c *Converter) writeConverted(r *rule, f *frame, text []byte) {
 	switch r.conv {
 	case convText:
 		out = append(out, text...)
+	case convURI:
+		if out = append(out, text...); !uriText(text) {
+			err = errors.New("not a URI (spaces, control characters or a malformed %-escape)")
+		}
+	case convCode:
+		if out = append(out, text...); !codeText(text) {
+			err = errors.New("not a code (words with one space between them)")
+		}
 	case convDate, convDateTime, convInstant:
 		var d dtm
 		if d, err = parseDTM(text); err == nil {
@@ -1393,6 +1424,9 @@ func (c *Converter) write(dst []byte, msh hl7v2.Segment) []byte {
 			dst = appendJSONBytes(dst, ts)
 		}
 	}
+	// A message whose every resource was dropped (an MSH alone, say) makes
+	// a bundle of no entries: R4 allows no empty array, so then no entry.
+	noEntries := len(dst)
 	dst = append(dst, `,"entry":[`...)
 	first := true
 	writeEntry := func(i int) {
@@ -1415,6 +1449,9 @@ func (c *Converter) write(dst []byte, msh hl7v2.Segment) []byte {
 			continue
 		}
 		writeEntry(i)
+	}
+	if first {
+		return append(dst[:noEntries], '}')
 	}
 	return append(dst, "]}"...)
 }

@@ -632,3 +632,82 @@ func TestIssueNamesItsOwnValue(t *testing.T) {
 		t.Errorf("issues %+v, want one mapping issue placed at PID, not at PID-7", issues)
 	}
 }
+
+// TestConvertKeepsPrimitivesValid: what FuzzConvert found. A value R4 would
+// refuse in its element is left out with an issue naming it, and the rest
+// of the bundle stays valid: a control character (a stray byte, or a hex
+// escape such as \X1C\) is dropped from text, as no FHIR string may hold
+// one; a uri with a space or control character, a code with two blanks in a
+// row and a positiveInt of 0 are left out; a message all of whose resources
+// are left out is a bundle with no entry array, R4 allowing no empty one.
+func TestConvertKeepsPrimitivesValid(t *testing.T) {
+	raw := message("ADT^A01^ADT_A01",
+		"PID|1||123^^^^MR||DOE\\X1C\\^JA\x1cNE||19700101|F",
+		"NK1|1|DOE^JOHN|0  00^Spouse")
+	b, issues, out := convertMessage(t, raw, Options{Bundle: Collection})
+	if err := fhirmodel.Validate(out); err != nil {
+		t.Fatalf("invalid bundle: %v\n%s", err, out)
+	}
+	if got := b.at("Patient", "name.family"); !slices.Equal(got, []string{"DOE"}) {
+		t.Errorf("family %q, want the control character dropped", got)
+	}
+	if got := b.at("Patient", "name.given"); !slices.Equal(got, []string{"JANE"}) {
+		t.Errorf("given %q, want the control character dropped", got)
+	}
+	if got := b.at("RelatedPerson", "relationship.coding.code"); len(got) != 0 {
+		t.Errorf("relationship code %q written", got)
+	}
+	var reported []string
+	for _, is := range issues {
+		reported = append(reported, is.Message)
+	}
+	for _, want := range []string{`"0  00" left out: not a code`} {
+		if !slices.ContainsFunc(reported, func(m string) bool { return strings.Contains(m, want) }) {
+			t.Errorf("no issue %q in %q", want, reported)
+		}
+	}
+
+	sched := message("SIU^S12^SIU_S12", "SCH|1||||||||0|MIN")
+	b, issues, out = convertMessage(t, sched, Options{Bundle: Collection})
+	if got := b.at("Appointment", "minutesDuration"); len(got) != 0 {
+		t.Errorf("minutesDuration %q, want none: a positiveInt is 1 or more\n%s", got, out)
+	}
+	if !slices.ContainsFunc(issues, func(is Issue) bool { return strings.Contains(is.Message, "out of the element's range 1") }) {
+		t.Errorf("no issue for SCH-9 0: %q", issues)
+	}
+
+	var m hl7v2.Message
+	if err := m.Parse([]byte("MSH|!|||||||ADT")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := loadDefault(t).NewConverter(Options{}).Convert(nil, &m); err != nil || bytes.Contains(out, []byte(`"entry"`)) {
+		t.Errorf("a message with nothing to convert: %v\n%s", err, out)
+	}
+
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"http://loinc.org", true}, {"urn:oid:2.16.840.1.113883.6.1", true}, {"2.16.840.1", true},
+		{"http://x.org/a%20b", true}, {"", true},
+		{"http://loinc.org x", false}, {"urn:x\x7f", false}, {"http://x.org/a%zz", false},
+		{":x", false}, {"1a:b", false},
+	} {
+		if got := uriText([]byte(tc.in)); got != tc.want {
+			t.Errorf("uriText(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"F", true}, {"entered in error", true}, {"", false}, {"a  b", false}, {" a", false}, {"a\r", false},
+	} {
+		if got := codeText([]byte(tc.in)); got != tc.want {
+			t.Errorf("codeText(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+	if got := string(dropControls(nil, []byte("a\x1cb\tc\x00"))); got != "ab\tc" {
+		t.Errorf("dropControls = %q", got)
+	}
+}

@@ -3,6 +3,7 @@ package transforms
 import (
 	"fmt"
 	"math"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,9 @@ import (
 //	             case), minutes when unit is "" as v2's duration units
 //	             default; a unit of no fixed length (mo, a) or none known is
 //	             reported as an issue and gives ""
+//	URIEscape(s) s with every byte a URI path segment cannot hold as it is
+//	             (spaces, control characters, %, non-ASCII, / ? # and the
+//	             like) %-escaped: net/url's PathEscape
 //	Language(s)  the BCP-47 tag for a language code as senders write it
 //	             (ISO 639-1, 639-2/B or /T, or a BCP-47 tag, in any case):
 //	             "ara" gives "ar", "ENG" gives "en", "en_GB" gives "en-GB";
@@ -72,6 +76,9 @@ func (e *exprEnv) IsInstant(path string) bool {
 	src, err := exprPath(path, e.f.inDT)
 	return err == nil && e.isInstant(&src)
 }
+
+// URIEscape returns s escaped to stand in a URI (see exprEnv).
+func (e *exprEnv) URIEscape(s string) string { return url.PathEscape(s) }
 
 // Language returns the BCP-47 tag for code, or "" when code names no
 // language. HL7 table 0296 (primary language) is the site's own, and most

@@ -2,6 +2,7 @@ package transforms
 
 import (
 	"bytes"
+	"net/url"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -238,6 +239,12 @@ func (nc *nativeCompiler) node(n ast.Node) native {
 			repl, okNew := args[2].(*ast.StringNode)
 			if a != nil && okOld && okNew {
 				return func(e *exprEnv) nval { return nval{s: strings.ReplaceAll(a(e).s, old.Value, repl.Value)} }
+			}
+		}
+	case "URIEscape":
+		if len(args) == 1 {
+			if a := nc.node(args[0]); a != nil {
+				return func(e *exprEnv) nval { return nval{s: url.PathEscape(a(e).s)} }
 			}
 		}
 	case "Language":

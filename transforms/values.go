@@ -1,14 +1,18 @@
 package transforms
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net/url"
 	"time"
 )
 
 // Conversions from HL7 v2 primitive values to FHIR primitive values. Each
-// appends to dst and never allocates beyond dst's growth.
+// appends to dst and allocates beyond dst's growth only to say why it refuses
+// a value, or to parse an unusual URI (see uriText).
 
 var (
 	errDate    = errors.New("not an HL7 date/time (YYYY[MM[DD[HH[MM[SS[.S...]]]]]][+/-ZZZZ])")
@@ -261,7 +265,7 @@ func appendInteger(dst, b []byte, min int64) ([]byte, error) {
 		n = -n
 	}
 	if n < min || n > 1<<31-1 || n < -1<<31 {
-		return dst, errDecimal
+		return dst, fmt.Errorf("%d is out of the element's range %d to 2147483647", n, max(min, -1<<31))
 	}
 	return appendInt64(dst, n), nil
 }
@@ -350,4 +354,53 @@ func room(scratch *[]byte, n int) []byte {
 		*scratch = make([]byte, n)
 	}
 	return (*scratch)[:n]
+}
+
+// uriText reports whether b can be written as a uri, url or canonical. R4's
+// pattern for them is \S*, and google/fhir/go's validator parses them with
+// net/url, which refuses control characters, a malformed %-escape and a colon
+// in a first path segment that starts no scheme. A value with no space or
+// control character, no %, [ or ], and a scheme before any colon (urn:oid:...,
+// http://...) or no colon at all, which is nearly every value, is checked here
+// byte by byte; only the rest is parsed, which allocates.
+func uriText(b []byte) bool {
+	parse, scheme := false, true
+	for i, ch := range b {
+		switch {
+		case ch <= ' ' || ch == 0x7f:
+			return false
+		case ch == '%' || ch == '[' || ch == ']':
+			parse = true
+		case scheme && ch == ':':
+			// A scheme is a letter, then letters, digits, + - and .
+			parse, scheme = parse || i == 0, false
+		case scheme && !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' ||
+			i > 0 && ('0' <= ch && ch <= '9' || ch == '+' || ch == '-' || ch == '.')):
+			scheme = false
+			// A colon from here on is no scheme's: parse to see whether
+			// net/url minds it.
+			parse = parse || bytes.IndexByte(b[i:], ':') >= 0
+		}
+	}
+	if !parse {
+		return true
+	}
+	_, err := url.Parse(string(b))
+	return err == nil
+}
+
+// codeText reports whether b is a code: R4's pattern is [^\s]+(\s[^\s]+)*,
+// words with one blank between them and none at either end.
+func codeText(b []byte) bool {
+	for i, ch := range b {
+		if isBlank(ch) && (i == 0 || i == len(b)-1 || isBlank(b[i+1])) {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// isBlank reports whether ch is one of the characters \s matches.
+func isBlank(ch byte) bool {
+	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\f' || ch == '\r'
 }
